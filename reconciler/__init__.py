@@ -1,0 +1,8 @@
+"""grayops reconciler: rolls plugin versions across a fleet of clusters, batch by batch, with git as the record.
+
+Owns: the pure decision core (`core/`), the adapters to the outside world (`adapters/`), the one-tick shell
+that joins them (`shell.py`) and the `grayops` command (`cli.py`). The Slack bot lives in the sibling `bot/`
+package and reaches the fleet only through the same git commands the CLI uses.
+"""
+
+__version__ = "0.1.0"

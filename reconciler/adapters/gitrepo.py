@@ -1,0 +1,786 @@
+"""The reconciler's own clone of the fleet repository: read the desired state, commit the record, push.
+
+Owns everything the reconciler does with git (DESIGN.md section 3): cloning into `workdir/repo`, fetching,
+bringing local commits onto the remote branch (fast-forward or rebase, never a merge commit, never a
+force-push), committing files with trailers, pushing with retry, reading who last changed a file, and
+watching a local remote for new pushes (`RemoteWatcher`).
+
+Layout of `workdir`:
+    repo/            the clone; its branch `branch` holds the desired state (and the record when
+                     `status_branch` is None)
+    status-tree/     a second worktree on `status_branch` holding `status/` and `reports/` (only when set)
+    .grayops.lock    flock'ed by every public method, so a CLI command and the daemon can share the clone
+
+Every git command goes through `GitRepo._git` (subprocess, `git` on PATH), which is the one place where a
+failed command becomes an exception:
+
+    GitError                  a git command failed (the message has the command and git's stderr)
+    ├── RemoteUnavailable     the remote could not be reached (clone, fetch or push could not connect,
+    │                         authentication failed, the repository is gone, or a network timeout)
+    └── MergeConflict         our local commits do not rebase cleanly onto the remote branch; raised by
+                              the rebase step and turned into a `ConflictInfo` by `integrate()` and `push()`
+
+`push()` never raises for a down remote or a conflict: it reports them in its `PushResult`, and the
+commits stay local until a later call pushes them. Remote URLs are stripped of `user:password@` before they
+appear in a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import codecs
+import fcntl
+import io
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+from urllib.parse import unquote, urlparse
+
+import watchfiles
+
+from reconciler.core.effects import Change
+from reconciler.core.fleet import RECORD_DIRECTORIES, is_desired_path
+
+__all__ = [
+    "ConflictInfo",
+    "GitError",
+    "GitRepo",
+    "MergeConflict",
+    "PushResult",
+    "RemoteUnavailable",
+    "RemoteWatcher",
+    "local_remote_path",
+    "redact_url",
+]
+
+log = logging.getLogger(__name__)
+
+# A network command that takes longer than this is treated as an unreachable remote.
+NETWORK_TIMEOUT = 120.0
+CLONE_TIMEOUT = 900.0
+STATUS_PREFIXES = RECORD_DIRECTORIES  # what lives on the status branch when one is configured
+_CONFLICT_PREFIX = "grayops/conflict-"
+# Variables that would point git at another repository than the one we pass with cwd (e.g. inside a hook).
+_REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+             "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with the `user:password@` part of every URL in it removed."""
+    return _USERINFO.sub(r"\1", text)
+
+
+# --- errors and results -------------------------------------------------------------------------------------
+
+
+class GitError(Exception):
+    """A git command failed."""
+
+    def __init__(self, message: str, *, command: Sequence[str] = (), returncode: int | None = None,
+                 stderr: str = "") -> None:
+        super().__init__(redact_url(message))
+        self.command = tuple(redact_url(part) for part in command)
+        self.returncode = returncode
+        self.stderr = redact_url(stderr)
+
+
+class RemoteUnavailable(GitError):
+    """The remote could not be reached; local commits are kept and pushed later."""
+
+
+class MergeConflict(GitError):
+    """Local commits conflict with the remote branch in `files`."""
+
+    def __init__(self, message: str, files: Sequence[str]) -> None:
+        super().__init__(message)
+        self.files = tuple(files)
+
+
+@dataclass(frozen=True)
+class ConflictInfo:
+    files: tuple[str, ...]  # paths that conflicted, relative to the tree
+    saved_branch: str  # local branch that keeps the commits that could not be rebased
+
+
+@dataclass(frozen=True)
+class PushResult:
+    pushed: bool  # this call pushed at least one commit
+    pending: int  # local commits not yet on the remote after this call
+    conflict: ConflictInfo | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """One working tree and the branch checked out in it."""
+
+    path: Path
+    branch: str
+
+
+# --- the clone ----------------------------------------------------------------------------------------------
+
+
+class GitRepo:
+    """The reconciler's clone. Call `ensure_clone()` before anything else."""
+
+    def __init__(self, remote: str, workdir: Path, branch: str = "main", status_branch: str | None = None,
+                 author_name: str = "grayops", author_email: str = "grayops@localhost") -> None:
+        self.remote = remote
+        self.workdir = Path(workdir)
+        self.branch = branch
+        self.status_branch = status_branch
+        self.author_name = author_name
+        self.author_email = author_email
+        self._main = _Tree(self.workdir / "repo", branch)
+        self._status = _Tree(self.workdir / "status-tree", status_branch) if status_branch else None
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+        self._last_fetched: str | None = None
+
+    # --- locking ----------------------------------------------------------------------------------------
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Exclusive use of the clone across processes (flock) and threads; re-entrant in one thread."""
+        return self._locked()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._rlock:
+            if self._depth == 0:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.workdir / ".grayops.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    # --- setup --------------------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The main working tree (workdir/repo)."""
+        return self._main.path
+
+    def ensure_clone(self) -> None:
+        """Clone the remote if there is no clone yet, else reuse it (unpushed commits are kept).
+
+        Also repairs what a killed process can leave behind: an unfinished rebase is aborted and files
+        written but never committed are reset, so the clone is clean before anything else runs.
+        """
+        with self.lock():
+            if not self._is_clone():
+                self._clone()
+            else:
+                url = self._git("remote", "get-url", "origin", check=False).stdout.strip()
+                if url != self.remote:
+                    log.info("clone origin changed from %s to %s", redact_url(url), redact_url(self.remote))
+                    self._git("remote", "set-url", "origin", self.remote)
+            for key, value in (("user.name", self.author_name), ("user.email", self.author_email),
+                               ("commit.gpgsign", "false"), ("core.autocrlf", "false"),
+                               ("rebase.autoStash", "false"), ("advice.detachedHead", "false")):
+                self._git("config", key, value)
+            self._recover(self._main)
+            self._checkout_main()
+            if self._status is not None:
+                self._ensure_status_tree(self._status)
+                self._recover(self._status)
+            self._last_fetched = self._rev(f"origin/{self.branch}")
+
+    def _is_clone(self) -> bool:
+        if not (self.path / ".git").exists():
+            return False
+        run = self._git("rev-parse", "--is-inside-work-tree", check=False)
+        return run.returncode == 0 and run.stdout.strip() == "true"
+
+    def _clone(self) -> None:
+        # Clone beside the target and rename, so a killed clone never leaves a half repository in place.
+        tmp = Path(tempfile.mkdtemp(prefix="repo.clone-", dir=self.workdir))
+        try:
+            try:
+                self._git("clone", "--quiet", self.remote, str(tmp / "repo"), cwd=self.workdir, remote=True,
+                          timeout=CLONE_TIMEOUT)
+            except RemoteUnavailable as exc:
+                reason = _git_complaint(exc.stderr)
+                raise RemoteUnavailable(f"cannot clone {redact_url(self.remote)}: {reason}",
+                                        command=exc.command, returncode=exc.returncode,
+                                        stderr=exc.stderr) from exc
+            if self.path.exists():  # an unusable leftover: keep it for inspection rather than delete it
+                aside = self.workdir / f"repo.broken-{_stamp()}"
+                log.warning("moving an unusable clone aside to %s", aside)
+                self.path.rename(aside)
+            (tmp / "repo").rename(self.path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _checkout_main(self) -> None:
+        current = self._git("symbolic-ref", "--quiet", "HEAD", check=False).stdout.strip()
+        remote_ref = f"refs/remotes/origin/{self.branch}"
+        if current == f"refs/heads/{self.branch}" and self._has_commits(self._main):
+            return
+        if self._ref_exists(f"refs/heads/{self.branch}"):
+            self._git("checkout", "--quiet", "--force", self.branch)
+        elif self._ref_exists(remote_ref):
+            self._git("checkout", "--quiet", "--force", "-B", self.branch, "--track", f"origin/{self.branch}")
+        elif not self._git("for-each-ref", "--count=1", "refs/remotes/origin/").stdout.strip():
+            # An empty remote: start the branch unborn; the first commit creates it.
+            self._git("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
+        else:
+            raise GitError(f"remote {redact_url(self.remote)} has no branch {self.branch!r}")
+
+    def _ensure_status_tree(self, tree: _Tree) -> None:
+        if (tree.path / ".git").exists() and self._git(
+                "rev-parse", "--is-inside-work-tree", cwd=tree.path, check=False).returncode == 0:
+            return
+        if tree.path.exists():  # a leftover that is not a worktree would make `worktree add` fail
+            aside = self.workdir / f"status-tree.broken-{_stamp()}"
+            log.warning("moving an unusable status tree aside to %s", aside)
+            tree.path.rename(aside)
+        self._git("worktree", "prune")
+        local, remote_ref = f"refs/heads/{tree.branch}", f"refs/remotes/origin/{tree.branch}"
+        if self._ref_exists(local):
+            self._git("worktree", "add", "--quiet", "--force", str(tree.path), tree.branch)
+        elif self._ref_exists(remote_ref):
+            self._git("worktree", "add", "--quiet", "--track", "-b", tree.branch, str(tree.path),
+                      f"origin/{tree.branch}")
+        else:
+            # A branch with no history of its own: start detached, then make it an unborn orphan with an
+            # empty index, so the first status commit is its root (no empty commit just to create it).
+            self._git("worktree", "add", "--quiet", "--detach", "--no-checkout", str(tree.path))
+            self._git("checkout", "--quiet", "--orphan", tree.branch, cwd=tree.path)
+            self._git("read-tree", "--empty", cwd=tree.path)
+
+    def _recover(self, tree: _Tree) -> None:
+        for state in ("rebase-merge", "rebase-apply"):
+            git_path = self._git("rev-parse", "--git-path", state, cwd=tree.path).stdout.strip()
+            if (tree.path / git_path).exists():
+                log.warning("aborting a rebase left unfinished in %s", tree.path)
+                self._git("rebase", "--abort", cwd=tree.path, check=False)
+        if not self._has_commits(tree):
+            return
+        dirty = self._git("status", "--porcelain", "--untracked-files=no", cwd=tree.path).stdout.strip()
+        if dirty:
+            # Only this class writes here, so these are writes a killed process never committed; the next
+            # tick writes them again.
+            log.warning("discarding uncommitted changes in %s: %s", tree.path, dirty.replace("\n", "; "))
+            self._git("reset", "--quiet", "--hard", "HEAD", cwd=tree.path)
+
+    # --- remote -------------------------------------------------------------------------------------------
+
+    def fetch(self) -> bool:
+        """Fetch the remote. True when origin/<branch> moved since the clone was opened or last fetched.
+
+        Our own plain pushes do not count; commits that push() fetched and rebased onto during a retry do,
+        so a caller never misses a human commit.
+        """
+        with self.lock():
+            before = self._last_fetched
+            if before is None:
+                before = self._rev(f"origin/{self.branch}")
+            self._fetch()
+            after = self._rev(f"origin/{self.branch}")
+            self._last_fetched = after
+            return after != before
+
+    def _fetch(self) -> None:
+        self._git("fetch", "--quiet", "--prune", "origin", remote=True)
+
+    def integrate(self) -> ConflictInfo | None:
+        """Put local commits on top of origin/<branch> (and the status branch on origin/<status>).
+
+        No local commits: fast-forward. Local commits: rebase them. A conflict: abort, keep the local
+        commits on `grayops/conflict-<UTC time>`, reset the branch to the remote one, and say which files.
+        """
+        with self.lock():
+            conflicts = [c for tree in self._trees() if (c := self._integrate(tree)) is not None]
+            if not conflicts:
+                return None
+            if len(conflicts) > 1:
+                log.warning("the status branch conflicts too; its commits are kept on %s",
+                            conflicts[1].saved_branch)
+            files = tuple(f for c in conflicts for f in c.files)
+            return ConflictInfo(files=files, saved_branch=conflicts[0].saved_branch)
+
+    def _integrate(self, tree: _Tree) -> ConflictInfo | None:
+        upstream = f"refs/remotes/origin/{tree.branch}"
+        if not self._ref_exists(upstream):
+            return None  # the remote has no such branch yet: our first push creates it
+        if not self._has_commits(tree):
+            self._git("reset", "--quiet", "--hard", upstream, cwd=tree.path)
+            return None
+        if self._is_ancestor(upstream, "HEAD", tree):
+            return None  # nothing new upstream
+        if self._is_ancestor("HEAD", upstream, tree):
+            self._git("merge", "--quiet", "--ff-only", upstream, cwd=tree.path)
+            return None
+        try:
+            self._rebase(tree, upstream)
+            return None
+        except MergeConflict as conflict:
+            saved = self._save_branch(tree)
+            self._git("reset", "--quiet", "--hard", upstream, cwd=tree.path)
+            log.warning("local commits on %s conflict with the remote in %s; kept on branch %s",
+                        tree.branch, ", ".join(conflict.files) or "?", saved)
+            return ConflictInfo(files=conflict.files, saved_branch=saved)
+
+    def _rebase(self, tree: _Tree, upstream: str) -> None:
+        run = self._git("rebase", "--quiet", upstream, cwd=tree.path, check=False)
+        if run.returncode == 0:
+            return
+        files = self._git("diff", "--name-only", "-z", "--diff-filter=U", cwd=tree.path,
+                          check=False).stdout.split("\0")
+        self._git("rebase", "--abort", cwd=tree.path, check=False)
+        raise MergeConflict(f"rebase of {tree.branch} onto {upstream} failed: {run.stderr.strip()}",
+                            [f for f in files if f])
+
+    def _save_branch(self, tree: _Tree) -> str:
+        base = _CONFLICT_PREFIX + _stamp() + ("" if tree is self._main else "-status")
+        name, n = base, 1
+        while self._ref_exists(f"refs/heads/{name}"):
+            n += 1
+            name = f"{base}-{n}"
+        self._git("branch", name, f"refs/heads/{tree.branch}", cwd=tree.path)
+        return name
+
+    def push(self, attempts: int = 5, backoff: float = 0.2) -> PushResult:
+        """Push local commits; on a rejection fetch, rebase and retry with exponential backoff. Never forced.
+
+        `pushed` says whether this call pushed anything; a down remote or a conflict is reported in the
+        result (never raised) and the commits stay local.
+        """
+        with self.lock():
+            pushed = False
+            origin_before = self._rev(f"origin/{self.branch}")
+            for attempt in range(max(1, attempts)):
+                refs = [f"refs/heads/{t.branch}:refs/heads/{t.branch}"
+                        for t in self._trees() if self._ahead(t)]
+                if not refs:
+                    return PushResult(pushed=pushed, pending=0)
+                try:
+                    outcome = self._push(refs)
+                except RemoteUnavailable as exc:
+                    log.warning("push failed, %d commit(s) kept locally: %s", self.unpushed(), exc)
+                    return PushResult(pushed=pushed, pending=self.unpushed(), error=str(exc))
+                pushed = pushed or outcome.any_pushed
+                if outcome.error is not None:
+                    return PushResult(pushed=pushed, pending=self.unpushed(), error=outcome.error)
+                if not outcome.rejected:
+                    if attempt == 0 and self._last_fetched == origin_before:
+                        # Only our own commits moved origin/<branch>: not news for the next fetch().
+                        self._last_fetched = self._rev(f"origin/{self.branch}")
+                    return PushResult(pushed=pushed, pending=self.unpushed())
+                # Someone pushed first: take their commits under ours and try again.
+                try:
+                    self._fetch()
+                except RemoteUnavailable as exc:
+                    return PushResult(pushed=pushed, pending=self.unpushed(), error=str(exc))
+                conflict = self.integrate()
+                if conflict is not None:
+                    return PushResult(pushed=pushed, pending=self.unpushed(), conflict=conflict,
+                                      error=f"conflict in {', '.join(conflict.files) or '?'}")
+                if attempt + 1 < attempts:
+                    time.sleep(backoff * (2**attempt))
+            return PushResult(pushed=pushed, pending=self.unpushed(),
+                              error=f"push still rejected after {attempts} attempt(s)")
+
+    def _push(self, refs: Sequence[str]) -> _PushOutcome:
+        run = self._git("push", "--porcelain", "origin", *refs, remote=True, check=False)
+        lines = [line.split("\t") for line in run.stdout.splitlines() if "\t" in line]
+        ref_lines = [parts for parts in lines if len(parts) >= 3 and ":" in parts[1]]
+        any_pushed = any(parts[0] in (" ", "*") for parts in ref_lines)
+        if run.returncode == 0:
+            return _PushOutcome(any_pushed=any_pushed)
+        failed = [parts for parts in ref_lines if parts[0] == "!"]
+        if not failed:
+            raise RemoteUnavailable(f"cannot push to {redact_url(self.remote)}: {_git_complaint(run.stderr)}",
+                                    returncode=run.returncode, stderr=run.stderr)
+        hard = [parts for parts in failed if not parts[2].startswith("[rejected]")]
+        if hard:  # e.g. a hook on the server declined: retrying will not help
+            detail = "; ".join(f"{parts[1]} {parts[2]}" for parts in hard)
+            return _PushOutcome(any_pushed=any_pushed, error=f"push refused by the remote: {detail}")
+        return _PushOutcome(any_pushed=any_pushed, rejected=True)
+
+    def unpushed(self) -> int:
+        """Local commits not on the remote-tracking branches (as of the last fetch or push)."""
+        with self.lock():
+            return sum(self._ahead(tree) for tree in self._trees())
+
+    def _ahead(self, tree: _Tree) -> int:
+        if not self._has_commits(tree):
+            return 0
+        local = f"refs/heads/{tree.branch}"
+        upstream = f"refs/remotes/origin/{tree.branch}"
+        spec = f"{upstream}..{local}" if self._ref_exists(upstream) else local
+        return int(self._git("rev-list", "--count", spec).stdout.strip() or 0)
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def head(self) -> str:
+        """The sha of HEAD in the main tree."""
+        with self.lock():
+            return self._git("rev-parse", "HEAD").stdout.strip()
+
+    def desired_files(self) -> dict[str, str]:
+        """Path -> text of every desired-state file tracked in the main tree."""
+        with self.lock():
+            return self._read_tracked(self._main, None, is_desired_path)
+
+    def status_files(self) -> dict[str, str]:
+        """"status/..." path -> text of every YAML file under status/ in the status location."""
+        with self.lock():
+            return self._read_tracked(self._record_tree(), "status/",
+                                      lambda p: p.endswith((".yaml", ".yml")))
+
+    def read(self, path: str) -> str | None:
+        """One file's text, None if absent. status/ and reports/ come from the status location."""
+        rel = _safe_relpath(path)
+        tree = self._record_tree() if rel.startswith(STATUS_PREFIXES) else self._main
+        with self.lock():
+            return _read_text(tree.path / rel)
+
+    def _read_tracked(self, tree: _Tree, under: str | None, keep: Callable[[str], bool]) -> dict[str, str]:
+        args = ["ls-files", "-z", "--cached"] + (["--", under] if under else [])
+        out: dict[str, str] = {}
+        for rel in sorted(self._git(*args, cwd=tree.path).stdout.split("\0")):
+            if rel and keep(rel) and (text := _read_text(tree.path / rel)) is not None:
+                out[rel] = text
+        return out
+
+    def last_changes(self, paths: Sequence[str]) -> dict[str, Change]:
+        """For each path, the last commit that touched it (paths never committed are left out).
+
+        One `git log` per location (the main tree, and the status tree for record paths when a status
+        branch is set), read as it streams and stopped as soon as every path has been seen.
+        """
+        with self.lock():
+            found: dict[str, Change] = {}
+            groups: dict[str, list[str]] = {}
+            for path in dict.fromkeys(_safe_relpath(p) for p in paths):
+                tree = self._record_tree() if path.startswith(STATUS_PREFIXES) else self._main
+                groups.setdefault(str(tree.path), []).append(path)
+            for tree_path, wanted in groups.items():
+                found.update(self._last_changes(Path(tree_path), wanted))
+            return found
+
+    def _last_changes(self, cwd: Path, paths: list[str]) -> dict[str, Change]:
+        if self._git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False).returncode != 0:
+            return {}  # unborn branch: no history yet
+        wanted = set(paths)
+        found: dict[str, Change] = {}
+        buffer = ""
+
+        def consume(chunk: str) -> bool:
+            nonlocal buffer
+            buffer += chunk
+            *complete, buffer = buffer.split("\x1e")
+            for record in complete:
+                _take_record(record, wanted, found)
+            return len(found) == len(wanted)
+
+        fmt = "%x1e%H%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1f"
+        self._git("log", "-z", "--name-only", f"--format={fmt}", "HEAD", "--", *paths, cwd=cwd,
+                  on_output=consume)
+        if buffer and len(found) < len(wanted):
+            _take_record(buffer, wanted, found)
+        return found
+
+    # --- writing ------------------------------------------------------------------------------------------
+
+    def commit(self, files: Mapping[str, str | None], message: str,
+               trailers: Mapping[str, str] | Sequence[tuple[str, str]] = (), *,
+               status: bool = False) -> str | None:
+        """Write `files` (None deletes), stage exactly those paths and commit them; None when nothing changed.
+
+        status=True writes into the status location (the status branch's tree when configured).
+        """
+        tree = self._record_tree() if status else self._main
+        contents = {_safe_relpath(path): text for path, text in files.items()}
+        rels = list(contents)
+        with self.lock():
+            for rel, text in contents.items():
+                target = tree.path / rel
+                if text is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    _write_atomic(target, text)
+            present = [rel for rel in rels if (tree.path / rel).exists()]
+            gone = [rel for rel in rels if rel not in present]
+            if present:
+                self._git("add", "--", *present, cwd=tree.path)
+            if gone:
+                self._git("rm", "--quiet", "--cached", "--ignore-unmatch", "--", *gone, cwd=tree.path)
+            changed = [p for p in self._git("diff", "--cached", "--name-only", "-z", "--", *rels,
+                                             cwd=tree.path).stdout.split("\0") if p]
+            if not changed:
+                return None
+            self._git("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-F", "-", "--", *changed,
+                      cwd=tree.path, input=_message(message, trailers))
+            return self._git("rev-parse", "HEAD", cwd=tree.path).stdout.strip()
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _trees(self) -> list[_Tree]:
+        return [self._main] + ([self._status] if self._status is not None else [])
+
+    def _record_tree(self) -> _Tree:
+        return self._status if self._status is not None else self._main
+
+    def _has_commits(self, tree: _Tree) -> bool:
+        return self._ref_exists(f"refs/heads/{tree.branch}")
+
+    def _ref_exists(self, ref: str) -> bool:
+        return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).returncode == 0
+
+    def _rev(self, ref: str) -> str | None:
+        run = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    def _is_ancestor(self, ancestor: str, descendant: str, tree: _Tree) -> bool:
+        return self._git("merge-base", "--is-ancestor", ancestor, descendant, cwd=tree.path,
+                         check=False).returncode == 0
+
+    def _git(self, *args: str, cwd: Path | None = None, input: str | None = None, check: bool = True,
+             remote: bool = False, timeout: float | None = None,
+             on_output: Callable[[str], bool] | None = None) -> _Run:
+        """Run one git command: the only place a command's failure becomes an exception.
+
+        remote=True marks a command that talks to the remote: its failure is RemoteUnavailable (when
+        check is set) and it gets a timeout. on_output receives stdout as it streams; returning True stops
+        the command early (not an error).
+        """
+        command = ["git", *args]
+        where = cwd if cwd is not None else self.path
+        if remote and timeout is None:
+            timeout = NETWORK_TIMEOUT
+        try:
+            if on_output is None:
+                proc = subprocess.run(command, cwd=where, input=input, capture_output=True, text=True,
+                                      encoding="utf-8", errors="replace", env=_git_env(), timeout=timeout)
+                run = _Run(proc.returncode, proc.stdout, proc.stderr)
+            else:
+                run = _stream(command, where, on_output)
+        except subprocess.TimeoutExpired as exc:
+            raise RemoteUnavailable(f"{_show(command)} timed out after {exc.timeout:.0f}s",
+                                    command=command) from exc
+        except OSError as exc:  # git missing, or cwd gone
+            raise GitError(f"cannot run {_show(command)}: {exc}", command=command) from exc
+        if check and run.returncode != 0:
+            error = RemoteUnavailable if remote else GitError
+            raise error(f"{_show(command)} failed ({run.returncode}): {_git_complaint(run.stderr)}",
+                        command=command, returncode=run.returncode, stderr=run.stderr)
+        return run
+
+
+@dataclass(frozen=True)
+class _PushOutcome:
+    any_pushed: bool
+    rejected: bool = False  # non-fast-forward: fetch, rebase and retry
+    error: str | None = None  # refused for good (e.g. by a server hook)
+
+
+# --- module helpers -----------------------------------------------------------------------------------------
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_EDITOR="true", GIT_SEQUENCE_EDITOR="true", LC_ALL="C",
+               GIT_LITERAL_PATHSPECS="1", GIT_MERGE_AUTOEDIT="no")
+    return env
+
+
+def _stream(command: list[str], cwd: Path, on_output: Callable[[str], bool]) -> _Run:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    chunks: list[str] = []
+    stopped = False
+    with tempfile.TemporaryFile() as err, subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+            env=_git_env()) as proc:
+        stdout = cast(io.BufferedReader, proc.stdout)
+        while data := stdout.read1(65536):  # whatever is available, so we can stop early
+            text = decoder.decode(data)
+            chunks.append(text)
+            if on_output(text):
+                stopped = True
+                proc.terminate()
+                break
+        proc.wait()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", errors="replace")
+    if not stopped and (tail := decoder.decode(b"", final=True)):
+        chunks.append(tail)
+        on_output(tail)
+    return _Run(0 if stopped else proc.returncode, "".join(chunks), stderr)
+
+
+def _take_record(record: str, wanted: set[str], found: dict[str, Change]) -> None:
+    fields = record.split("\x1f")
+    if len(fields) < 5:
+        return
+    sha, author, subject, trailer_text, names = fields[:5]
+    trailers: dict[str, str] = {}
+    for line in trailer_text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            trailers.setdefault(key.strip().lower(), value.strip())
+    for name in names.split("\0"):
+        name = name.lstrip("\n")
+        if name in wanted and name not in found:
+            found[name] = Change(
+                commit=sha,
+                by=trailers.get("requested-by") or author or None,
+                action=trailers.get("grayops-action") or None,
+                reason=trailers.get("grayops-reason") or subject or None,
+            )
+
+
+def _message(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
+    pairs = list(trailers.items()) if isinstance(trailers, Mapping) else list(trailers)
+    body = message.strip() or "grayops"
+    lines = []
+    for key, value in pairs:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", key):
+            raise ValueError(f"invalid trailer key {key!r}")
+        lines.append(f"{key}: {' '.join(str(value).split())}")  # one line each, or git stops seeing trailers
+    return body + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+
+
+def _safe_relpath(path: str) -> str:
+    rel = path.replace("\\", "/")
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
+        raise ValueError(f"not a plain relative path inside the repository: {path!r}")
+    return rel
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": keep CRLF as written
+            return f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _show(command: Sequence[str]) -> str:
+    return redact_url(" ".join(command[:3]) + (" ..." if len(command) > 3 else ""))
+
+
+def _git_complaint(stderr: str) -> str:
+    """The line of git's stderr that says what went wrong (its first fatal/error line, else its last)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return redact_url(errors[0] if errors else lines[-1] if lines else "no output")
+
+
+# --- watching -----------------------------------------------------------------------------------------------
+
+
+def local_remote_path(remote: str) -> Path | None:
+    """The directory of a remote given as a plain path or file:// URL; None for ssh, https and the like."""
+    if remote.startswith("file://"):
+        return Path(unquote(urlparse(remote).path))
+    if "://" in remote:
+        return None
+    colon, slash = remote.find(":"), remote.find("/")
+    if colon != -1 and (slash == -1 or colon < slash):
+        return None  # scp-like ssh: host:path
+    return Path(remote)
+
+
+class RemoteWatcher:
+    """Calls `on_change` (on its own daemon thread) when the refs of a local remote change.
+
+    For ssh/https remotes `start()` does nothing: those are polled or reached by a webhook instead.
+    """
+
+    def __init__(self, remote: str, on_change: Callable[[], None], debounce_ms: int = 50) -> None:
+        self.remote = remote
+        self.on_change = on_change
+        self.debounce_ms = debounce_ms
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if local_remote_path(self.remote) is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="grayops-remote-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        root = local_remote_path(self.remote)
+        assert root is not None
+        while not self._stop.is_set():
+            git_dir = root / ".git" if (root / ".git").is_dir() else root
+            try:
+                for _ in watchfiles.watch(git_dir, watch_filter=_refs_filter(git_dir),
+                                          debounce=self.debounce_ms, step=50, stop_event=self._stop,
+                                          raise_interrupt=False):
+                    try:
+                        self.on_change()
+                    except Exception:  # a failing callback must not end the watch
+                        log.exception("remote change callback failed")
+            except Exception as exc:  # the remote directory is gone or unreadable: retry until stopped
+                log.warning("cannot watch %s: %s", redact_url(self.remote), exc)
+            self._stop.wait(1.0)
+
+
+def _refs_filter(git_dir: Path) -> Callable[[watchfiles.Change, str], bool]:
+    base = str(git_dir.resolve())
+
+    def keep(change: watchfiles.Change, path: str) -> bool:
+        rel = os.path.relpath(os.path.realpath(path), base).replace(os.sep, "/")
+        return (rel.startswith("refs/") or rel == "packed-refs") and not rel.endswith(".lock")
+
+    return keep

@@ -1,0 +1,36 @@
+"""Notifiers: where transitions and alerts go. The log notifier is the default and always on."""
+
+from __future__ import annotations
+
+import logging
+
+from reconciler.core.effects import Event
+from reconciler.core.model import Severity
+
+log = logging.getLogger("grayops.events")
+
+_LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING, Severity.CRITICAL: logging.ERROR}
+
+
+class LogNotifier:
+    """Writes each event as one log line: `billing 1.6.0 RollingBack: <reason>`, alerts marked with their kind."""
+
+    def notify(self, event: Event) -> None:
+        if event.kind == "transition":
+            log.info("%s %s %s: %s", event.plugin, event.version, event.phase.value, event.message)
+        else:  # alert messages name their plugin and version themselves
+            log.log(_LEVELS[event.severity], "ALERT %s (%s): %s", event.kind, event.severity.value, event.message)
+
+
+class FanOut:
+    """Every notifier gets every event; one that raises is logged and skipped, never stopping the others."""
+
+    def __init__(self, notifiers: list[object]) -> None:
+        self.notifiers = notifiers
+
+    def notify(self, event: Event) -> None:
+        for notifier in self.notifiers:
+            try:
+                notifier.notify(event)  # type: ignore[attr-defined]
+            except Exception:  # a notifier must never stop the reconciler
+                logging.getLogger(__name__).exception("notifier %s failed", type(notifier).__name__)

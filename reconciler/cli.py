@@ -1,0 +1,450 @@
+"""The `grayops` command.
+
+Exit codes, for scripts: 0 done; 1 refused or failed (invalid repository, unknown plugin, unreachable remote,
+nothing to approve); 2 usage error. Errors go to stderr as one clear line (validation: `path:line: field:
+message`, one per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from reconciler import __version__
+
+log = logging.getLogger("grayops")
+
+EXAMPLES = """\
+examples:
+  grayops demo                                   a simulated fleet, end to end, in a temporary directory
+  grayops validate ./fleet                       check every file of a fleet repository
+  grayops plan --repo . --base origin/main --format markdown    what a merge request would roll out
+  grayops run --repo git@example.com:ops/fleet.git --workdir /var/lib/grayops
+  grayops status --repo ./fleet billing
+  grayops pause billing --repo ./fleet --reason "incident 42" --as alice
+  grayops approve billing --batch wave-2 --as bob --repo ./fleet
+"""
+
+
+def _default_workdir(remote: str) -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "grayops"
+    slug = Path(remote.rstrip("/")).name.removesuffix(".git") or "fleet"
+    return base / f"{slug}-{hashlib.sha1(remote.encode()).hexdigest()[:8]}"
+
+
+def _who(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"grayops: {message}", file=sys.stderr)
+    return code
+
+
+# --- run ----------------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from policies import builtin_policies
+    from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher
+    from reconciler.progress import configure_logging
+    from reconciler.shell import Reconciler
+
+    display = configure_logging(args.log_level, live=not args.no_progress)
+    workdir = Path(args.workdir or _default_workdir(args.repo)).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll)
+    try:
+        reconciler.start()
+    except RemoteUnavailable as err:
+        return _fail(f"cannot start: {err}")
+    log.info("grayops %s reconciling %s (branch %s) in %s", __version__, args.repo, args.branch, workdir)
+    watcher = RemoteWatcher(args.repo, reconciler.wake.set)
+    watcher.start()
+    exporter = None
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        reconciler.wake.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            started = time.monotonic()
+            report = reconciler.tick()
+            if exporter is None and args.sim_metrics_port is not None and reconciler.runtime and reconciler.runtime.sim:
+                from reconciler.adapters.sim_exporter import SimExporter
+
+                exporter = SimExporter(reconciler.runtime.sim, port=args.sim_metrics_port)
+                exporter.start()
+                log.info("sim metrics served on %s", exporter.url)
+            if display is not None:
+                display.show(report.states, _batch_totals(reconciler))
+            if args.once and reconciler.idle():
+                if reconciler.fleet is None:
+                    errors = "\n  ".join(report.invalid)
+                    return _fail(f"no valid revision of the fleet repository to act on:\n  {errors}")
+                break
+            reconciler.wake.wait(max(0.0, args.interval - (time.monotonic() - started)))
+    finally:
+        watcher.stop()
+        if exporter is not None:
+            exporter.stop()
+        if display is not None:
+            display.close()
+    for name, state in sorted(reconciler.states.items()):
+        log.info("%s %s: %s (%s)", name, state.target_version, state.phase.value, state.reason)
+    return 0
+
+
+def _batch_totals(reconciler: object) -> dict[str, int]:
+    from reconciler.core.plan import plan
+    from reconciler.shell import Reconciler
+
+    assert isinstance(reconciler, Reconciler)
+    fleet = reconciler.fleet
+    if fleet is None:
+        return {}
+    totals = {}
+    for name, plugin in fleet.plugins.items():
+        state = reconciler.states.get(name)
+        planned = len(plan(plugin.spec, fleet.settings.clusters, fleet.policies[plugin.spec.policy]))
+        started = len(state.batches) if state else 0
+        totals[name] = max(planned, started)
+    return totals
+
+
+# --- read-only views ----------------------------------------------------------------------------------------
+
+
+def _read_fleet_files(repo: str) -> dict[str, str]:
+    from reconciler.adapters.snapshot import read_repo
+
+    return read_repo(repo)
+
+
+def _status_files(repo: str, files: dict[str, str]) -> dict[str, str]:
+    """status/ files: from the same files, or from the status branch grayops.yaml names."""
+    import yaml
+
+    from reconciler.adapters.snapshot import read_repo
+
+    try:
+        settings = yaml.safe_load(files.get("grayops.yaml", "")) or {}
+        branch = ((settings.get("status") or {}).get("branch")) if isinstance(settings, dict) else None
+    except yaml.YAMLError:
+        branch = None
+    source = read_repo(repo, branch=branch) if branch else files
+    return {p: t for p, t in source.items() if p.startswith(("status/", "reports/"))}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from reconciler.adapters.gitrepo import GitError
+    from reconciler.core.report import summarize
+    from reconciler.shell import load_status
+
+    source = str(Path(args.workdir) / "repo") if args.workdir else args.repo
+    try:
+        files = _read_fleet_files(source)
+        records = _status_files(source, files)
+    except GitError as err:
+        return _fail(str(err))
+    states = {}
+    for path, text in records.items():
+        if path.startswith("status/") and path.endswith(".yaml"):
+            try:
+                states[path[len("status/"):-len(".yaml")]] = load_status(text)
+            except (KeyError, ValueError, TypeError) as err:
+                print(f"grayops: {path}: unreadable status ({err})", file=sys.stderr)
+    if args.plugin:
+        if args.plugin not in states:
+            plugins = sorted(p[len("plugins/"):].rsplit(".", 1)[0] for p in files if p.startswith("plugins/"))
+            if args.plugin in plugins:
+                print(f"{args.plugin}: no rollout recorded yet")
+                return 0
+            return _fail(f"no plugin named {args.plugin!r} (known: {', '.join(plugins) or 'none'})")
+        states = {args.plugin: states[args.plugin]}
+    if args.json:
+        from reconciler.core.model import to_doc
+
+        print(json.dumps({name: to_doc(state) for name, state in sorted(states.items())}, indent=2))
+        return 0
+    if not states:
+        print("no rollout recorded yet")
+    for _name, state in sorted(states.items()):
+        print(summarize(state).line())
+        if args.plugin:
+            for batch in state.batches:
+                verdicts = ", ".join(f"{m.name}={m.last.value if m.last and m.last.value is not None else '-'}"
+                                     f" {m.last.verdict.value if m.last else ''}" for m in batch.metrics)
+                print(f"  batch {batch.name:<10} {batch.phase.value:<9} {len(batch.instances):>4} instance(s)  "
+                      f"{verdicts}")
+            if state.paused_at:
+                print(f"  paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reconciler.adapters.gitrepo import GitError
+    from reconciler.core.report import report_path
+    from reconciler.shell import load_status
+
+    try:
+        files = _read_fleet_files(args.repo)
+        records = _status_files(args.repo, files)
+    except GitError as err:
+        return _fail(str(err))
+    reports = sorted(p for p in records if p.startswith(f"reports/{args.plugin}/"))
+    if not reports:
+        return _fail(f"no report for {args.plugin!r} yet (reports are written when a rollout ends)")
+    chosen = reports[-1]
+    status = records.get(f"status/{args.plugin}.yaml")
+    if status:
+        path = report_path(load_status(status))
+        if path in records:
+            chosen = path
+    if args.list:
+        print("\n".join(reports))
+    else:
+        print(records[chosen], end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from policies import builtin_policies
+    from reconciler.adapters.snapshot import read_tree
+    from reconciler.core.fleet import FleetInvalid, load_fleet
+
+    root = Path(args.path)
+    if not root.is_dir():
+        return _fail(f"{root} is not a directory")
+    try:
+        fleet = load_fleet(read_tree(root), builtin_policies())
+    except FleetInvalid as err:
+        for error in err.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(err.errors)} error(s); the revision would be refused", file=sys.stderr)
+        return 1
+    print(f"ok: {len(fleet.plugins)} plugin(s), {len(fleet.policy_paths)} policy file(s), "
+          f"{len(fleet.settings.clusters)} cluster(s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from policies import builtin_policies
+    from reconciler.adapters.gitrepo import GitError
+    from reconciler.adapters.snapshot import read_ref
+    from reconciler.core import planview
+    from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+    from reconciler.shell import load_status
+
+    try:
+        files = _read_fleet_files(args.repo)
+        head = load_fleet(files, builtin_policies())
+    except FleetInvalid as err:
+        print(err, file=sys.stderr)
+        return 1
+    except GitError as err:
+        return _fail(str(err))
+    base: Fleet | None = None
+    if args.base:
+        try:
+            base = load_fleet(read_ref(Path(args.repo), args.base), builtin_policies())
+        except GitError as err:
+            return _fail(f"cannot read {args.base}: {err}", 1)
+        except FleetInvalid:
+            base = None  # an invalid base: everything counts as changed
+    states = {}
+    for path, text in files.items():
+        if path.startswith("status/"):
+            try:
+                states[path[len("status/"):-len(".yaml")]] = load_status(text)
+            except (KeyError, ValueError, TypeError):
+                continue
+    names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
+    sys.stdout.write(planview.RENDERERS[args.format](planview.build(head, names, base, states)))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from reconciler.core.schema import fleet_schema_text
+
+    text = fleet_schema_text()
+    if args.check:
+        from policies import schema_text
+
+        if schema_text() != text:
+            return _fail("policies/schema/fleet.schema.json is stale: run `grayops schema --write`")
+        print("schema up to date")
+        return 0
+    if args.write:
+        target = Path(__file__).resolve().parent.parent / "policies" / "schema" / "fleet.schema.json"
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {target}")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+# --- commands as commits ------------------------------------------------------------------------------------
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from reconciler.adapters.gitrepo import GitError, GitRepo
+    from reconciler.commands import CommandRefused, run_command
+
+    logging.basicConfig(level=logging.WARNING, format="grayops: %(message)s")
+    shared = args.workdir is not None
+    with tempfile.TemporaryDirectory(prefix="grayops-cmd-") as tmp:
+        workdir = Path(args.workdir) if shared else Path(tmp)
+        repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+        try:
+            repo.ensure_clone()
+            result = run_command(repo, args.command, args.plugin, _who(args.as_), datetime.now(UTC),
+                                 reason=args.reason, batch=getattr(args, "batch", None))
+        except CommandRefused as err:
+            return _fail(str(err))
+        except GitError as err:
+            return _fail(str(err))
+    print(result.message)
+    if result.changed and not result.pushed and not shared:
+        return _fail("the change could not be pushed and this clone is temporary: nothing was recorded")
+    return 0
+
+
+# --- demo ---------------------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reconciler.demo import run_demo
+
+    return run_demo(keep=Path(args.keep) if args.keep else None, live=not args.no_progress)
+
+
+# --- parser -------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grayops",
+        description="Roll plugin versions across a fleet of clusters batch by batch, judged by metrics, "
+                    "with the fleet's git repository as the record.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"grayops {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def repo_args(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
+        p.add_argument("--repo", required=required, default=default,
+                       help="fleet repository: a path, file://, ssh or https URL" +
+                       (f" (default: {default})" if default else ""))
+        p.add_argument("--branch", default="main", help="desired-state branch (default: main)")
+        p.add_argument("--status-branch", default=None,
+                       help="branch for status/ and reports/ when grayops.yaml sets status.branch")
+
+    run = sub.add_parser("run", help="reconcile: roll out what the repository asks, batch by batch",
+                         description="Run the reconciler. Fetches the remote every poll interval (and at once on a "
+                                     "change to a local remote), rolls out version changes and commits every "
+                                     "decision back. Stops on SIGTERM/SIGINT after the current tick.")
+    repo_args(run)
+    run.add_argument("--workdir", help="the reconciler's own clone and sim state (default: under ~/.local/state)")
+    run.add_argument("--once", action="store_true",
+                     help="exit once nothing is progressing (every rollout succeeded, rolled back, failed, paused, "
+                          "awaiting approval or waiting for a window)")
+    run.add_argument("--interval", type=float, default=1.0, help="seconds between ticks (default: 1)")
+    run.add_argument("--poll", type=float, default=None,
+                     help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
+    run.add_argument("--sim-metrics-port", type=int, default=None,
+                     help="serve the sim fleet's metrics in Prometheus format on this loopback port")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="show rollouts: phase, batch, instances, last reason")
+    repo_args(status, required=False, default=".")
+    status.add_argument("--workdir", help="read the reconciler's clone in this workdir instead of --repo")
+    status.add_argument("plugin", nargs="?", help="one plugin, with its batches and verdicts")
+    status.add_argument("--json", action="store_true", help="the status documents as JSON")
+    status.set_defaults(func=cmd_status)
+
+    for name, text in (("pause", "stop starting new work (commits spec.paused: true)"),
+                       ("resume", "continue where it stopped (commits spec.paused: false)"),
+                       ("rollback", "roll back fast to the last good version (commits the revert of spec.version)"),
+                       ("approve", "approve a batch that needs it (commits approvals/<plugin>.yaml)")):
+        p = sub.add_parser(name, help=text, description=text.capitalize() + ". A command that changes nothing "
+                           "makes no commit.")
+        p.add_argument("plugin")
+        repo_args(p)
+        p.add_argument("--workdir", help="act in this clone (e.g. the reconciler's, so it acts even when the remote "
+                                         "is down); default: a temporary clone, pushed at once")
+        p.add_argument("--as", dest="as_", metavar="NAME", help="who asks (default: the login name)",
+                       required=name == "approve")
+        if name == "approve":
+            p.add_argument("--batch", required=True, help="the batch to approve")
+        else:
+            p.add_argument("--reason", help="why, recorded in the commit")
+        p.set_defaults(func=cmd_command, command=name, reason=None)
+
+    report = sub.add_parser("report", help="print the report of a plugin's last finished rollout")
+    report.add_argument("plugin")
+    repo_args(report, required=False, default=".")
+    report.add_argument("--list", action="store_true", help="list every report of the plugin instead")
+    report.set_defaults(func=cmd_report)
+
+    plan = sub.add_parser("plan", help="what a revision would roll out: batches, instances, gates, duration")
+    repo_args(plan, required=False, default=".")
+    plan.add_argument("--base", help="only plugins changed since this ref (for merge request pipelines)")
+    plan.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    plan.set_defaults(func=cmd_plan)
+
+    validate = sub.add_parser("validate", help="check every file of a fleet repository; exit 1 on any error")
+    validate.add_argument("path", nargs="?", default=".")
+    validate.set_defaults(func=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the fleet repository format")
+    schema.add_argument("--write", action="store_true", help="write policies/schema/fleet.schema.json")
+    schema.add_argument("--check", action="store_true", help="exit 1 when the shipped schema is stale")
+    schema.set_defaults(func=cmd_schema)
+
+    demo = sub.add_parser("demo", help="a simulated fleet end to end: good rollout, bad one rolled back")
+    demo.add_argument("--keep", metavar="DIR", help="build the demo in DIR and keep it (default: a temporary dir)")
+    demo.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

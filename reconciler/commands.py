@@ -1,0 +1,169 @@
+"""Commands as commits: pause, resume, rollback and approve, shared by the CLI and the chat bot.
+
+Each command edits one human-owned file in the fleet repository (keeping its comments), commits it with
+trailers saying who asked and why, and pushes. A command that changes nothing makes no commit. When the
+remote is down the commit stays in the clone (the reconciler's own, when shared, acts on it at once) and is
+pushed later; the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import yaml
+
+from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+from reconciler.core import yamledit
+from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.model import RolloutState, fmt_time
+from reconciler.core.plan import cut, order_instances, select_instances
+
+log = logging.getLogger(__name__)
+
+CommandName = Literal["pause", "resume", "rollback", "approve"]
+
+
+class CommandRefused(Exception):
+    """The command cannot be carried out as asked (unknown plugin, nothing to approve, ...); nothing changed."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    changed: bool  # a commit was made
+    message: str  # one line for the person who asked
+    commit: str | None = None
+    pushed: bool = False
+
+
+def run_command(
+    repo: GitRepo,
+    command: CommandName,
+    plugin: str,
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+    batch: str | None = None,
+    trailers: Sequence[tuple[str, str]] = (),
+) -> CommandResult:
+    """Carry out one command on the fleet repository behind `repo`; raises CommandRefused."""
+    with repo.lock():
+        remote_down = _refresh(repo)
+        fleet = _fleet(repo)
+        if plugin not in fleet.plugins:
+            known = ", ".join(sorted(fleet.plugins)) or "none"
+            raise CommandRefused(f"no plugin named {plugin!r} (known: {known})")
+        path = fleet.plugin_paths[plugin]
+        state = _state(repo, plugin)
+        text = repo.read(path) or ""
+        extra: list[tuple[str, str]] = []
+        if command == "pause":
+            files = {path: yamledit.set_field(text, ("spec", "paused"), True)}
+            subject, unchanged = f"pause {plugin}", f"{plugin} is already paused"
+        elif command == "resume":
+            files = {path: yamledit.set_field(text, ("spec", "paused"), False)}
+            subject, unchanged = f"resume {plugin}", f"{plugin} is not paused"
+        elif command == "rollback":
+            target = state.from_version if state else None
+            if target is None:
+                raise CommandRefused(f"no last good version is known for {plugin}; commit the version to run instead")
+            files = {path: yamledit.set_field(text, ("spec", "version"), target)}
+            subject, unchanged = f"roll back {plugin} to {target}", f"{plugin} is already at {target}"
+        else:
+            if state is None or state.phase.terminal:
+                raise CommandRefused(f"{plugin} has no rollout in progress to approve")
+            batch = batch or _awaiting_batch(fleet, plugin, state)
+            _check_batch(fleet, plugin, batch)
+            approvals_path = f"approvals/{plugin}.yaml"
+            approved = _approvals_text(repo.read(approvals_path), plugin, state, batch, by, now)
+            if approved is None:
+                return CommandResult(False, f"batch {batch} of {plugin} {state.target_version} is already approved")
+            files = {approvals_path: approved}
+            subject, unchanged = f"approve {plugin} {state.target_version} batch {batch}", ""
+            extra = [("Grayops-Batch", batch), ("Approved-By", by), ("Desired-Commit", state.desired_commit)]
+        if state is not None:
+            extra.insert(0, ("Grayops-Rollout", state.rollout_id))
+        message = subject + (f": {reason}" if reason else "")
+        all_trailers = [*extra, ("Grayops-Action", command), ("Requested-By", by)]
+        if reason:
+            all_trailers.append(("Grayops-Reason", reason))
+        commit = repo.commit(files, message, [*all_trailers, *trailers])
+        if commit is None:
+            return CommandResult(False, unchanged)
+        pushed = False
+        if not remote_down:
+            result = repo.push()
+            pushed = result.pushed
+            if result.conflict is not None:
+                raise CommandRefused(f"a concurrent change to {', '.join(result.conflict.files)} conflicts with "
+                                     f"this command; nothing was pushed (kept on {result.conflict.saved_branch})")
+        where = "pushed" if pushed else "committed in the clone; the remote is unreachable, it is pushed when back"
+        return CommandResult(True, f"{message} ({commit[:10]}, {where})", commit, pushed)
+
+
+def _refresh(repo: GitRepo) -> bool:
+    """Bring the clone up to date; True when the remote cannot be reached (the command still acts locally)."""
+    try:
+        repo.fetch()
+    except RemoteUnavailable as err:
+        log.warning("remote unreachable, acting on the local clone: %s", err)
+        return True
+    conflict = repo.integrate()
+    if conflict is not None:
+        raise CommandRefused(f"the clone's own commits conflict with the remote on {', '.join(conflict.files)}")
+    return False
+
+
+def _fleet(repo: GitRepo) -> Fleet:
+    from policies import builtin_policies
+
+    try:
+        return load_fleet(repo.desired_files(), builtin_policies())
+    except FleetInvalid as err:
+        raise CommandRefused(f"the fleet repository is invalid at HEAD, fix it first:\n{err}") from None
+
+
+def _state(repo: GitRepo, plugin: str) -> RolloutState | None:
+    from reconciler.shell import load_status, status_path
+
+    text = repo.status_files().get(status_path(plugin))
+    return load_status(text) if text else None
+
+
+def _awaiting_batch(fleet: Fleet, plugin: str, state: RolloutState) -> str:
+    """The next batch that needs an approval, from the plan of what is left."""
+    spec = fleet.plugins[plugin].spec
+    policy = fleet.policies[spec.policy]
+    assigned = {iid for b in state.batches for iid in b.instances}
+    for planned in cut(order_instances(select_instances(spec, fleet.settings.clusters), policy), policy.batches,
+                       assigned):
+        if planned.spec.approval:
+            return planned.name
+    raise CommandRefused(f"no batch of {plugin} {state.target_version} is left that needs an approval")
+
+
+def _check_batch(fleet: Fleet, plugin: str, batch: str) -> None:
+    policy = fleet.policies[fleet.plugins[plugin].spec.policy]
+    gated = [b.name for b in policy.batches if b.approval]
+    if batch not in gated:
+        listed = ", ".join(gated) or "none"
+        raise CommandRefused(f"batch {batch!r} of {plugin} does not need an approval (batches that do: {listed})")
+
+
+def _approvals_text(text: str | None, plugin: str, state: RolloutState, batch: str, by: str,
+                    now: datetime) -> str | None:
+    doc = yaml.safe_load(text) if text else None
+    if not isinstance(doc, dict):
+        doc = {"apiVersion": "grayops.dev/v1", "kind": "Approvals", "metadata": {"name": plugin}, "approvals": []}
+    records = doc.setdefault("approvals", []) or []
+    for record in records:
+        if (record.get("version") == state.target_version and record.get("batch") == batch
+                and state.desired_commit.startswith(str(record.get("desiredCommit")))):
+            return None
+    records.append({"version": state.target_version, "batch": batch, "desiredCommit": state.desired_commit,
+                    "by": by, "at": fmt_time(now)})
+    doc["approvals"] = records
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,177 @@
+"""What the engine asks the world to do, and what the world reports back: plain frozen values.
+
+The engine never performs an effect; the shell runs them after the tick's status is committed, and feeds
+their results (check results, metric readings) into the next tick's observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from reconciler.core.model import Measurement, Phase, Severity
+from reconciler.core.plan import InstanceRef
+from reconciler.core.spec import ApprovalRecord, Check, MetricSpec, PolicySpec
+
+CheckStage = Literal["pre", "verify"]
+
+
+# --- effects ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetVersion:
+    """Make one instance run `version` (an upgrade or a rollback). Idempotent."""
+
+    plugin: str
+    instance: str
+    version: str
+    rollout_id: str
+    previous: str | None
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    """Run the policy's pre-checks or verify checks on one instance; the result comes back as a CheckResult."""
+
+    plugin: str
+    instance: str
+    stage: CheckStage
+    version: str
+    checks: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class QueryMetrics:
+    """Measure the batch's metrics once; each result comes back as a MetricResult."""
+
+    plugin: str
+    rollout_id: str
+    batch: str
+    version: str
+    instances: tuple[str, ...]
+    metrics: tuple[MetricSpec, ...]
+    window_seconds: float
+
+
+@dataclass(frozen=True)
+class CommitSpec:
+    """Change one field of plugins/<plugin>.yaml by a commit: a revert of spec.version or spec.paused."""
+
+    plugin: str
+    field: Literal["version", "paused"]
+    value: str | bool
+    action: Literal["rollback", "pause"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    plugin: str
+    rollout_id: str
+    kind: str  # metric_threshold, rollback_failed, metrics_missing, batch_timeout, ...
+    severity: Severity
+    message: str
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """The rollout ended: write reports/<plugin>/<version>-<rolloutId>.md from the state."""
+
+    plugin: str
+
+
+Effect = SetVersion | RunChecks | QueryMetrics | CommitSpec | Alert | WriteReport
+
+
+# --- observations -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceObservation:
+    """What a cluster reports of one instance."""
+
+    version: str | None  # the version its spec asks for (None: not installed)
+    ready: bool  # converged and healthy at that version
+    failed: str | None = None  # why it can never become ready (e.g. ProgressDeadlineExceeded)
+    reachable: bool = True
+    message: str = ""
+
+
+UNREACHABLE = InstanceObservation(None, False, reachable=False, message="cluster unreachable")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    instance: str
+    stage: CheckStage
+    version: str
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One measurement of one metric for one batch, as QueryMetrics asked."""
+
+    rollout_id: str
+    batch: str
+    metric: str
+    measurement: Measurement
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who last changed the plugin's file, from the commit's trailers (Requested-By) or its author."""
+
+    commit: str
+    by: str | None = None
+    action: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One plugin's desired state in the revision in force, with its policy resolved and instances selected."""
+
+    plugin: str
+    version: str
+    paused: bool
+    policy_name: str
+    policy: PolicySpec
+    instances: tuple[InstanceRef, ...]
+    desired_commit: str
+    change: Change
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observations:
+    instances: Mapping[str, InstanceObservation] = field(default_factory=dict)
+    checks: tuple[CheckResult, ...] = ()
+    metrics: tuple[MetricResult, ...] = ()
+    approvals: tuple[ApprovalRecord, ...] = ()
+    blocked_clusters: Mapping[str, str] = field(default_factory=dict)  # cluster -> why it must wait (dependsOn)
+    apply_errors: Mapping[str, str] = field(default_factory=dict)  # instance -> why the driver could not change it
+    hold: str | None = None  # the shell must stop this rollout (e.g. a git conflict): pause with this reason
+
+
+
+# --- what notifiers receive ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """A transition or an alert of one rollout, as logs, Slack and webhooks show it."""
+
+    plugin: str
+    rollout_id: str
+    version: str
+    kind: str  # "transition", or the alert kind
+    severity: Severity
+    message: str
+    phase: Phase
+    at: datetime
+    batch: str | None = None

@@ -1,0 +1,667 @@
+"""The rollout engine: `decide(state, desired, observations, now)` -> the next state, effects and reasons.
+
+One call moves one plugin's rollout as far as the observations allow: it picks the rollout (a new version
+starts one from the canary; a version set back to the last good one is a fast rollback), applies pause and
+resume, advances the instances of the batch in flight, judges its bake, starts the next batch when its
+window and approval allow, and fails, rolls back or holds for a human. Every transition carries a one-line
+reason, used alike in logs, commit messages and chat.
+
+The engine is pure: `now` is an argument, effects are returned (never performed), and the only state is
+the `RolloutState` passed in and out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from reconciler.core.analysis import judge, track
+from reconciler.core.effects import (
+    Alert,
+    CheckResult,
+    CommitSpec,
+    Desired,
+    Effect,
+    InstanceObservation,
+    Observations,
+    QueryMetrics,
+    RunChecks,
+    SetVersion,
+    WriteReport,
+)
+from reconciler.core.model import (
+    HISTORY_LIMIT,
+    BatchPhase,
+    BatchState,
+    HistoryEntry,
+    InstanceState,
+    MetricTrack,
+    Phase,
+    RolloutState,
+    Severity,
+    Step,
+    Verdict,
+)
+from reconciler.core.plan import cut, order_instances
+from reconciler.core.spec import ApprovalRecord, MetricSpec
+from reconciler.core.timing import format_duration, human_duration, in_window, next_window_start
+
+ENGINE = "grayops"  # who acts when no human did
+
+
+@dataclass(frozen=True)
+class Transition:
+    reason: str
+    action: str  # the Grayops-Action trailer of the commit that records it
+    phase: Phase
+    batch: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RolloutState | None
+    effects: tuple[Effect, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """A transition happened, so the status file is written and committed."""
+        return bool(self.transitions)
+
+
+def rollout_id(plugin: str, version: str, commit: str) -> str:
+    return hashlib.sha1(f"{plugin}\0{version}\0{commit}".encode()).hexdigest()[:10]
+
+
+def cluster_of(instance_id: str) -> str:
+    return instance_id.split("/", 1)[0]
+
+
+@dataclass
+class _Tick:
+    """The working set of one decide call: collects effects and transitions while the state is replaced."""
+
+    desired: Desired
+    obs: Observations
+    now: datetime
+    effects: list[Effect] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    checks: dict[tuple[str, str, str], CheckResult] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.checks = {(c.instance, c.stage, c.version): c for c in self.obs.checks}
+
+    def transition(self, st: RolloutState, phase: Phase, reason: str, action: str,
+                   batch: str | None = None) -> RolloutState:
+        """Record a transition; `phase` may equal the current one (a batch moved on inside Progressing)."""
+        self.transitions.append(Transition(reason, action, phase, batch))
+        history = (*st.history, HistoryEntry(self.now, phase, reason))[-HISTORY_LIMIT:]
+        return replace(st, phase=phase, reason=reason, updated=self.now, history=history)
+
+    def alert(self, st: RolloutState, kind: str, severity: Severity, message: str, key: str) -> RolloutState:
+        """Raise an alert once per rollout and key."""
+        if key in st.alerts:
+            return st
+        self.effects.append(Alert(st.plugin, st.rollout_id, kind, severity, message))
+        return replace(st, alerts=st.alerts | {key})
+
+
+def decide(state: RolloutState | None, desired: Desired, obs: Observations, now: datetime) -> Decision:
+    tick = _Tick(desired, obs, now)
+    st = _select_rollout(tick, state)
+    if st is None:
+        return Decision(None)
+    st = _observe(tick, st)
+    if not st.phase.terminal:
+        st = _pause_or_resume(tick, st)
+        st = _roll_back(tick, st) if st.phase is Phase.ROLLING_BACK else _progress(tick, st)
+    st = _pending_commits(tick, st)
+    return Decision(st, tuple(tick.effects), tuple(tick.transitions))
+
+
+# --- which rollout ------------------------------------------------------------------------------------------
+
+
+def _select_rollout(t: _Tick, st: RolloutState | None) -> RolloutState | None:
+    d = t.desired
+    if st is not None and d.version == st.target_version:
+        if st.phase is Phase.ROLLED_BACK:
+            st = t.alert(st, "no_retry", Severity.INFO,
+                         f"{d.plugin} {d.version} was rolled back; it is not retried until a new version is committed",
+                         f"no-retry:{d.version}")
+        return st
+    if st is not None and d.version == st.from_version and st.phase is not Phase.FAILED:
+        if st.phase is Phase.ROLLED_BACK:
+            return st  # spec.version says what runs again: nothing to do
+        return _begin_rollback(t, st, f"spec.version set back to {d.version} by {d.change.by or 'a commit'}"
+                               + (f": {d.change.reason}" if d.change.reason else ""), d.change.by or ENGINE,
+                               revert=False)
+    return _new_rollout(t, st)
+
+
+def _new_rollout(t: _Tick, prev: RolloutState | None) -> RolloutState:
+    d = t.desired
+    last_good = dict(prev.last_good) if prev else {}
+    instances = {}
+    for ref in d.instances:
+        seen = t.obs.instances.get(ref.id)
+        running = seen.version if seen is not None and seen.ready else None
+        adopted = running if running not in (None, d.version) else None
+        instances[ref.id] = InstanceState(Step.PENDING, seen.version if seen else None,
+                                          last_good.get(ref.id) or adopted)
+    from_version = prev.last_succeeded if prev else None
+    if from_version is None:
+        versions = Counter(i.rollback_to for i in instances.values() if i.rollback_to)
+        from_version = versions.most_common(1)[0][0] if versions else None
+    st = RolloutState(
+        plugin=d.plugin,
+        rollout_id=rollout_id(d.plugin, d.version, d.desired_commit),
+        target_version=d.version,
+        desired_commit=d.desired_commit,
+        policy=d.policy_name,
+        phase=Phase.PENDING,
+        reason="",
+        started=t.now,
+        updated=t.now,
+        from_version=from_version,
+        requested_by=d.change.by,
+        instances=instances,
+        last_good=last_good,
+        rollbacks=prev.rollbacks if prev else 0,
+    )
+    if prev is not None and not prev.phase.terminal:
+        reason = (f"new version {d.version} committed during the rollout of {prev.target_version}; "
+                  "restarting from the canary")
+    else:
+        reason = (f"rollout of {d.plugin} {from_version or '(none)'} -> {d.version} begins: "
+                  f"{len(instances)} instances, policy {d.policy_name}"
+                  + (f", requested by {d.change.by}" if d.change.by else ""))
+    return t.transition(st, Phase.PENDING, reason, "start")
+
+
+# --- observation and pause ----------------------------------------------------------------------------------
+
+
+def _observe(t: _Tick, st: RolloutState) -> RolloutState:
+    """Refresh what each instance runs; take in newly selected instances, drop unstarted ones no longer selected."""
+    selected = {ref.id for ref in t.desired.instances}
+    changed = False
+    instances = dict(st.instances)
+    for iid, inst in st.instances.items():
+        seen = t.obs.instances.get(iid)
+        if iid not in selected and inst.step is Step.PENDING and not st.phase.terminal:
+            del instances[iid]
+            changed = True
+        elif seen is not None and seen.reachable and seen.version != inst.version:
+            instances[iid] = replace(inst, version=seen.version)
+            changed = True
+    if not st.phase.terminal:
+        for iid in selected - instances.keys():
+            seen = t.obs.instances.get(iid)
+            running = seen.version if seen is not None and seen.ready else None
+            instances[iid] = InstanceState(Step.PENDING, running, st.last_good.get(iid) or running)
+            changed = True
+    return replace(st, instances=instances) if changed else st
+
+
+def _pause_or_resume(t: _Tick, st: RolloutState) -> RolloutState:
+    d = t.desired
+    if st.phase is Phase.ROLLING_BACK:
+        return st  # rollback is always allowed; a pause does not stop it
+    if d.paused:
+        if st.phase is Phase.PAUSED:
+            return st if st.spec_paused_seen else replace(st, spec_paused_seen=True)
+        by = d.change.by or "a commit"
+        reason = f"paused by {by}" + (f": {d.change.reason}" if d.change.reason else "")
+        st = replace(st, paused_by=d.change.by, pause_reason=d.change.reason, paused_at=t.now,
+                     spec_paused_seen=True)
+        return t.transition(st, Phase.PAUSED, reason, "pause", _batch_name(st))
+    if t.obs.hold and st.phase is not Phase.PAUSED:
+        return _hold(t, st, t.obs.hold, "git_conflict")
+    if st.phase is Phase.PAUSED and st.spec_paused_seen:
+        return _resume(t, st)
+    return st
+
+
+def _hold(t: _Tick, st: RolloutState, reason: str, alert_kind: str) -> RolloutState:
+    """The engine pauses by itself and records it in git as spec.paused, so /resume is how a human goes on."""
+    st = t.alert(st, alert_kind, Severity.CRITICAL, f"{st.plugin} {st.target_version}: {reason}",
+                 f"{alert_kind}:{len(st.batches)}:{reason}")
+    st = replace(st, paused_by=ENGINE, pause_reason=reason, paused_at=t.now, spec_paused_seen=False)
+    return t.transition(st, Phase.PAUSED, f"paused: {reason}", "pause", _batch_name(st))
+
+
+def _resume(t: _Tick, st: RolloutState) -> RolloutState:
+    paused_for = (t.now - st.paused_at).total_seconds() if st.paused_at else 0.0
+    batch = st.current_batch
+    instances = dict(st.instances)
+    if batch is not None:
+        reopened = batch.phase is BatchPhase.FAILED  # the human takes the failed batch on: it runs again
+        for iid in batch.instances:
+            inst = instances[iid]
+            if reopened and inst.step is Step.FAILED:
+                instances[iid] = replace(inst, step=Step.PENDING, message="", requested=False)
+            else:
+                instances[iid] = replace(inst, requested=False)
+        batch = replace(
+            batch,
+            phase=BatchPhase.UPGRADING if reopened else batch.phase,
+            # the bake resumes where it stopped: time paused is no evidence
+            bake_started=None if reopened or batch.bake_started is None
+            else batch.bake_started + timedelta(seconds=paused_for),
+            ended=None,
+            reason="",
+            paused_seconds=batch.paused_seconds + paused_for,
+            metrics=tuple(MetricTrack(m.name, m.last, 0 if reopened else m.failures, m.readings)
+                          for m in batch.metrics),
+            last_query=None,
+        )
+        st = _replace_batch(st, batch)
+    st = replace(st, instances=instances, paused_by=None, pause_reason=None, paused_at=None,
+                 spec_paused_seen=False)
+    by = t.desired.change.by or "a commit"
+    return t.transition(st, Phase.PROGRESSING, f"resumed by {by}", "resume", _batch_name(st))
+
+
+def _batch_name(st: RolloutState) -> str | None:
+    batch = st.current_batch
+    return batch.name if batch else None
+
+
+def _replace_batch(st: RolloutState, batch: BatchState) -> RolloutState:
+    batches = list(st.batches)
+    batches[batch.index] = batch
+    return replace(st, batches=tuple(batches))
+
+
+# --- progress -----------------------------------------------------------------------------------------------
+
+
+def _progress(t: _Tick, st: RolloutState) -> RolloutState:
+    for _ in range(len(t.desired.policy.batches) + len(st.batches) + 2):  # a bounded number of batch moves
+        batch = st.current_batch
+        if batch is None:
+            if st.phase is Phase.PAUSED:
+                return st
+            st, started = _start_next_batch(t, st)
+            if not started:
+                return st
+            batch = st.current_batch
+            assert batch is not None
+        before = batch.phase
+        st = _advance_batch(t, st, batch)
+        after = st.batches[batch.index].phase if len(st.batches) > batch.index else before
+        if after is not BatchPhase.PASSED or st.phase is not Phase.PROGRESSING:
+            return st
+    return st
+
+
+def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
+    d, policy = t.desired, t.desired.policy
+    assigned = {iid for b in st.batches for iid in b.instances}
+    remaining = cut(order_instances(d.instances, policy), policy.batches, assigned)
+    if not remaining:
+        return _succeed(t, st), False
+    nxt = remaining[0]
+    if not in_window(policy.windows, t.now):
+        if st.phase is not Phase.WAITING_WINDOW:
+            opens = next_window_start(policy.windows, t.now)
+            when = opens.isoformat(timespec="minutes") if opens else "never"
+            st = t.transition(st, Phase.WAITING_WINDOW, f"batch {nxt.name} waits for a window (next opens {when})",
+                              "wait-window", nxt.name)
+        return st, False
+    approval: ApprovalRecord | None = None
+    if nxt.spec.approval:
+        approval = _find_approval(t.obs.approvals, st, nxt.name)
+        if approval is None:
+            if st.phase is not Phase.AWAITING_APPROVAL:
+                message = (f"batch {nxt.name} of {st.plugin} {st.target_version} needs an approval: "
+                           f"grayops approve {st.plugin} --batch {nxt.name}")
+                st = t.alert(st, "approval_needed", Severity.INFO, message, f"approval:{nxt.name}")
+                st = t.transition(st, Phase.AWAITING_APPROVAL, f"batch {nxt.name} awaits approval",
+                                  "await-approval", nxt.name)
+            return st, False
+    batch = BatchState(
+        index=len(st.batches),
+        name=nxt.name,
+        instances=tuple(ref.id for ref in nxt.instances),
+        phase=BatchPhase.UPGRADING,
+        started=t.now,
+        approved_by=approval.by if approval else None,
+        metrics=tuple(MetricTrack(m.name) for m in policy.analysis.metrics),
+    )
+    st = replace(st, batches=(*st.batches, batch))
+    reason = f"batch {nxt.name} started: {len(nxt.instances)} instance(s)"
+    if approval:
+        reason += f", approved by {approval.by}"
+    return t.transition(st, Phase.PROGRESSING, reason, "batch-start", nxt.name), True
+
+
+def _find_approval(approvals: tuple[ApprovalRecord, ...], st: RolloutState, batch: str) -> ApprovalRecord | None:
+    for record in approvals:
+        if (record.version == st.target_version and record.batch == batch
+                and st.desired_commit.startswith(record.desired_commit)):
+            return record
+    return None
+
+
+def _advance_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    policy = t.desired.policy
+    if batch.phase is BatchPhase.UPGRADING:
+        st = _advance_instances(t, st, batch)
+        batch = st.batches[batch.index]
+    if st.phase is Phase.PAUSED or batch.phase is BatchPhase.FAILED:
+        return st
+    failed = [iid for iid in batch.instances if st.instances[iid].step is Step.FAILED]
+    if len(failed) > policy.failure_budget:
+        first = st.instances[failed[0]]
+        return _fail_batch(t, st, batch, f"{len(failed)} of {len(batch.instances)} instance(s) failed "
+                           f"(budget {policy.failure_budget}); {failed[0]}: {first.message}")
+    running = (t.now - batch.started).total_seconds() - batch.paused_seconds
+    if running > policy.batch_timeout:
+        st = t.alert(st, "batch_timeout", Severity.CRITICAL,
+                     f"{st.plugin} {st.target_version}: batch {batch.name} has run {human_duration(running)}, "
+                     f"longer than {format_duration(policy.batch_timeout)}", f"batch-timeout:{batch.index}")
+        return _fail_batch(t, st, batch, f"batch ran longer than {format_duration(policy.batch_timeout)}")
+    if batch.phase is BatchPhase.UPGRADING and all(
+        st.instances[iid].step in (Step.DONE, Step.FAILED) for iid in batch.instances
+    ):
+        bake = _bake_of(t, batch)
+        if bake <= 0:
+            return _pass_batch(t, st, batch)
+        batch = replace(batch, phase=BatchPhase.BAKING, bake_started=t.now)
+        st = _replace_batch(st, batch)
+        st = t.transition(st, Phase.PROGRESSING, f"batch {batch.name}: {len(batch.instances)} instance(s) upgraded "
+                          f"and verified; baking {format_duration(bake)}", "bake", batch.name)
+    if batch.phase is BatchPhase.BAKING:
+        return _bake(t, st, batch)
+    return st
+
+
+def _bake_of(t: _Tick, batch: BatchState) -> float:
+    spec = next((b for b in t.desired.policy.batches if b.name == batch.name), None)
+    return spec.bake if spec else 0.0
+
+
+def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    """Move each instance of the batch one step: pre-check, upgrade (at most maxParallel at once), verify."""
+    policy, target = t.desired.policy, st.target_version
+    instances = dict(st.instances)
+    inflight = sum(1 for iid in batch.instances if instances[iid].step in (Step.UPGRADING, Step.VERIFYING))
+    for iid in batch.instances:
+        inst = instances[iid]
+        if inst.step is Step.PENDING:
+            if st.phase is Phase.PAUSED:
+                continue
+            blocked = t.obs.blocked_clusters.get(cluster_of(iid))
+            if blocked:
+                instances[iid] = replace(inst, message=f"waiting: {blocked}")
+                continue
+            if policy.pre_checks:
+                result = t.checks.get((iid, "pre", target))
+                if result is None:
+                    if not inst.requested:
+                        t.effects.append(RunChecks(st.plugin, iid, "pre", target, tuple(policy.pre_checks)))
+                        instances[iid] = replace(inst, requested=True, message="pre-checks running")
+                    continue
+                if not result.ok:
+                    instances[iid] = replace(inst, step=Step.FAILED, message=f"pre-check failed: {result.message}")
+                    continue
+            if inflight >= policy.max_parallel:
+                continue
+            inflight += 1
+            t.effects.append(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version))
+            inst = replace(inst, step=Step.UPGRADING, started=t.now, requested=True, message="")
+            instances[iid] = inst
+            continue  # the driver reports progress next tick
+        if inst.step in (Step.UPGRADING, Step.VERIFYING):
+            instances[iid] = _advance_one(t, st, iid, inst, target, Step.DONE, Step.FAILED, "upgrade")
+    return replace(st, instances=instances)
+
+
+def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, version: str,
+                 success: Step, failure: Step, what: str) -> InstanceState:
+    """Shared by upgrade and rollback: wait until ready at `version`, then verify, within instanceTimeout."""
+    policy = t.desired.policy
+    seen = t.obs.instances.get(iid)
+    started = inst.started or t.now
+    if inst.started is None:
+        inst = replace(inst, started=started)
+    moving = inst.step in (Step.UPGRADING, Step.ROLLING_BACK)
+    if moving:
+        refused = t.obs.apply_errors.get(iid)
+        if refused:
+            return replace(inst, step=failure, message=f"{what} to {version} refused: {refused}")
+        if seen is None or not seen.reachable:
+            inst = replace(inst, message=seen.message if seen else "not observed yet")
+        elif seen.version != version:
+            if not inst.requested:  # after a restart the change may never have been made: make it (idempotent)
+                t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version))
+                inst = replace(inst, requested=True)
+        elif seen.failed:
+            return replace(inst, step=failure, message=f"{what} to {version} failed: {seen.failed}")
+        elif seen.ready:
+            moving = False
+            inst = replace(inst, step=Step.VERIFYING if inst.step is Step.UPGRADING else inst.step,
+                           requested=False, message="")
+    if not moving:
+        if not policy.verify:
+            return replace(inst, step=success, message="")
+        result = t.checks.get((iid, "verify", version))
+        if result is not None:
+            if result.ok:
+                return replace(inst, step=success, message="")
+            return replace(inst, step=failure, message=f"verify after {what} to {version} failed: {result.message}")
+        if not inst.requested:
+            t.effects.append(RunChecks(st.plugin, iid, "verify", version, tuple(policy.verify)))
+            inst = replace(inst, requested=True, message="verifying")
+    if (t.now - started).total_seconds() > policy.instance_timeout:
+        return replace(inst, step=failure, message=f"{what} to {version} not ready and verified within "
+                       f"{format_duration(policy.instance_timeout)}")
+    return inst
+
+
+# --- bake and analysis --------------------------------------------------------------------------------------
+
+
+def _bake(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    analysis = t.desired.policy.analysis
+    specs = {m.name: m for m in analysis.metrics}
+    tracks = {m.name: m for m in batch.metrics}
+    for name in specs.keys() - tracks.keys():  # the policy gained a metric mid-bake
+        tracks[name] = MetricTrack(name)
+    for result in t.obs.metrics:
+        if result.rollout_id != st.rollout_id or result.batch != batch.name or result.metric not in specs:
+            continue
+        reading = judge(specs[result.metric], result.measurement, t.now)
+        tracks[result.metric] = track(tracks[result.metric], reading)
+        if reading.verdict is Verdict.FAILED:
+            spec = specs[result.metric]
+            current = tracks[result.metric]
+            st = t.alert(st, "metric_threshold", Severity.WARNING,
+                         f"{st.plugin} {st.target_version} batch {batch.name}: {reading.message}",
+                         f"threshold:{batch.index}:{result.metric}:{current.failures}")
+            batch = replace(batch, metrics=tuple(tracks[n] for n in specs))
+            st = _replace_batch(st, batch)
+            st = t.transition(st, st.phase, f"batch {batch.name}: {reading.message} "
+                              f"(failure {current.failures}, limit {spec.failure_limit})", "analysis", batch.name)
+    batch = replace(batch, metrics=tuple(tracks[n] for n in specs))
+    st = _replace_batch(st, batch)
+
+    for name, spec in specs.items():
+        current = tracks[name]
+        if current.failures > spec.failure_limit:
+            assert current.last is not None
+            return _fail_batch(t, st, batch, f"{current.last.message} ({current.failures} failed reading(s), "
+                               f"limit {spec.failure_limit})")
+        if current.consecutive_errors > analysis.consecutive_error_limit:
+            assert current.last is not None
+            return _hold(t, st, f"{current.consecutive_errors} failed queries in a row for {name}: "
+                         f"{current.last.message}", "metrics_error")
+        if current.no_data_since is not None:
+            silent = (t.now - current.no_data_since).total_seconds()
+            if silent >= analysis.no_data_timeout:
+                st = t.alert(st, "metrics_missing", Severity.CRITICAL,
+                             f"{st.plugin} {st.target_version} batch {batch.name}: no data for {name} for "
+                             f"{human_duration(silent)}", f"no-data:{batch.index}:{name}")
+                if analysis.no_data == "pause":
+                    return _hold(t, st, f"no data for {name} for {human_duration(silent)} (noData: pause)",
+                                 "metrics_missing")
+                if analysis.no_data == "fail":
+                    return _fail_batch(t, st, batch, f"no data for {name} for {human_duration(silent)}")
+
+    assert batch.bake_started is not None
+    baked = (t.now - batch.bake_started).total_seconds()
+    bake = _bake_of(t, batch)
+    fresh_after = batch.bake_started.timestamp() + bake - analysis.interval
+    if baked >= bake and all(_conclusive(tracks[n], fresh_after, analysis.no_data) for n in specs):
+        return _pass_batch(t, st, batch)
+    if batch.last_query is None or (t.now - batch.last_query).total_seconds() >= analysis.interval:
+        t.effects.append(QueryMetrics(st.plugin, st.rollout_id, batch.name, st.target_version, batch.instances,
+                                      tuple(specs.values()), analysis.interval))
+        st = _replace_batch(st, replace(batch, last_query=t.now))
+    return st
+
+
+def _conclusive(current: MetricTrack, fresh_after: float, no_data: str) -> bool:
+    """The bake may pass on this metric: its latest reading is recent and good (or no data, when ignored)."""
+    last = current.last
+    if last is None or last.at.timestamp() < fresh_after:
+        return False
+    return last.verdict is Verdict.SUCCESSFUL or (last.verdict is Verdict.INCONCLUSIVE and no_data == "ignore")
+
+
+def _pass_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    summary = ", ".join(m.last.message for m in batch.metrics if m.last is not None)
+    reason = f"batch {batch.name} passed" + (f": {summary}" if summary else "")
+    st = _replace_batch(st, replace(batch, phase=BatchPhase.PASSED, ended=t.now, reason=reason))
+    return t.transition(st, Phase.PROGRESSING, reason, "batch-pass", batch.name)
+
+
+def _fail_batch(t: _Tick, st: RolloutState, batch: BatchState, why: str) -> RolloutState:
+    policy = t.desired.policy
+    reason = f"batch {batch.name} failed: {why}"
+    st = _replace_batch(st, replace(batch, phase=BatchPhase.FAILED, ended=t.now, reason=reason))
+    st = t.alert(st, "batch_failed", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {reason}",
+                 f"batch-failed:{batch.index}:{st.rollbacks}")
+    if policy.rollback.on_failure and st.rollbacks < policy.rollback.limit:
+        return _begin_rollback(t, st, reason, ENGINE, revert=True)
+    if not policy.rollback.on_failure:
+        hold = f"{reason}; rollback on failure is off, a human must decide"
+    else:
+        hold = (f"{reason}; rollback limit reached ({st.rollbacks} of {policy.rollback.limit} since the last "
+                "success), a human must decide")
+    return _hold(t, st, hold, "rollback_limit")
+
+
+# --- rollback and the end -----------------------------------------------------------------------------------
+
+
+def _begin_rollback(t: _Tick, st: RolloutState, why: str, by: str, revert: bool) -> RolloutState:
+    touched = sorted(iid for iid, inst in st.instances.items() if inst.step.touched)
+    unknown = [iid for iid in touched if st.instances[iid].rollback_to is None]
+    if unknown:
+        message = (f"{why}; cannot roll back: no known good version for {len(unknown)} instance(s) "
+                   f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); a human must decide")
+        st = t.alert(st, "no_good_version", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {message}",
+                     "no-good-version")
+        st = replace(st, finished=t.now)
+        t.effects.append(WriteReport(st.plugin))
+        return t.transition(st, Phase.FAILED, message, "fail", _batch_name(st))
+    instances = dict(st.instances)
+    for iid in touched:
+        inst = instances[iid]
+        assert inst.rollback_to is not None
+        t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version))
+        instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
+    st = replace(st, instances=instances, rollbacks=st.rollbacks + 1, rollback_by=by, revert_pending=revert,
+                 paused_at=None, paused_by=None, pause_reason=None, spec_paused_seen=False)
+    reason = f"{why}; rolling back {len(touched)} instance(s)"
+    st = t.transition(st, Phase.ROLLING_BACK, reason, "rollback", _batch_name(st))
+    return _roll_back(t, st)
+
+
+def _roll_back(t: _Tick, st: RolloutState) -> RolloutState:
+    """All touched instances at once, each back to its own last good version, verified like an upgrade."""
+    instances = dict(st.instances)
+    for iid, inst in st.instances.items():
+        if inst.step is Step.ROLLING_BACK:
+            assert inst.rollback_to is not None
+            instances[iid] = _advance_one(t, st, iid, inst, inst.rollback_to, Step.ROLLED_BACK,
+                                          Step.ROLLBACK_FAILED, "rollback")
+    st = replace(st, instances=instances)
+    if any(inst.step is Step.ROLLING_BACK for inst in instances.values()):
+        return st
+    back = [iid for iid, inst in instances.items() if inst.step is Step.ROLLED_BACK]
+    failed = sorted(iid for iid, inst in instances.items() if inst.step is Step.ROLLBACK_FAILED)
+    st = replace(st, finished=t.now)
+    t.effects.append(WriteReport(st.plugin))
+    if failed:
+        message = (f"rollback failed on {len(failed)} instance(s): {failed[0]}: {instances[failed[0]].message}")
+        st = t.alert(st, "rollback_failed", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {message}",
+                     "rollback-failed")
+        return t.transition(st, Phase.FAILED, message, "fail", _batch_name(st))
+    targets = sorted({instances[iid].rollback_to or "" for iid in back})
+    last_good = dict(st.last_good)
+    for iid in back:  # it runs its last good version again, which stays the one to come back to
+        last_good[iid] = instances[iid].rollback_to or last_good.get(iid, "")
+    st = replace(st, last_good=last_good)
+    return t.transition(st, Phase.ROLLED_BACK,
+                        f"rolled back {len(back)} instance(s) to {', '.join(targets)}", "rolled-back",
+                        _batch_name(st))
+
+
+def _succeed(t: _Tick, st: RolloutState) -> RolloutState:
+    last_good = dict(st.last_good)
+    done = [iid for iid, inst in st.instances.items() if inst.step is Step.DONE]
+    failed = [iid for iid, inst in st.instances.items() if inst.step is Step.FAILED]
+    for iid in done:
+        last_good[iid] = st.target_version
+    st = replace(st, last_good=last_good, rollbacks=0, finished=t.now)
+    t.effects.append(WriteReport(st.plugin))
+    reason = f"{st.target_version} rolled out to {len(done)} instance(s) in {len(st.batches)} batch(es)"
+    if failed:
+        reason += f"; {len(failed)} failed within the failure budget"
+    return t.transition(st, Phase.SUCCEEDED, reason, "succeed")
+
+
+def _pending_commits(t: _Tick, st: RolloutState) -> RolloutState:
+    """Changes the engine owes to the plugin's file, asked for until the desired state shows them."""
+    d = t.desired
+    if st.revert_pending and st.phase is Phase.ROLLED_BACK:
+        revert_to = st.from_version or _common_rollback_version(st)
+        if revert_to is None or d.version != st.target_version:
+            return replace(st, revert_pending=False)
+        t.effects.append(CommitSpec(st.plugin, "version", revert_to, "rollback",
+                                    f"revert {st.plugin} to {revert_to}: {st.target_version} was rolled back"))
+    if st.phase is Phase.PAUSED and st.paused_by == ENGINE and not d.paused and not st.spec_paused_seen:
+        t.effects.append(CommitSpec(st.plugin, "paused", True, "pause", st.pause_reason or "paused by grayops"))
+    return st
+
+
+def _common_rollback_version(st: RolloutState) -> str | None:
+    versions = Counter(i.rollback_to for i in st.instances.values() if i.rollback_to)
+    return versions.most_common(1)[0][0] if versions else None
+
+
+def metric_spec(desired: Desired, name: str) -> MetricSpec | None:
+    return next((m for m in desired.policy.analysis.metrics if m.name == name), None)
+
+
+def blocked_clusters(
+    depends_on: tuple[str, ...],
+    desired_versions: Mapping[str, str],
+    observed: Mapping[str, Mapping[str, InstanceObservation]],
+) -> dict[str, str]:
+    """Clusters where a dependency is not yet ready at its desired version: the plugin must wait there."""
+    blocked: dict[str, str] = {}
+    for dependency in depends_on:
+        want = desired_versions.get(dependency)
+        for iid, seen in observed.get(dependency, {}).items():
+            if not (seen.version == want and seen.ready):
+                cluster = cluster_of(iid)
+                blocked.setdefault(cluster, f"{dependency} is not ready at {want} on {cluster} yet")
+    return blocked

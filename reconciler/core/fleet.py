@@ -1,0 +1,295 @@
+"""A whole fleet revision from its files' text: parsed, checked across files, and refused as a whole.
+
+`load_fleet` takes the text of every file (path -> text), so it is pure and the same for a working tree, a
+commit or a test table. An invalid revision raises `FleetInvalid` with every error found, each printed as
+`path:line: field: message`; the caller keeps the last good revision in force.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.core import yamlpos
+from reconciler.core.spec import (
+    FILE_KINDS,
+    Access,
+    ApprovalRecord,
+    Approvals,
+    Plugin,
+    Policy,
+    PolicySpec,
+    Settings,
+    Strict,
+)
+
+SETTINGS_PATH = "grayops.yaml"
+ACCESS_PATH = "access.yaml"
+# Directory -> the kind its files must hold.
+DIRECTORY_KINDS = {"plugins": "Plugin", "policies": "Policy", "approvals": "Approvals"}
+# Written by the reconciler only; never part of the desired state.
+RECORD_DIRECTORIES = ("status/", "reports/")
+
+
+@dataclass(frozen=True, order=True)
+class FleetError:
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+
+class FleetInvalid(Exception):
+    """The revision is refused; `errors` lists every problem found, sorted by file and line."""
+
+    def __init__(self, errors: list[FleetError]) -> None:
+        self.errors = tuple(sorted(errors))
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One valid revision of the fleet repository's desired state."""
+
+    settings: Settings
+    plugins: Mapping[str, Plugin]
+    policies: Mapping[str, PolicySpec]
+    access: Access | None = None
+    approvals: Mapping[str, tuple[ApprovalRecord, ...]] = field(default_factory=dict)
+    plugin_paths: Mapping[str, str] = field(default_factory=dict)
+    policy_paths: Mapping[str, str] = field(default_factory=dict)
+
+
+def is_desired_path(path: str) -> bool:
+    """Files that make up the desired state (what humans change), as opposed to the reconciler's record."""
+    return path.endswith((".yaml", ".yml")) and not path.startswith(RECORD_DIRECTORIES)
+
+
+def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | None = None) -> Fleet:
+    """Parse and cross-check a revision. `builtin_policies` maps a policy name to its YAML text."""
+    errors: list[FleetError] = []
+    builtins: dict[str, PolicySpec] = {}
+    for name, text in (builtin_policies or {}).items():
+        policy = _parse(f"<builtin>/{name}.yaml", text, Policy, errors)
+        if policy is not None:
+            builtins[name] = policy.spec
+
+    settings: Settings | None = None
+    access: Access | None = None
+    plugins: dict[str, Plugin] = {}
+    policies: dict[str, PolicySpec] = {}
+    approvals: dict[str, tuple[ApprovalRecord, ...]] = {}
+    plugin_paths: dict[str, str] = {}
+    policy_paths: dict[str, str] = {}
+    approval_paths: dict[str, str] = {}
+
+    if SETTINGS_PATH not in files:
+        errors.append(FleetError(SETTINGS_PATH, 1, "file", "missing: every fleet repository needs grayops.yaml"))
+    for path in sorted(files):
+        if not is_desired_path(path):
+            continue
+        text = files[path]
+        directory, _, filename = path.rpartition("/")
+        stem = filename.rsplit(".", 1)[0]
+        if path == SETTINGS_PATH:
+            settings = _parse(path, text, Settings, errors)
+        elif path == ACCESS_PATH:
+            access = _parse(path, text, Access, errors)
+        elif directory in DIRECTORY_KINDS:
+            model = FILE_KINDS[DIRECTORY_KINDS[directory]]
+            parsed = _parse(path, text, model, errors)
+            if parsed is None:
+                continue
+            name = parsed.metadata.name  # type: ignore[attr-defined]
+            if name != stem:
+                errors.append(FleetError(path, 1, "metadata.name", f"{name!r} must match the file name {stem!r}"))
+            elif isinstance(parsed, Plugin):
+                plugins[name], plugin_paths[name] = parsed, path
+            elif isinstance(parsed, Policy):
+                policies[name], policy_paths[name] = parsed.spec, path
+            elif isinstance(parsed, Approvals):
+                approvals[name], approval_paths[name] = tuple(parsed.approvals), path
+
+    known_policies = {**builtins, **policies}
+    for name, plugin in plugins.items():
+        _check_plugin(plugin, plugin_paths[name], files[plugin_paths[name]], plugins, known_policies, errors)
+    errors.extend(_dependency_cycles(plugins, plugin_paths, files))
+    for name, path in approval_paths.items():
+        if name not in plugins:
+            errors.append(FleetError(path, 1, "metadata.name", f"no plugin named {name!r} (plugins/{name}.yaml)"))
+
+    if errors or settings is None:
+        raise FleetInvalid(errors)
+    return Fleet(settings, plugins, known_policies, access, approvals, plugin_paths, policy_paths)
+
+
+M = TypeVar("M", bound=Strict)
+
+
+def _parse(path: str, text: str, model: type[M], errors: list[FleetError]) -> M | None:
+    try:
+        located = yamlpos.load(text)
+    except yamlpos.YamlSyntaxError as err:
+        errors.append(FleetError(path, err.line, "yaml", err.message))
+        return None
+    if not isinstance(located.data, dict):
+        errors.append(FleetError(path, 1, "document", "must be a mapping with apiVersion, kind, ..."))
+        return None
+    expected_kind = model.__name__
+    kind = located.data.get("kind")
+    if kind is not None and kind != expected_kind:
+        line = located.line_of(("kind",))
+        errors.append(FleetError(path, line, "kind", f"expected {expected_kind!r} in this file, found {kind!r}"))
+        return None
+    try:
+        return model.model_validate(located.data)
+    except ValidationError as err:
+        for detail in err.errors():
+            loc = _clean_loc(located.data, tuple(detail["loc"]))
+            errors.append(
+                FleetError(path, located.line_of(loc), _format_loc(loc), _message(model, located.data, loc, detail))
+            )
+        return None
+
+
+def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union tags (e.g. `exec` in verify.0.exec.command), keeping the path into the document."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and node.get("type") == part:
+            continue  # a discriminated-union tag, not a field
+        else:
+            node = None
+        out.append(part)
+    return tuple(out)
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "document"
+
+
+def _message(model: type[BaseModel], data: Any, loc: tuple[str | int, ...], detail: Any) -> str:
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(model, data, loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        suffix = f"; did you mean {hint[0]!r}?" if hint else (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        return f"unknown field{suffix}"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(detail["msg"])
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _allowed_fields(model: type[BaseModel], data: Any, loc: tuple[str | int, ...]) -> list[str]:
+    """The YAML field names allowed at `loc`, found by walking the model's annotations alongside the data."""
+    current: Any = model
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        found = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if found is None:
+            return []
+        current = found.annotation
+    models = _models_in(current)
+    if len(models) > 1 and isinstance(node, dict):  # a tagged union: the member whose `type` the data names
+        models = [m for m in models if "type" in m.model_fields
+                  and node.get("type") in getattr(m.model_fields["type"].annotation, "__args__", ())]
+    if len(models) == 1:
+        return sorted(f.alias or n for n, f in models[0].model_fields.items())
+    return []
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModels inside list[X], X | None, Annotated[A | B, ...] and the like."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()):  # Annotated[X, ...] keeps X in __args__ too
+        found += [m for m in _models_in(arg) if m not in found]
+    return found
+
+
+def _check_plugin(
+    plugin: Plugin,
+    path: str,
+    text: str,
+    plugins: Mapping[str, Plugin],
+    policies: Mapping[str, PolicySpec],
+    errors: list[FleetError],
+) -> None:
+    lines = yamlpos.load(text)
+    spec = plugin.spec
+    if spec.policy not in policies:
+        known = ", ".join(sorted(policies)) or "none"
+        errors.append(
+            FleetError(path, lines.line_of(("spec", "policy")), "spec.policy",
+                       f"no policy named {spec.policy!r} (known: {known})")
+        )
+    for index, dependency in enumerate(spec.depends_on):
+        if dependency == plugin.metadata.name:
+            errors.append(FleetError(path, lines.line_of(("spec", "dependsOn", index)),
+                                     f"spec.dependsOn[{index}]", "a plugin cannot depend on itself"))
+        elif dependency not in plugins:
+            errors.append(FleetError(path, lines.line_of(("spec", "dependsOn", index)),
+                                     f"spec.dependsOn[{index}]", f"no plugin named {dependency!r}"))
+
+
+def _dependency_cycles(
+    plugins: Mapping[str, Plugin], paths: Mapping[str, str], files: Mapping[str, str]
+) -> list[FleetError]:
+    """One error per cycle in dependsOn, reported on the first plugin of the cycle in name order."""
+    graph = {name: [d for d in p.spec.depends_on if d in plugins and d != name] for name, p in plugins.items()}
+    errors: list[FleetError] = []
+    seen_cycles: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):]
+                key = frozenset(cycle)
+                if key not in seen_cycles:
+                    seen_cycles.add(key)
+                    start = min(cycle)
+                    i = cycle.index(start)
+                    ordered = [*cycle[i:], *cycle[:i], start]
+                    line = yamlpos.load(files[paths[start]]).line_of(("spec", "dependsOn"))
+                    errors.append(FleetError(paths[start], line, "spec.dependsOn",
+                                             f"dependency cycle: {' -> '.join(ordered)}"))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+    return errors

@@ -1,0 +1,149 @@
+"""Renderings of a rollout for people: the one-line summary, and the Markdown report of a finished rollout.
+
+The report covers the upgrade record teams keep by hand (date, version, environment, operator, result, note)
+plus the batches with their instances, times and verdict values, the rollbacks and the approvals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from reconciler.core.model import BatchState, Phase, RolloutState, Step, fmt_time
+from reconciler.core.timing import human_duration
+
+
+@dataclass(frozen=True)
+class Summary:
+    plugin: str
+    phase: Phase
+    from_version: str | None
+    target_version: str
+    batch: str | None  # the batch in flight or the last one
+    batch_number: int  # 1-based; 0 before the first batch
+    batches_total: int
+    done: int
+    total: int
+    reason: str
+    paused_by: str | None
+    pause_reason: str | None
+
+    def line(self) -> str:
+        batch = f"batch {self.batch_number}/{self.batches_total} {self.batch}" if self.batch else "no batch yet"
+        return (f"{self.plugin:<16} {self.phase.value:<16} {self.from_version or '-'} -> {self.target_version:<10} "
+                f"{batch:<24} {self.done}/{self.total} done  {self.reason}")
+
+
+def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
+    """`batches_total` is the planned number of batches when known (from the policy); else the started ones."""
+    last = state.batches[-1] if state.batches else None
+    done = sum(
+        1 for inst in state.instances.values()
+        if (inst.step is Step.DONE) or (state.phase is Phase.SUCCEEDED and inst.version == state.target_version)
+    )
+    if state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):
+        done = sum(1 for inst in state.instances.values() if inst.step is Step.ROLLED_BACK)
+    return Summary(
+        plugin=state.plugin,
+        phase=state.phase,
+        from_version=state.from_version,
+        target_version=state.target_version,
+        batch=last.name if last else None,
+        batch_number=len(state.batches),
+        batches_total=max(batches_total or 0, len(state.batches)),
+        done=done,
+        total=len(state.instances),
+        reason=state.reason,
+        paused_by=state.paused_by,
+        pause_reason=state.pause_reason,
+    )
+
+
+def report_path(state: RolloutState) -> str:
+    return f"reports/{state.plugin}/{state.target_version}-{state.rollout_id}.md"
+
+
+def _time(value: datetime | None) -> str:
+    return fmt_time(value) or "-"
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return human_duration((end - start).total_seconds())
+
+
+def _verdicts(batch: BatchState) -> str:
+    parts = []
+    for metric in batch.metrics:
+        if metric.last is None:
+            parts.append(f"{metric.name}: no reading")
+            continue
+        value = "-" if metric.last.value is None else f"{metric.last.value:.4g}"
+        parts.append(f"{metric.name} {value} {metric.last.verdict.value} "
+                     f"({metric.readings} readings, {metric.failures} failed)")
+    return "; ".join(parts) or "-"
+
+
+def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] | None = None,
+                  approvals: Mapping[str, str] | None = None) -> str:
+    """Markdown for reports/<plugin>/<version>-<rolloutId>.md.
+
+    `labels` maps an instance id to its cluster's labels (for the environment line); `approvals` maps a batch
+    name to who approved it (from the approvals record, when the batch state does not carry it).
+    """
+    labels = labels or {}
+    approvals = approvals or {}
+    tiers = Counter(labels.get(iid, {}).get("tier", "untiered") for iid in state.instances)
+    environment = ", ".join(f"{tier} ({count})" for tier, count in sorted(tiers.items())) or "-"
+    lines = [
+        f"# {state.plugin} {state.target_version}: {state.phase.value}",
+        "",
+        "| Record | |",
+        "|---|---|",
+        f"| Date | {_time(state.started)} to {_time(state.finished)} ({_duration(state.started, state.finished)}) |",
+        f"| Plugin | {state.plugin} |",
+        f"| Version | {state.from_version or '(none)'} -> {state.target_version} |",
+        f"| Environment | {environment} |",
+        f"| Operator | {state.requested_by or 'unknown'} |",
+        f"| Result | {state.phase.value} |",
+        f"| Note | {state.reason} |",
+        f"| Rollout | `{state.rollout_id}`, desired commit `{state.desired_commit[:12]}`, policy `{state.policy}` |",
+        "",
+        "## Batches",
+        "",
+        "| # | Batch | Instances | Started | Ended | Took | Result | Approved by | Verdicts |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for batch in state.batches:
+        approved = batch.approved_by or approvals.get(batch.name) or "-"
+        lines.append(
+            f"| {batch.index + 1} | {batch.name} | {len(batch.instances)} | {_time(batch.started)} | "
+            f"{_time(batch.ended)} | {_duration(batch.started, batch.ended)} | {batch.phase.value} | {approved} | "
+            f"{_verdicts(batch)} |"
+        )
+    if not state.batches:
+        lines.append("| - | no batch started | | | | | | | |")
+    lines += ["", "## Instances", "", "| Instance | Batch | Runs | Step | Rollback to | Note |",
+              "|---|---|---|---|---|---|"]
+    batch_of = {iid: b.name for b in state.batches for iid in b.instances}
+    for iid, inst in sorted(state.instances.items()):
+        lines.append(f"| {iid} | {batch_of.get(iid, '-')} | {inst.version or '-'} | {inst.step.value} | "
+                     f"{inst.rollback_to or '-'} | {inst.message or ''} |")
+    lines += ["", "## Rollbacks", ""]
+    rolled = [iid for iid, inst in state.instances.items() if inst.step in (Step.ROLLED_BACK, Step.ROLLBACK_FAILED)]
+    if rolled or state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):
+        failed = [iid for iid in rolled if state.instances[iid].step is Step.ROLLBACK_FAILED]
+        lines.append(f"- Rolled back {len(rolled) - len(failed)} instance(s), {len(failed)} failed, "
+                     f"asked by {state.rollback_by or 'grayops'}; rollbacks since the last success: {state.rollbacks}")
+    else:
+        lines.append("- none")
+    lines += ["", "## Approvals", ""]
+    granted = [(b.name, b.approved_by or approvals.get(b.name)) for b in state.batches]
+    granted = [(name, by) for name, by in granted if by]
+    lines += [f"- batch {name}: approved by {by}" for name, by in granted] or ["- none required"]
+    lines += ["", "## Timeline", ""]
+    lines += [f"- {_time(h.at)} **{h.phase.value}** {h.reason}" for h in state.history]
+    return "\n".join(lines) + "\n"

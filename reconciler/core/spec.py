@@ -1,0 +1,405 @@
+"""The fleet repository format v1: one pydantic model per kind of file, strict and closed.
+
+Field names are camelCase in YAML (the user-facing contract) and snake_case in Python. Every model forbids
+unknown fields, so a typo is an error with its line, never a silently ignored setting. The JSON Schema that
+editors use is generated from these models (`grayops schema`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from reconciler.core.timing import format_duration, parse_clock, parse_duration
+
+API_VERSION = "grayops.dev/v1"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Strict(BaseModel):
+    """Base of every file section: camelCase aliases, unknown fields refused, values frozen."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True, strict=False
+    )
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$", "examples": ["30s", "5m"]}),
+]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+
+
+def _version_text(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"version {value!r} must be quoted, as in \"{value}\" (YAML read it as a number)")
+    return value
+
+
+Version = Annotated[
+    str, BeforeValidator(_version_text), Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._+-]+$")
+]
+
+
+def _batch_size(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a batch size is a count such as 1 or a share such as \"10%\"")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("a batch size must be at least 1")
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if match and 0 < float(match.group(1)) <= 100:
+            return f"{float(match.group(1)):g}%"
+        if value.strip().isdigit() and int(value) >= 1:
+            return int(value)
+    raise ValueError(f"{value!r} is not a batch size: a count such as 1 or a share such as \"10%\" up to 100%")
+
+
+BatchSize = Annotated[
+    int | str,
+    BeforeValidator(_batch_size),
+    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}]}),
+]
+
+
+def size_percent(size: int | str) -> float | None:
+    """The share of a "10%" size, or None for an absolute count."""
+    return float(size[:-1]) if isinstance(size, str) else None
+
+
+# --- Plugin -----------------------------------------------------------------------------------------------
+
+
+class Metadata(Strict):
+    name: Name
+
+
+class Workload(Strict):
+    """What to change in each instance's namespace: a Deployment, a StatefulSet or a custom resource."""
+
+    kind: str = "Deployment"
+    name: str
+    container: str | None = None
+    api_version: str | None = None
+    version_path: str | None = Field(None, description="JSON path of the version field, for custom resources")
+    ready_condition: str | None = Field(None, description="condition type that means ready, for custom resources")
+
+
+class PluginSpec(Strict):
+    version: Version
+    policy: str = "canary-waves"
+    targets: dict[str, list[str]] = Field(default_factory=dict, description="label selector over clusters")
+    namespaces: list[Name] = Field(default_factory=lambda: ["plugins"], min_length=1)
+    workload: Workload | None = None
+    image: str | None = None
+    depends_on: list[Name] = Field(default_factory=list)
+    paused: bool = False
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _values_as_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+class Plugin(Strict):
+    api_version: Literal["grayops.dev/v1"]
+    kind: Literal["Plugin"]
+    metadata: Metadata
+    spec: PluginSpec
+
+
+# --- Policy -----------------------------------------------------------------------------------------------
+
+
+class BatchSpec(Strict):
+    name: Name
+    size: BatchSize
+    bake: Duration = 0.0
+    approval: bool = False
+
+
+class OrderSpec(Strict):
+    label: str
+    values: list[str] = Field(min_length=1)
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _clock(value: str) -> str:
+    parse_clock(value)
+    return value
+
+
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+class WindowSpec(Strict):
+    days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
+    start: Annotated[str, AfterValidator(_clock)]
+    end: Annotated[str, AfterValidator(_clock)]
+    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+
+
+class HttpCheck(Strict):
+    type: Literal["http"]
+    path: str = "/"
+    port: int | None = None
+    url: str | None = Field(None, description="URL template with {cluster}, {namespace}, {plugin}, {version}")
+    status: int = 200
+    timeout: Duration = 5.0
+
+
+class ExecCheck(Strict):
+    type: Literal["exec"]
+    command: list[str] = Field(min_length=1)
+    expect: str | None = None
+    timeout: Duration = 10.0
+
+
+class MetricCheck(Strict):
+    type: Literal["metric"]
+    name: str
+    max: float | None = None
+    min: float | None = None
+
+
+Check = Annotated[HttpCheck | ExecCheck | MetricCheck, Field(discriminator="type")]
+
+
+class MetricSpec(Strict):
+    name: str = Field(description="normalised metric name, mapped to a provider query in grayops.yaml")
+    max: float | None = None
+    min: float | None = None
+    failure_limit: int = Field(0, ge=0, description="failed readings tolerated before the batch fails")
+
+    @model_validator(mode="after")
+    def _has_threshold(self) -> MetricSpec:
+        if self.max is None and self.min is None:
+            raise ValueError(f"metric {self.name!r} needs a threshold: max, min or both")
+        return self
+
+
+class AnalysisSpec(Strict):
+    interval: Duration = 30.0
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    no_data: Literal["pause", "fail", "ignore"] = "pause"
+    no_data_timeout: Duration = 300.0
+    consecutive_error_limit: int = Field(4, ge=0)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("interval must be longer than 0s")
+        return value
+
+
+class RollbackSpec(Strict):
+    on_failure: bool = True
+    limit: int = Field(3, ge=0)
+
+
+class PolicySpec(Strict):
+    order: OrderSpec | None = None
+    batches: list[BatchSpec] = Field(min_length=1)
+    max_parallel: int = Field(10, ge=1)
+    instance_timeout: Duration = 300.0
+    batch_timeout: Duration = 1800.0
+    failure_budget: int = Field(0, ge=0)
+    windows: list[WindowSpec] = Field(default_factory=list)
+    pre_checks: list[Check] = Field(default_factory=list)
+    verify: list[Check] = Field(default_factory=list)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+
+    @model_validator(mode="after")
+    def _batches_grow_to_all(self) -> PolicySpec:
+        names = [b.name for b in self.batches]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"batch names must be unique; repeated: {', '.join(duplicates)}")
+        last_percent, last_count = 0.0, 0
+        for batch in self.batches:
+            percent = size_percent(batch.size)
+            if percent is None:
+                assert isinstance(batch.size, int)
+                if batch.size <= last_count:
+                    raise ValueError(f"batch {batch.name!r}: sizes are cumulative and must grow ({batch.size})")
+                last_count = batch.size
+            else:
+                if percent <= last_percent:
+                    raise ValueError(f"batch {batch.name!r}: sizes are cumulative and must grow ({batch.size})")
+                last_percent = percent
+        if size_percent(self.batches[-1].size) != 100.0:
+            last = self.batches[-1].name
+            raise ValueError(f"the last batch ({last!r}) must have size \"100%\" so every instance is reached")
+        return self
+
+
+class Policy(Strict):
+    api_version: Literal["grayops.dev/v1"]
+    kind: Literal["Policy"]
+    metadata: Metadata
+    spec: PolicySpec
+
+
+# --- Settings (grayops.yaml) ------------------------------------------------------------------------------
+
+
+class ClusterSpec(Strict):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    driver: Literal["sim", "kubernetes"] = "sim"
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+
+
+class MetricsSettings(Strict):
+    provider: Literal["sim", "prometheus"] = "sim"
+    url: str | None = None
+    timeout: Duration = 10.0
+    queries: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _prometheus_needs_url(self) -> MetricsSettings:
+        if self.provider == "prometheus" and not self.url:
+            raise ValueError("the prometheus provider needs a url")
+        return self
+
+
+class LogNotifier(Strict):
+    type: Literal["log"]
+
+
+class WebhookNotifier(Strict):
+    type: Literal["webhook"]
+    url: str
+    secret_env: str | None = Field(None, description="environment variable holding the HMAC key")
+
+
+class SlackNotifier(Strict):
+    type: Literal["slack"]
+    channel: str
+    tiers: dict[str, str] = Field(default_factory=dict, description="channel per tier label value")
+    plugins: dict[str, str] = Field(default_factory=dict, description="channel per plugin")
+
+
+Notifier = Annotated[LogNotifier | WebhookNotifier | SlackNotifier, Field(discriminator="type")]
+
+
+class StatusSettings(Strict):
+    branch: str | None = Field(None, description="branch for status/ and reports/; default: the desired-state branch")
+
+
+class GitSettings(Strict):
+    poll_interval: Duration = 5.0
+
+
+class SimFault(Strict):
+    version: Version
+    selector: dict[str, str] = Field(default_factory=dict, description="only on clusters with these labels")
+    error_rate: float | None = Field(None, ge=0, le=1)
+    latency_p99_ms: float | None = Field(None, ge=0)
+    fail_readiness: bool = False
+    fail_checks: bool = False
+    no_metrics: bool = Field(False, description="the exporter goes silent for this version")
+
+
+class SimSettings(Strict):
+    upgrade_seconds: float = Field(0.05, ge=0)
+    faults: list[SimFault] = Field(default_factory=list)
+
+
+def _default_notifier() -> Notifier:
+    return LogNotifier(type="log")
+
+
+class Settings(Strict):
+    api_version: Literal["grayops.dev/v1"]
+    kind: Literal["Settings"]
+    clusters: list[ClusterSpec] = Field(min_length=1)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    notifiers: list[Notifier] = Field(default_factory=lambda: [_default_notifier()])
+    status: StatusSettings = Field(default_factory=StatusSettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+    @model_validator(mode="after")
+    def _unique_clusters(self) -> Settings:
+        names = [c.name for c in self.clusters]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"cluster names must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+
+# --- Access and approvals ---------------------------------------------------------------------------------
+
+Command = Literal["pause", "resume", "rollback", "approve", "rollout"]
+
+
+class AccessRule(Strict):
+    commands: list[Command] = Field(min_length=1)
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)
+    tiers: list[str] = Field(default_factory=list)
+
+
+class Access(Strict):
+    api_version: Literal["grayops.dev/v1"]
+    kind: Literal["Access"]
+    rules: list[AccessRule] = Field(default_factory=list)
+
+
+class ApprovalRecord(Strict):
+    version: Version
+    batch: Name
+    desired_commit: str = Field(pattern=r"^[0-9a-f]{7,40}$")
+    by: str
+    at: str
+
+
+class Approvals(Strict):
+    api_version: Literal["grayops.dev/v1"]
+    kind: Literal["Approvals"]
+    metadata: Metadata
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+
+
+FILE_KINDS: dict[str, type[Strict]] = {
+    "Settings": Settings,
+    "Plugin": Plugin,
+    "Policy": Policy,
+    "Access": Access,
+    "Approvals": Approvals,
+}

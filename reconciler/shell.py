@@ -1,0 +1,397 @@
+"""One reconcile tick: sync the repository -> observe -> decide -> record -> act -> notify -> push.
+
+The shell is the only place that joins the pure core to the adapters. Its order is what makes a crash safe:
+each plugin's transition is committed to git *before* its effects run, so a reconciler killed at any moment
+restarts from a status that never claims more than happened, and re-issues (idempotent) what it had asked for.
+Results of effects (checks, metric readings, refused changes) are fed to the next tick's observations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.adapters.factory import Runtime, build_runtime
+from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+from reconciler.adapters.ports import Clock, Notifier, SystemClock
+from reconciler.core import yamledit
+from reconciler.core.effects import (
+    Alert,
+    Change,
+    CheckResult,
+    CommitSpec,
+    Desired,
+    Event,
+    InstanceObservation,
+    MetricResult,
+    Observations,
+    QueryMetrics,
+    RunChecks,
+    SetVersion,
+    WriteReport,
+)
+from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide
+from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.model import Phase, RolloutState, Severity, from_doc, to_doc
+from reconciler.core.plan import InstanceRef, select_instances
+from reconciler.core.report import render_report, report_path
+
+log = logging.getLogger("grayops")
+
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_status(state: RolloutState) -> str:
+    """Deterministic YAML: sorted keys, block style, no stamps that change without a transition."""
+    text: str = yaml.dump(to_doc(state), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
+                          allow_unicode=True, width=1000)
+    return text
+
+
+def load_status(text: str) -> RolloutState:
+    return from_doc(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def status_path(plugin: str) -> str:
+    return f"status/{plugin}.yaml"
+
+
+@dataclass
+class _Results:
+    """What the last tick's effects reported, for the next tick's observations."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    metrics: list[MetricResult] = field(default_factory=list)
+    apply_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TickReport:
+    states: Mapping[str, RolloutState]
+    transitions: int
+    invalid: tuple[str, ...] = ()  # errors of a refused revision, when the one in force is an older one
+    remote_error: str | None = None
+
+
+class Reconciler:
+    """The long-lived reconciler: owns the clone, the revision in force and the rollout states."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        workdir: Path,
+        builtin_policies: Mapping[str, str],
+        clock: Clock | None = None,
+        poll_interval: float | None = None,
+        extra_notifiers: tuple[Notifier, ...] = (),
+    ) -> None:
+        self.repo = repo
+        self.workdir = workdir
+        self.builtins = builtin_policies
+        self.clock = clock or SystemClock()
+        self.poll_override = poll_interval
+        self.extra_notifiers = extra_notifiers
+        self.fleet: Fleet | None = None
+        self.runtime: Runtime | None = None
+        self.states: dict[str, RolloutState] = {}
+        self.wake = threading.Event()  # set by the remote watcher or a chat command: fetch now
+        self._fleet_key: int | None = None
+        self._refused_key: int | None = None
+        self._refused: tuple[str, ...] = ()
+        self._changes: tuple[str, dict[str, Change]] = ("", {})
+        self._results: dict[str, _Results] = defaultdict(_Results)
+        self._holds: dict[str, str] = {}
+        self._next_fetch = 0.0
+        self._remote_error: str | None = None
+
+    # --- start ------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
+        self.repo.ensure_clone()
+        for path, text in self.repo.status_files().items():
+            plugin = path.removeprefix("status/").removesuffix(".yaml")
+            try:
+                self.states[plugin] = load_status(text)
+            except (KeyError, ValueError, TypeError, yaml.YAMLError) as err:
+                log.error("%s cannot be read (%s); %s starts without its recorded state", path, err, plugin)
+
+    @property
+    def poll_interval(self) -> float:
+        if self.poll_override is not None:
+            return self.poll_override
+        return self.fleet.settings.git.poll_interval if self.fleet else 5.0
+
+    # --- the tick ---------------------------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        self._sync()
+        fleet, runtime = self.fleet, self.runtime
+        if fleet is None or runtime is None:
+            return TickReport(dict(self.states), 0, self._refused, self._remote_error)
+        now = self.clock.now()
+        desired = self._desired(fleet)
+        observed = self._observe(fleet, runtime, desired)
+        versions = {name: d.version for name, d in desired.items()}
+        decisions: dict[str, Decision] = {}
+        for name, want in desired.items():
+            results = self._results.pop(name, _Results())
+            obs = Observations(
+                instances=observed[name],
+                checks=tuple(results.checks),
+                metrics=tuple(results.metrics),
+                approvals=tuple(fleet.approvals.get(name, ())),
+                blocked_clusters=blocked_clusters(want.depends_on, versions, observed),
+                apply_errors=results.apply_errors,
+                hold=self._holds.pop(name, None),
+            )
+            decisions[name] = decide(self.states.get(name), want, obs, now)
+
+        transitions = 0
+        for name, decision in decisions.items():
+            assert decision.state is not None
+            self._record(fleet, desired[name], decision)
+            self.states[name] = decision.state
+            transitions += len(decision.transitions)
+        for name, decision in decisions.items():
+            self._act(fleet, runtime, desired[name], decision)
+            self._notify(runtime, decision, now)
+        self._push()
+        return TickReport(dict(self.states), transitions, self._refused, self._remote_error)
+
+    def idle(self) -> bool:
+        """Nothing is moving: every rollout settled, nothing waiting to be judged, nothing left to push."""
+        if self.fleet is None:
+            return True
+        for name, plugin in self.fleet.plugins.items():
+            state, version = self.states.get(name), plugin.spec.version
+            if state is None:
+                return False
+            if state.target_version == version:
+                if not state.phase.settled or (state.revert_pending and state.phase is Phase.ROLLED_BACK):
+                    return False  # moving, or the revert of spec.version is not in force yet
+            elif not (state.phase is Phase.ROLLED_BACK and version == state.from_version):
+                return False
+        if self._results:
+            return False
+        return self._remote_error is not None or self.repo.unpushed() == 0
+
+    # --- sync -------------------------------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        due = time.monotonic() >= self._next_fetch
+        if due or self.wake.is_set():
+            self.wake.clear()
+            self._next_fetch = time.monotonic() + self.poll_interval
+            try:
+                self.repo.fetch()
+                if self._remote_error:
+                    log.info("remote reachable again")
+                self._remote_error = None
+            except RemoteUnavailable as err:
+                if self._remote_error is None:
+                    log.warning("remote unreachable, working on the local clone: %s", err)
+                    self._alert_all("remote_unreachable", Severity.WARNING, f"git remote unreachable: {err}")
+                self._remote_error = str(err)
+            conflict = self.repo.integrate()
+            if conflict is not None:
+                self._conflict(conflict.files, conflict.saved_branch)
+        files = self.repo.desired_files()
+        key = hash(tuple(sorted(files.items())))
+        if key == self._fleet_key or key == self._refused_key:
+            return
+        try:
+            fleet = load_fleet(files, self.builtins)
+        except FleetInvalid as err:
+            self._refused_key = key
+            self._refused = tuple(str(e) for e in err.errors)
+            head = self.repo.head()[:12]
+            kept = "the last good revision stays in force" if self.fleet else "nothing is in force yet"
+            log.error("revision %s refused (%d error(s)); %s:\n  %s", head, len(err.errors), kept,
+                      "\n  ".join(self._refused))
+            self._alert_all("invalid_revision", Severity.CRITICAL,
+                            f"revision {head} refused, {kept}: {self._refused[0]}")
+            return
+        if self.fleet is None or fleet.settings != self.fleet.settings or self.runtime is None:
+            self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.extra_notifiers)
+        self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
+        log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
+                 len(fleet.settings.clusters))
+
+    def _conflict(self, files: tuple[str, ...], saved: str) -> None:
+        reason = f"git conflict with a concurrent change to {', '.join(files)}; local commits kept on {saved}"
+        log.error(reason)
+        for path in files:
+            if path.startswith("plugins/"):
+                self._holds[path.removeprefix("plugins/").rsplit(".", 1)[0]] = reason
+        if not any(p.startswith("plugins/") for p in files):
+            self._alert_all("git_conflict", Severity.CRITICAL, reason)
+
+    # --- desired state and observation ------------------------------------------------------------------------
+
+    def _desired(self, fleet: Fleet) -> dict[str, Desired]:
+        head = self.repo.head()
+        if self._changes[0] != head:
+            paths = [fleet.plugin_paths[name] for name in fleet.plugins]
+            self._changes = (head, self.repo.last_changes(paths))
+        changes = self._changes[1]
+        desired = {}
+        for name, plugin in fleet.plugins.items():
+            spec = plugin.spec
+            change = changes.get(fleet.plugin_paths[name]) or Change(head)
+            desired[name] = Desired(
+                plugin=name,
+                version=spec.version,
+                paused=spec.paused,
+                policy_name=spec.policy,
+                policy=fleet.policies[spec.policy],
+                instances=tuple(select_instances(spec, fleet.settings.clusters)),
+                desired_commit=change.commit,
+                change=change,
+                depends_on=tuple(spec.depends_on),
+            )
+        return desired
+
+    def _observe(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired]
+                 ) -> dict[str, Mapping[str, InstanceObservation]]:
+        observed: dict[str, Mapping[str, InstanceObservation]] = {}
+        for name, want in desired.items():
+            merged: dict[str, InstanceObservation] = {}
+            for kind, refs in _by_driver(runtime, want.instances).items():
+                merged.update(runtime.drivers[kind].observe(fleet.plugins[name], refs))
+            observed[name] = merged
+        return observed
+
+    # --- record, act, notify ----------------------------------------------------------------------------------
+
+    def _record(self, fleet: Fleet, want: Desired, decision: Decision) -> None:
+        """Commit the transition (status and, at the end, the report) and the changes owed to the plugin file."""
+        state = decision.state
+        assert state is not None
+        files: dict[str, str | None] = {}
+        if decision.changed:
+            files[status_path(state.plugin)] = dump_status(state)
+        if any(isinstance(e, WriteReport) for e in decision.effects):
+            labels = {ref.id: dict(ref.labels) for ref in want.instances}
+            approvals = {a.batch: a.by for a in fleet.approvals.get(state.plugin, ())
+                         if a.version == state.target_version}
+            files[report_path(state)] = render_report(state, labels, approvals)
+        if files:
+            last = decision.transitions[-1] if decision.transitions else Transition(state.reason, "report",
+                                                                                     state.phase)
+            message = _commit_message(state, decision.transitions or (last,))
+            self.repo.commit(files, message, _trailers(state, want, last), status=True)
+        for effect in decision.effects:
+            if isinstance(effect, CommitSpec):
+                self._commit_spec(fleet, state, effect)
+
+    def _commit_spec(self, fleet: Fleet, state: RolloutState, effect: CommitSpec) -> None:
+        path = fleet.plugin_paths[effect.plugin]
+        text = self.repo.read(path)
+        if text is None:
+            return
+        try:
+            changed = yamledit.set_field(text, ("spec", effect.field), effect.value)
+        except ValueError as err:
+            log.error("cannot record %s in %s: %s", effect.action, path, err)
+            return
+        trailers = [("Grayops-Rollout", state.rollout_id), ("Grayops-Action", effect.action),
+                    ("Requested-By", ENGINE), ("Desired-Commit", state.desired_commit),
+                    ("Grayops-Reason", effect.reason)]
+        self.repo.commit({path: changed}, f"{effect.plugin}: {effect.reason}", trailers)
+
+    def _act(self, fleet: Fleet, runtime: Runtime, want: Desired, decision: Decision) -> None:
+        plugin = fleet.plugins[want.plugin]
+        refs = {ref.id: ref for ref in want.instances}
+        results = _Results()
+        changes: dict[str, list[SetVersion]] = defaultdict(list)
+        for effect in decision.effects:
+            if isinstance(effect, SetVersion) and effect.instance in refs:
+                changes[runtime.cluster_driver[refs[effect.instance].cluster]].append(effect)
+        for kind, batch in changes.items():
+            results.apply_errors.update(runtime.drivers[kind].apply(plugin, batch))
+        for effect in decision.effects:
+            if isinstance(effect, RunChecks) and effect.instance in refs:
+                ref = refs[effect.instance]
+                driver = runtime.drivers[runtime.cluster_driver[ref.cluster]]
+                results.checks.append(driver.check(plugin, ref, effect.stage, effect.version, effect.checks))
+            elif isinstance(effect, QueryMetrics):
+                batch_refs = [refs[i] for i in effect.instances if i in refs]
+                for metric in effect.metrics:
+                    measured = runtime.metrics.measure(plugin, effect.version, metric, batch_refs,
+                                                       effect.window_seconds)
+                    results.metrics.append(MetricResult(effect.rollout_id, effect.batch, metric.name, measured))
+        if results.checks or results.metrics or results.apply_errors:
+            self._results[want.plugin] = results
+
+    def _notify(self, runtime: Runtime, decision: Decision, now: datetime) -> None:
+        state = decision.state
+        assert state is not None
+        for transition in decision.transitions:
+            runtime.notifier.notify(Event(state.plugin, state.rollout_id, state.target_version, "transition",
+                                          Severity.INFO, transition.reason, transition.phase, now, transition.batch))
+        for effect in decision.effects:
+            if isinstance(effect, Alert):
+                runtime.notifier.notify(Event(state.plugin, state.rollout_id, state.target_version, effect.kind,
+                                              effect.severity, effect.message, state.phase, now,
+                                              state.batches[-1].name if state.batches else None))
+
+    def _alert_all(self, kind: str, severity: Severity, message: str) -> None:
+        if self.runtime is None:
+            return
+        now = self.clock.now()
+        self.runtime.notifier.notify(Event("*", "", "", kind, severity, message, Phase.PENDING, now))
+
+    def _push(self) -> None:
+        if self.repo.unpushed() == 0:
+            return
+        result = self.repo.push()
+        if result.conflict is not None:
+            self._conflict(result.conflict.files, result.conflict.saved_branch)
+        elif not result.pushed and result.error:
+            if self._remote_error is None:
+                log.warning("push failed, %d commit(s) kept locally and retried: %s", result.pending, result.error)
+            self._remote_error = result.error
+
+
+def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, list[InstanceRef]]:
+    groups: dict[str, list[InstanceRef]] = defaultdict(list)
+    for ref in refs:
+        groups[runtime.cluster_driver[ref.cluster]].append(ref)
+    return groups
+
+
+def _commit_message(state: RolloutState, transitions: tuple[Transition, ...]) -> str:
+    subject = f"{state.plugin} {state.target_version}: {transitions[-1].reason}"
+    body = [f"- {t.phase.value}: {t.reason}" for t in transitions[:-1]]
+    return subject + ("\n\n" + "\n".join(body) if body else "")
+
+
+def _trailers(state: RolloutState, want: Desired, last: Transition) -> list[tuple[str, str]]:
+    if last.action == "pause":
+        by = state.paused_by or ENGINE
+    elif last.action == "resume":
+        by = want.change.by or ENGINE
+    elif last.action in ("rollback", "rolled-back"):
+        by = state.rollback_by or ENGINE
+    else:
+        by = state.requested_by or ENGINE
+    trailers = [("Grayops-Rollout", state.rollout_id), ("Grayops-Action", last.action)]
+    if last.batch:
+        trailers.append(("Grayops-Batch", last.batch))
+    trailers.append(("Requested-By", by))
+    approved = next((b.approved_by for b in state.batches if b.name == last.batch and b.approved_by), None)
+    if approved:
+        trailers.append(("Approved-By", approved))
+    trailers.append(("Desired-Commit", state.desired_commit))
+    return trailers
+

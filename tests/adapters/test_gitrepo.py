@@ -1,0 +1,292 @@
+"""GitRepo and RemoteWatcher against real git: a bare remote, a human's clone, and the reconciler's clone."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher, redact_url
+
+PLUGIN_X = "kind: Plugin\nmetadata:\n  name: x\nspec:\n  version: 1.5.0\n  paused: false\n"
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return subprocess.run(
+        ["git", "-c", "user.name=Human", "-c", "user.email=human@example.com", "-c", "commit.gpgsign=false",
+         "-c", "init.defaultBranch=main", *args],
+        cwd=cwd, check=True, capture_output=True, text=True, env=env,
+    ).stdout.strip()
+
+
+def human_commit(human: Path, files: dict[str, str], message: str, push: bool = True) -> str:
+    for rel, text in files.items():
+        (human / rel).parent.mkdir(parents=True, exist_ok=True)
+        (human / rel).write_text(text)
+    git(human, "add", "-A")
+    git(human, "commit", "-q", "-m", message)
+    if push:
+        git(human, "push", "-q", "origin", "HEAD:main")
+    return git(human, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "human"))
+    human_commit(tmp_path / "human", {
+        "grayops.yaml": "kind: Settings\n",
+        "plugins/x.yaml": PLUGIN_X,
+        "plugins/y.yaml": PLUGIN_X.replace("name: x", "name: y"),
+        "status/x.yaml": "phase: idle\n",
+        "reports/x.md": "# report\n",
+        "README.md": "hello\n",
+    }, "seed")
+    return bare
+
+
+@pytest.fixture
+def human(remote: Path) -> Path:
+    return remote.parent / "human"
+
+
+@pytest.fixture
+def repo(remote: Path, tmp_path: Path) -> GitRepo:
+    r = GitRepo(str(remote), tmp_path / "work")
+    r.ensure_clone()
+    return r
+
+
+def remote_head(remote: Path, branch: str = "main") -> str:
+    return git(remote, "rev-parse", branch)
+
+
+def test_clone_reads_desired_and_status_files(repo: GitRepo, remote: Path) -> None:
+    assert repo.path == repo.workdir / "repo"
+    assert sorted(repo.desired_files()) == ["grayops.yaml", "plugins/x.yaml", "plugins/y.yaml"]
+    assert repo.desired_files()["plugins/x.yaml"] == PLUGIN_X
+    assert repo.status_files() == {"status/x.yaml": "phase: idle\n"}
+    assert repo.read("README.md") == "hello\n"
+    assert repo.read("plugins/none.yaml") is None
+    assert repo.head() == remote_head(remote)
+    config = subprocess.run(["git", "config", "--local", "user.name"], cwd=repo.path, capture_output=True,
+                            text=True, check=True).stdout
+    assert config.strip() == "grayops"
+    with pytest.raises(ValueError):
+        repo.read("../outside")
+
+
+def test_commit_with_trailers_is_pushed_and_read_back(repo: GitRepo, remote: Path) -> None:
+    sha = repo.commit({"plugins/x.yaml": PLUGIN_X.replace("false", "true")}, "Pause x",
+                      {"Requested-By": "alice", "Grayops-Action": "pause", "Grayops-Reason": "p99 latency"})
+    assert sha is not None and sha == repo.head()
+    assert repo.unpushed() == 1
+    result = repo.push()
+    assert (result.pushed, result.pending, result.conflict, result.error) == (True, 0, None, None)
+    assert remote_head(remote) == sha
+    assert repo.fetch() is False  # our own push is not news
+    trailers = git(remote, "log", "-1", "--format=%(trailers)", "main")
+    assert "Requested-By: alice" in trailers and "Grayops-Action: pause" in trailers
+    assert git(remote, "log", "-1", "--format=%an", "main") == "grayops"
+
+    changes = repo.last_changes(["plugins/x.yaml", "plugins/y.yaml", "plugins/never.yaml"])
+    assert set(changes) == {"plugins/x.yaml", "plugins/y.yaml"}
+    x = changes["plugins/x.yaml"]
+    assert (x.commit, x.by, x.action, x.reason) == (sha, "alice", "pause", "p99 latency")
+    y = changes["plugins/y.yaml"]
+    assert (y.by, y.action, y.reason) == ("Human", None, "seed")  # no trailers: author and subject
+
+
+def test_commit_without_change_makes_no_commit(repo: GitRepo) -> None:
+    head = repo.head()
+    assert repo.commit({"plugins/x.yaml": PLUGIN_X}, "same") is None
+    assert repo.commit({"plugins/gone.yaml": None}, "delete what is not there") is None
+    assert repo.head() == head
+    assert repo.push().pushed is False
+    # A deletion is a change; trailers can be pairs, in order.
+    sha = repo.commit({"plugins/y.yaml": None}, "Remove y", [("Requested-By", "bob")])
+    assert sha is not None
+    assert repo.read("plugins/y.yaml") is None
+    assert "plugins/y.yaml" not in git(repo.path, "ls-files")
+    with pytest.raises(ValueError):
+        repo.commit({"/etc/passwd": "x"}, "escape")
+
+
+def test_human_push_racing_a_status_push_keeps_both(repo: GitRepo, remote: Path, human: Path) -> None:
+    # The human pushes after our clone last fetched; our push is rejected, rebased and retried.
+    theirs = human_commit(human, {"plugins/x.yaml": PLUGIN_X.replace("1.5.0", "1.6.0")}, "Upgrade x")
+    ours = repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x rolling",
+                       {"Grayops-Action": "status"}, status=True)
+    assert ours is not None
+    result = repo.push(backoff=0.01)
+    assert (result.pushed, result.pending, result.conflict) == (True, 0, None)
+    final = remote_head(remote)
+    subjects = git(remote, "log", "--format=%s", "main").splitlines()
+    assert subjects[:2] == ["status: x rolling", "Upgrade x"]
+    git(remote, "merge-base", "--is-ancestor", theirs, final)  # nothing was force-pushed over theirs
+    assert repo.head() == final
+    assert "1.6.0" in repo.desired_files()["plugins/x.yaml"]
+    assert repo.fetch() is True  # the human commit push() rebased onto is news for the caller
+
+
+def test_true_conflict_keeps_our_commit_on_a_branch(repo: GitRepo, remote: Path, human: Path) -> None:
+    human_commit(human, {"plugins/x.yaml": PLUGIN_X.replace("paused: false", "paused: maybe")}, "Human edit")
+    ours = repo.commit({"plugins/x.yaml": PLUGIN_X.replace("paused: false", "paused: true")}, "Pause x",
+                       {"Grayops-Action": "pause"})
+    result = repo.push(backoff=0.01)
+    assert result.pushed is False and result.conflict is not None
+    assert result.conflict.files == ("plugins/x.yaml",)
+    saved = result.conflict.saved_branch
+    assert saved.startswith("grayops/conflict-")
+    assert git(repo.path, "rev-parse", saved) == ours  # never lost
+    assert repo.head() == remote_head(remote)
+    assert result.pending == repo.unpushed() == 0
+    assert "paused: maybe" in (repo.read("plugins/x.yaml") or "")
+    assert ours not in git(remote, "log", "--all", "--format=%H")
+
+
+def test_fetch_and_integrate(repo: GitRepo, human: Path) -> None:
+    assert repo.fetch() is False
+    theirs = human_commit(human, {"plugins/y.yaml": "kind: Plugin\n"}, "Edit y")
+    assert repo.fetch() is True
+    assert repo.fetch() is False
+    assert repo.integrate() is None  # fast-forward
+    assert repo.head() == theirs
+    # Local commit plus a conflicting remote one: integrate reports it.
+    repo.commit({"plugins/y.yaml": "kind: Plugin\nours: 1\n"}, "ours")
+    human_commit(human, {"plugins/y.yaml": "kind: Plugin\ntheirs: 1\n"}, "theirs")
+    repo.fetch()
+    conflict = repo.integrate()
+    assert conflict is not None and conflict.files == ("plugins/y.yaml",)
+    assert repo.head() == git(human, "rev-parse", "HEAD")
+
+
+def test_remote_down_keeps_commits_until_it_is_back(repo: GitRepo, remote: Path) -> None:
+    away = remote.with_name("away.git")
+    remote.rename(away)
+    sha = repo.commit({"plugins/x.yaml": PLUGIN_X.replace("false", "true")}, "Pause x (emergency)")
+    result = repo.push(backoff=0.01)
+    assert (result.pushed, result.pending, result.conflict) == (False, 1, None)
+    assert result.error and str(remote) in result.error
+    with pytest.raises(RemoteUnavailable):
+        repo.fetch()
+    # A restarted reconciler reuses the clone and its unpushed commit, even with the remote down.
+    again = GitRepo(str(remote), repo.workdir)
+    again.ensure_clone()
+    assert again.unpushed() == 1 and again.head() == sha
+    away.rename(remote)
+    result = again.push()
+    assert (result.pushed, result.pending, result.error) == (True, 0, None)
+    assert remote_head(remote) == sha
+
+
+def test_ensure_clone_on_an_unreachable_remote(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.git"
+    with pytest.raises(RemoteUnavailable, match=str(missing)):
+        GitRepo(str(missing), tmp_path / "w1").ensure_clone()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"https://user:s3cret@127.0.0.1:{port}/fleet.git"
+    with pytest.raises(RemoteUnavailable) as info:
+        GitRepo(url, tmp_path / "w2").ensure_clone()
+    assert f"https://127.0.0.1:{port}/fleet.git" in str(info.value)
+    assert "s3cret" not in str(info.value) + info.value.stderr
+    assert not (tmp_path / "w2" / "repo").exists()
+    assert redact_url("x https://u:p@h/r y ssh://git@h/r git@h:r") == "x https://h/r y ssh://h/r git@h:r"
+
+
+def test_status_branch_holds_the_record_and_main_stays_clean(remote: Path, tmp_path: Path) -> None:
+    repo = GitRepo(str(remote), tmp_path / "work", status_branch="grayops-status")
+    repo.ensure_clone()
+    main_before = remote_head(remote)
+    assert repo.status_files() == {}  # a new orphan branch, not main's status/
+    sha = repo.commit({"status/x.yaml": "phase: rolling\n", "reports/x.md": "# r\n"}, "status: x",
+                      {"Grayops-Action": "status"}, status=True)
+    assert sha is not None
+    assert repo.commit({"status/x.yaml": "phase: rolling\n"}, "again", status=True) is None
+    assert repo.head() == main_before
+    assert git(repo.path, "status", "--porcelain") == ""
+    assert repo.status_files() == {"status/x.yaml": "phase: rolling\n"}
+    assert repo.read("status/x.yaml") == "phase: rolling\n"
+    assert repo.unpushed() == 1
+    assert repo.push().pending == 0
+    assert remote_head(remote) == main_before
+    assert git(remote, "ls-tree", "-r", "--name-only", "grayops-status").splitlines() == [
+        "reports/x.md", "status/x.yaml"]
+    assert git(remote, "rev-list", "--count", "grayops-status") == "1"  # no empty root commit
+    assert repo.last_changes(["status/x.yaml"])["status/x.yaml"].action == "status"
+    # A restart reuses the status tree; a fresh clone elsewhere tracks the remote branch.
+    again = GitRepo(str(remote), repo.workdir, status_branch="grayops-status")
+    again.ensure_clone()
+    assert again.status_files() == {"status/x.yaml": "phase: rolling\n"}
+    other = GitRepo(str(remote), tmp_path / "other", status_branch="grayops-status")
+    other.ensure_clone()
+    assert other.status_files() == {"status/x.yaml": "phase: rolling\n"}
+    # Both reconcilers write the record: the second push is rebased onto the first.
+    other.commit({"status/y.yaml": "phase: idle\n"}, "status: y", status=True)
+    assert other.push().pending == 0
+    repo.commit({"status/x.yaml": "phase: done\n"}, "status: x done", status=True)
+    result = repo.push(backoff=0.01)
+    assert (result.pushed, result.pending, result.conflict) == (True, 0, None)
+    assert git(remote, "ls-tree", "-r", "--name-only", "grayops-status").splitlines() == [
+        "reports/x.md", "status/x.yaml", "status/y.yaml"]
+
+
+def test_restart_discards_uncommitted_writes(repo: GitRepo) -> None:
+    (repo.path / "plugins" / "x.yaml").write_text("half written")
+    GitRepo(repo.remote, repo.workdir).ensure_clone()
+    assert repo.read("plugins/x.yaml") == PLUGIN_X
+
+
+def test_remote_watcher_calls_back_on_push(remote: Path, human: Path) -> None:
+    fired = threading.Event()
+    watcher = RemoteWatcher(str(remote), fired.set)
+    watcher.start()
+    try:
+        time.sleep(0.2)  # let the watch get established
+        human_commit(human, {"plugins/x.yaml": "kind: Plugin\n"}, "change")
+        assert fired.wait(2.0)
+    finally:
+        started = time.monotonic()
+        watcher.stop()
+        assert time.monotonic() - started < 1.0
+    # A non-bare local repository: its .git/refs are watched.
+    fired.clear()
+    watcher = RemoteWatcher(f"file://{human}", fired.set)
+    watcher.start()
+    try:
+        time.sleep(0.2)
+        human_commit(human, {"plugins/x.yaml": "kind: Plugin\nv: 2\n"}, "local change", push=False)
+        assert fired.wait(2.0)
+    finally:
+        watcher.stop()
+    # Network remotes are not watched.
+    net = RemoteWatcher("https://example.com/fleet.git", fired.set)
+    net.start()
+    assert net._thread is None
+    net.stop()
+
+
+def test_lock_is_exclusive_across_objects_and_reentrant(repo: GitRepo) -> None:
+    other = GitRepo(repo.remote, repo.workdir)
+    acquired = threading.Event()
+
+    def take() -> None:
+        with other.lock():
+            acquired.set()
+
+    with repo.lock(), repo.lock():  # re-entrant in one thread
+        thread = threading.Thread(target=take)
+        thread.start()
+        assert not acquired.wait(0.3)
+        repo.head()  # public methods take the lock again inside
+    assert acquired.wait(2.0)
+    thread.join()

@@ -1,0 +1,94 @@
+"""Shared fixtures: fleet repository texts, and a real git remote with a human's clone."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SETTINGS_HEAD = "apiVersion: grayops.dev/v1\nkind: Settings\n"
+
+
+def settings_yaml(tiers: Mapping[str, int], extra: str = "") -> str:
+    """grayops.yaml with `count` sim clusters per tier, named <tier>-<n>."""
+    clusters = "".join(
+        f"  - {{name: {tier}-{i}, labels: {{tier: {tier}}}, driver: sim}}\n"
+        for tier, count in tiers.items() for i in range(1, count + 1)
+    )
+    return SETTINGS_HEAD + "clusters:\n" + clusters + "metrics: {provider: sim}\n" + extra
+
+
+def plugin_yaml(name: str, version: str, policy: str = "fast", extra: str = "") -> str:
+    return (f"apiVersion: grayops.dev/v1\nkind: Plugin\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  version: \"{version}\"\n  policy: {policy}\n{extra}")
+
+
+FAST_POLICY = """\
+apiVersion: grayops.dev/v1
+kind: Policy
+metadata: {name: fast}
+spec:
+  order: {label: tier, values: [canary, staging, prod]}
+  batches:
+    - {name: canary, size: 1, bake: 300ms}
+    - {name: wave-1, size: 50%, bake: 300ms}
+    - {name: all, size: 100%, bake: 300ms}
+  maxParallel: 4
+  instanceTimeout: 20s
+  analysis:
+    interval: 100ms
+    metrics:
+      - {name: error_rate, max: 0.05}
+      - {name: latency_p99_ms, max: 500}
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@dataclass
+class Human:
+    """A person with a clone of the fleet repository who commits and pushes like anyone would."""
+
+    clone: Path
+    remote: Path
+
+    def write(self, path: str, text: str) -> None:
+        target = self.clone / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    def commit(self, message: str, files: Mapping[str, str] | None = None, push: bool = True) -> str:
+        for path, text in (files or {}).items():
+            self.write(path, text)
+        git(self.clone, "add", "-A")
+        git(self.clone, "commit", "-q", "-m", message)
+        if push:
+            self.push()
+        return git(self.clone, "rev-parse", "HEAD").strip()
+
+    def pull(self) -> None:
+        git(self.clone, "pull", "-q", "--rebase", "origin", "main")
+
+    def push(self) -> None:
+        self.pull()
+        git(self.clone, "push", "-q", "origin", "HEAD:main")
+
+    def log(self, *args: str) -> str:
+        return git(self.remote, "log", *args, "main")
+
+
+@pytest.fixture
+def fleet_repo(tmp_path: Path) -> Iterator[Human]:
+    """A bare remote `fleet.git` and a human clone with an empty main branch."""
+    remote, clone = tmp_path / "fleet.git", tmp_path / "human"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(tmp_path, "clone", "-q", str(remote), str(clone))
+    git(clone, "config", "user.name", "Alice Ops")
+    git(clone, "config", "user.email", "alice@example.com")
+    git(clone, "checkout", "-q", "-b", "main")
+    yield Human(clone, remote)
