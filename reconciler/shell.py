@@ -274,22 +274,22 @@ class Reconciler:
     # --- record, act, notify ----------------------------------------------------------------------------------
 
     def _record(self, fleet: Fleet, want: Desired, decision: Decision) -> None:
-        """Commit the transition (status and, at the end, the report) and the changes owed to the plugin file."""
+        """Commit each transition (status as it stood right after it; the report with the last one) and the
+        changes owed to the plugin's file."""
         state = decision.state
         assert state is not None
-        files: dict[str, str | None] = {}
-        if decision.changed:
-            files[status_path(state.plugin)] = dump_status(state)
-        if any(isinstance(e, WriteReport) for e in decision.effects):
-            labels = {ref.id: dict(ref.labels) for ref in want.instances}
-            approvals = {a.batch: a.by for a in fleet.approvals.get(state.plugin, ())
-                         if a.version == state.target_version}
-            files[report_path(state)] = render_report(state, labels, approvals)
-        if files:
-            last = decision.transitions[-1] if decision.transitions else Transition(state.reason, "report",
-                                                                                     state.phase)
-            message = _commit_message(state, decision.transitions or (last,))
-            self.repo.commit(files, message, _trailers(state, want, last), status=True)
+        path = status_path(state.plugin)
+        for index, transition in enumerate(decision.transitions):
+            last = index == len(decision.transitions) - 1
+            snapshot = state if last or transition.state is None else transition.state
+            files: dict[str, str | None] = {path: dump_status(snapshot)}
+            if last and any(isinstance(e, WriteReport) for e in decision.effects):
+                labels = {ref.id: dict(ref.labels) for ref in want.instances}
+                approvals = {a.batch: a.by for a in fleet.approvals.get(state.plugin, ())
+                             if a.version == state.target_version}
+                files[report_path(state)] = render_report(state, labels, approvals)
+            message = f"{state.plugin} {state.target_version}: {transition.reason}"
+            self.repo.commit(files, message, _trailers(snapshot, want, transition), status=True)
         for effect in decision.effects:
             if isinstance(effect, CommitSpec):
                 self._commit_spec(fleet, state, effect)
@@ -368,12 +368,6 @@ def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, lis
     for ref in refs:
         groups[runtime.cluster_driver[ref.cluster]].append(ref)
     return groups
-
-
-def _commit_message(state: RolloutState, transitions: tuple[Transition, ...]) -> str:
-    subject = f"{state.plugin} {state.target_version}: {transitions[-1].reason}"
-    body = [f"- {t.phase.value}: {t.reason}" for t in transitions[:-1]]
-    return subject + ("\n\n" + "\n".join(body) if body else "")
 
 
 def _trailers(state: RolloutState, want: Desired, last: Transition) -> list[tuple[str, str]]:

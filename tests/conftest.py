@@ -75,8 +75,15 @@ class Human:
         git(self.clone, "pull", "-q", "--rebase", "origin", "main")
 
     def push(self) -> None:
-        self.pull()
-        git(self.clone, "push", "-q", "origin", "HEAD:main")
+        """Pull and push, again when the reconciler pushed in between, as a person would."""
+        for _ in range(20):
+            if git(self.clone, "ls-remote", "--heads", "origin", "main").strip():
+                self.pull()
+            done = subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=self.clone,
+                                  capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                return
+        raise AssertionError(f"push kept being rejected: {done.stderr}")
 
     def log(self, *args: str) -> str:
         return git(self.remote, "log", *args, "main")
@@ -92,3 +99,25 @@ def fleet_repo(tmp_path: Path) -> Iterator[Human]:
     git(clone, "config", "user.email", "alice@example.com")
     git(clone, "checkout", "-q", "-b", "main")
     yield Human(clone, remote)
+
+
+def grayops(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command, in a child process, as a user or a script runs it."""
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, check=False)
+
+
+def remote_file(human: Human, path: str) -> str | None:
+    """A file as the remote's main branch has it (None when absent)."""
+    done = subprocess.run(["git", "show", f"main:{path}"], cwd=human.remote, capture_output=True, text=True,
+                          check=False)
+    return done.stdout if done.returncode == 0 else None
+
+
+def remote_status(human: Human, plugin: str) -> dict | None:  # type: ignore[type-arg]
+    import yaml
+
+    text = remote_file(human, f"status/{plugin}.yaml")
+    return yaml.safe_load(text) if text else None

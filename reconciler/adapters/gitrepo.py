@@ -202,6 +202,7 @@ class GitRepo:
             if not self._is_clone():
                 self._clone()
             else:
+                self._remove_stale_locks(self._main)
                 url = self._git("remote", "get-url", "origin", check=False).stdout.strip()
                 if url != self.remote:
                     log.info("clone origin changed from %s to %s", redact_url(url), redact_url(self.remote))
@@ -281,6 +282,7 @@ class GitRepo:
             self._git("read-tree", "--empty", cwd=tree.path)
 
     def _recover(self, tree: _Tree) -> None:
+        self._remove_stale_locks(tree)
         for state in ("rebase-merge", "rebase-apply"):
             git_path = self._git("rev-parse", "--git-path", state, cwd=tree.path).stdout.strip()
             if (tree.path / git_path).exists():
@@ -294,6 +296,20 @@ class GitRepo:
             # tick writes them again.
             log.warning("discarding uncommitted changes in %s: %s", tree.path, dirty.replace("\n", "; "))
             self._git("reset", "--quiet", "--hard", "HEAD", cwd=tree.path)
+
+    def _remove_stale_locks(self, tree: _Tree) -> None:
+        """Lock files a killed git left behind. We hold the workdir lock, so no live process of ours owns them."""
+        dirs = set()
+        for option in ("--absolute-git-dir", "--git-common-dir"):
+            found = Path(self._git("rev-parse", option, cwd=tree.path).stdout.strip())
+            dirs.add((found if found.is_absolute() else tree.path / found).resolve())
+        for git_dir in dirs:
+            locks = [git_dir / name for name in ("index.lock", "HEAD.lock", "packed-refs.lock", "config.lock")]
+            locks += list((git_dir / "refs").rglob("*.lock")) if (git_dir / "refs").is_dir() else []
+            for lock in locks:
+                if lock.exists():
+                    log.warning("removing %s, left by a git process that was killed", lock)
+                    lock.unlink(missing_ok=True)
 
     # --- remote -------------------------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ class Transition:
     action: str  # the Grayops-Action trailer of the commit that records it
     phase: Phase
     batch: str | None = None
+    state: RolloutState | None = field(default=None, compare=False, repr=False)  # the state right after it
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,10 @@ class _Tick:
     def transition(self, st: RolloutState, phase: Phase, reason: str, action: str,
                    batch: str | None = None) -> RolloutState:
         """Record a transition; `phase` may equal the current one (a batch moved on inside Progressing)."""
-        self.transitions.append(Transition(reason, action, phase, batch))
         history = (*st.history, HistoryEntry(self.now, phase, reason))[-HISTORY_LIMIT:]
-        return replace(st, phase=phase, reason=reason, updated=self.now, history=history)
+        st = replace(st, phase=phase, reason=reason, updated=self.now, history=history)
+        self.transitions.append(Transition(reason, action, phase, batch, st))
+        return st
 
     def alert(self, st: RolloutState, kind: str, severity: Severity, message: str, key: str) -> RolloutState:
         """Raise an alert once per rollout and key."""
