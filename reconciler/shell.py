@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from reconciler.adapters.factory import Runtime, build_runtime
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, Notifier, SystemClock
-from reconciler.core import yamledit
+from reconciler.core import yamledit, yamlemit
 from reconciler.core.effects import (
     Alert,
     Change,
@@ -47,14 +46,10 @@ from reconciler.core.report import render_report, report_path
 
 log = logging.getLogger("grayops")
 
-_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
 
 def dump_status(state: RolloutState) -> str:
     """Deterministic YAML: sorted keys, block style, no stamps that change without a transition."""
-    text: str = yaml.dump(to_doc(state), Dumper=_Dumper, sort_keys=True, default_flow_style=False,
-                          allow_unicode=True, width=1000)
-    return text
+    return yamlemit.dump(to_doc(state))
 
 
 def load_status(text: str) -> RolloutState:

@@ -543,8 +543,13 @@ class GitRepo:
         contents = {_safe_relpath(path): text for path, text in files.items()}
         rels = list(contents)
         with self.lock():
-            for rel, text in contents.items():
-                target = tree.path / rel
+            # The clone is clean between commits (ensure_clone resets what a killed process left), so comparing
+            # with the working tree tells what changes without asking git: no change, no git call at all.
+            rels = [rel for rel in rels if _read_text(tree.path / rel) != contents[rel]]
+            if not rels:
+                return None
+            for rel in rels:
+                target, text = tree.path / rel, contents[rel]
                 if text is None:
                     target.unlink(missing_ok=True)
                 else:
@@ -555,10 +560,7 @@ class GitRepo:
                 self._git("add", "--", *present, cwd=tree.path)
             if gone:
                 self._git("rm", "--quiet", "--cached", "--ignore-unmatch", "--", *gone, cwd=tree.path)
-            changed = [p for p in self._git("diff", "--cached", "--name-only", "-z", "--", *rels,
-                                             cwd=tree.path).stdout.split("\0") if p]
-            if not changed:
-                return None
+            changed = rels
             self._git("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-F", "-", "--", *changed,
                       cwd=tree.path, input=_message(message, trailers))
             return self._git("rev-parse", "HEAD", cwd=tree.path).stdout.strip()
@@ -703,6 +705,14 @@ def _read_text(path: Path) -> str | None:
         with open(path, encoding="utf-8", newline="") as f:  # newline="": keep CRLF as written
             return f.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _read_text(path: Path) -> str | None:
+    """The exact text (no newline translation), None when absent or not text."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
         return None
 
 

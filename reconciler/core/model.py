@@ -225,6 +225,16 @@ def _reading_from(name: str, doc: Mapping[str, Any] | None) -> Reading | None:
     return Reading(name, Verdict(doc["verdict"]), doc.get("value"), at, doc.get("message", ""))
 
 
+def _instance_doc(inst: InstanceState, last_good: str | None) -> dict[str, Any]:
+    """`version` and `step` always; the rest only when set, which keeps a large fleet's status file small."""
+    doc: dict[str, Any] = {"version": inst.version, "step": inst.step.value}
+    for key, value in (("rollbackTo", inst.rollback_to), ("lastGood", last_good),
+                       ("started", fmt_time(inst.started)), ("message", inst.message)):
+        if value:
+            doc[key] = value
+    return doc
+
+
 def to_doc(state: RolloutState) -> dict[str, Any]:
     """Plain data for status/<plugin>.yaml (serialised with sorted keys)."""
     return {
@@ -269,17 +279,7 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
             }
             for b in state.batches
         ],
-        "instances": {
-            iid: {
-                "version": inst.version,
-                "step": inst.step.value,
-                "rollbackTo": inst.rollback_to,
-                "lastGood": state.last_good.get(iid),
-                "started": fmt_time(inst.started),
-                "message": inst.message,
-            }
-            for iid, inst in sorted(state.instances.items())
-        },
+        "instances": {iid: _instance_doc(inst, state.last_good.get(iid)) for iid, inst in state.instances.items()},
         "lastGood": {iid: v for iid, v in sorted(state.last_good.items()) if iid not in state.instances},
         "history": [
             {"at": fmt_time(h.at), "phase": h.phase.value, "reason": h.reason} for h in state.history
