@@ -708,14 +708,6 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _read_text(path: Path) -> str | None:
-    """The exact text (no newline translation), None when absent or not text."""
-    try:
-        return path.read_bytes().decode("utf-8")
-    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
-        return None
-
-
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
