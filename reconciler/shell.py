@@ -113,12 +113,25 @@ class Reconciler:
     def start(self) -> None:
         """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
         self.repo.ensure_clone()
+        self.repo.use_status_branch(self._status_branch(self.repo.read("grayops.yaml")))
         for path, text in self.repo.status_files().items():
             plugin = path.removeprefix("status/").removesuffix(".yaml")
             try:
                 self.states[plugin] = load_status(text)
             except (KeyError, ValueError, TypeError, yaml.YAMLError) as err:
                 log.error("%s cannot be read (%s); %s starts without its recorded state", path, err, plugin)
+
+    def _status_branch(self, settings_text: str | None) -> str | None:
+        """status.branch from grayops.yaml as it stands, before the revision is validated (None when unset)."""
+        if self.repo.status_branch is not None or not settings_text:
+            return self.repo.status_branch  # given on the command line
+        try:
+            doc = yaml.safe_load(settings_text)
+        except yaml.YAMLError:
+            return None
+        status = doc.get("status") if isinstance(doc, dict) else None
+        branch = status.get("branch") if isinstance(status, dict) else None
+        return branch if isinstance(branch, str) and branch else None
 
     @property
     def poll_interval(self) -> float:
@@ -216,6 +229,9 @@ class Reconciler:
             self._alert_all("invalid_revision", Severity.CRITICAL,
                             f"revision {head} refused, {kept}: {self._refused[0]}")
             return
+        wanted = fleet.settings.status.branch
+        if self.fleet is not None and wanted and wanted != self.repo.status_branch:
+            log.warning("status.branch changed to %s: restart grayops to move the record there", wanted)
         if self.fleet is None or fleet.settings != self.fleet.settings or self.runtime is None:
             self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.extra_notifiers)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()

@@ -218,6 +218,21 @@ class GitRepo:
                 self._recover(self._status)
             self._last_fetched = self._rev(f"origin/{self.branch}")
 
+    def use_status_branch(self, branch: str | None) -> None:
+        """Keep status/ and reports/ on `branch` from now on (None: on the desired-state branch).
+
+        grayops.yaml names the branch, and it can only be read once the clone exists, hence after
+        ensure_clone; the status tree is set up at once.
+        """
+        if branch == self.status_branch:
+            return
+        with self.lock():
+            self.status_branch = branch
+            self._status = _Tree(self.workdir / "status-tree", branch) if branch else None
+            if self._status is not None:
+                self._ensure_status_tree(self._status)
+                self._recover(self._status)
+
     def _is_clone(self) -> bool:
         if not (self.path / ".git").exists():
             return False

@@ -250,3 +250,22 @@ def test_an_unreachable_remote_at_start_is_a_clear_failure(tmp_path: Path) -> No
 @pytest.mark.parametrize("argv", [["run"], ["frobnicate"], ["plan", "--format", "yaml"]])
 def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert grayops(*argv).returncode == 2
+
+
+def test_status_on_its_own_branch_keeps_main_for_humans(fleet_repo: Human, tmp_path: Path) -> None:
+    human, workdir = fleet_repo, tmp_path / "work"
+    human.commit("fleet", {"grayops.yaml": settings_yaml(TIERS, FAULTS + "status: {branch: grayops-status}\n"),
+                           "policies/fast.yaml": FAST_POLICY, "plugins/billing.yaml": plugin_yaml("billing", "1.5.0")})
+    run_once(human, workdir)
+    assert remote_file(human, "status/billing.yaml") is None
+    assert human.log("--oneline").count("\n") == 1  # main holds the human's commit only
+    record = subprocess.run(["git", "show", "grayops-status:status/billing.yaml"], cwd=human.remote,
+                            capture_output=True, text=True, check=True).stdout
+    assert "phase: \"Succeeded\"" in record
+    shown = grayops("status", "--repo", str(human.remote))
+    assert re.search(r"billing\s+Succeeded", shown.stdout), shown.stdout + shown.stderr
+    human.pull()
+    human.commit("billing 1.6.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.6.0")})
+    run_once(human, workdir)
+    assert "Grayops-Action: rollback" in human.log("-1", "--format=%B")  # the revert is on main, for humans
+    assert remote_file(human, "status/billing.yaml") is None
