@@ -65,6 +65,7 @@ def configure_logging(level: str, live: bool) -> LiveDisplay | None:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level.upper())
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every change it sees
     if live and sys.stderr.isatty():
         display = LiveDisplay()
         root.addHandler(display)

@@ -202,14 +202,9 @@ class Reconciler:
             self._next_fetch = time.monotonic() + self.poll_interval
             try:
                 self.repo.fetch()
-                if self._remote_error:
-                    log.info("remote reachable again")
-                self._remote_error = None
+                self._remote_back()
             except RemoteUnavailable as err:
-                if self._remote_error is None:
-                    log.warning("remote unreachable, working on the local clone: %s", err)
-                    self._alert_all("remote_unreachable", Severity.WARNING, f"git remote unreachable: {err}")
-                self._remote_error = str(err)
+                self._remote_down(str(err))
             conflict = self.repo.integrate()
             if conflict is not None:
                 self._conflict(conflict.files, conflict.saved_branch)
@@ -363,15 +358,28 @@ class Reconciler:
         self.runtime.notifier.notify(Event("*", "", "", kind, severity, message, Phase.PENDING, now))
 
     def _push(self) -> None:
-        if self.repo.unpushed() == 0:
+        """Push what was committed; while the remote is down, wait for a fetch to succeed before trying again."""
+        if self._remote_error is not None or self.repo.unpushed() == 0:
             return
         result = self.repo.push()
         if result.conflict is not None:
             self._conflict(result.conflict.files, result.conflict.saved_branch)
-        elif not result.pushed and result.error:
-            if self._remote_error is None:
-                log.warning("push failed, %d commit(s) kept locally and retried: %s", result.pending, result.error)
-            self._remote_error = result.error
+        elif result.error and result.pending:
+            self._remote_down(result.error)
+
+    def _remote_down(self, error: str) -> None:
+        if self._remote_error is None:
+            pending = self.repo.unpushed()
+            log.warning("git remote unreachable; working on the local clone (%d commit(s) to push): %s", pending,
+                        error)
+            self._alert_all("remote_unreachable", Severity.WARNING,
+                            f"git remote unreachable, {pending} commit(s) kept locally until it is back: {error}")
+        self._remote_error = error
+
+    def _remote_back(self) -> None:
+        if self._remote_error is not None:
+            log.info("git remote reachable again; pushing %d commit(s)", self.repo.unpushed())
+        self._remote_error = None
 
 
 def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, list[InstanceRef]]:

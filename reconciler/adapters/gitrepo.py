@@ -420,7 +420,8 @@ class GitRepo:
                 try:
                     outcome = self._push(refs)
                 except RemoteUnavailable as exc:
-                    log.warning("push failed, %d commit(s) kept locally: %s", self.unpushed(), exc)
+                    # the caller reports it, once: a reconciler retries every tick while the remote is down
+                    log.debug("push failed, %d commit(s) kept locally: %s", self.unpushed(), exc)
                     return PushResult(pushed=pushed, pending=self.unpushed(), error=str(exc))
                 pushed = pushed or outcome.any_pushed
                 if outcome.error is not None:

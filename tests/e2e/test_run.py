@@ -269,3 +269,55 @@ def test_status_on_its_own_branch_keeps_main_for_humans(fleet_repo: Human, tmp_p
     run_once(human, workdir)
     assert "Grayops-Action: rollback" in human.log("-1", "--format=%B")  # the revert is on main, for humans
     assert remote_file(human, "status/billing.yaml") is None
+
+
+def test_the_remote_going_down_mid_rollout_loses_nothing(fleet_repo: Human, tmp_path: Path) -> None:
+    human, workdir = fleet_repo, tmp_path / "work"
+    seed(human, policy=SLOW_POLICY)
+    log_path = tmp_path / "run.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "run", "--repo", str(human.remote),
+                               "--workdir", str(workdir), "--interval", "0.05", "--poll", "0.2", "--no-progress"],
+                              stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    away = tmp_path / "fleet.git.away"
+    try:
+        wait_for(lambda: (remote_status(human, "billing") or {}).get("phase") == "Progressing")
+        human.remote.rename(away)  # the remote is gone
+        clone = workdir / "repo"
+        wait_for(lambda: "Succeeded" in (clone / "status" / "billing.yaml").read_text(), timeout=60)
+        assert daemon.poll() is None  # still running, on its own clone
+        assert "ALERT remote_unreachable" in log_path.read_text()
+        away.rename(human.remote)  # back: everything recorded meanwhile is pushed
+        final = wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == "Succeeded" and s)
+        assert final["targetVersion"] == "1.5.0"
+        actions = trailers(human, "Grayops-Action")
+        assert actions.count("batch-pass") == 3 and actions.count("succeed") == 1
+    finally:
+        if away.exists():
+            away.rename(human.remote)
+        daemon.terminate()
+        daemon.wait(timeout=20)
+
+
+def test_sim_metrics_are_served_for_prometheus(fleet_repo: Human, tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    human, workdir = fleet_repo, tmp_path / "work"
+    seed(human)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "run", "--repo", str(human.remote),
+                               "--workdir", str(workdir), "--interval", "0.05", "--sim-metrics-port", str(port),
+                               "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (remote_status(human, "billing") or {}).get("phase") == "Succeeded")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(body)}
+        errors = [s for s in families["grayops_sim_error_rate"].samples if s.labels["plugin"] == "billing"]
+        assert len(errors) == sum(TIERS.values()) and all(s.labels["version"] == "1.5.0" for s in errors)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
