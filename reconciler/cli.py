@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 exporter.start()
                 log.info("sim metrics served on %s", exporter.url)
             if display is not None:
-                display.show(report.states, _batch_totals(reconciler))
+                display.show(report.states, reconciler.batch_totals())
             if args.once and reconciler.idle():
                 if reconciler.fleet is None:
                     errors = "\n  ".join(report.invalid)
@@ -115,23 +115,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, state in sorted(reconciler.states.items()):
         log.info("%s %s: %s (%s)", name, state.target_version, state.phase.value, state.reason)
     return 0
-
-
-def _batch_totals(reconciler: object) -> dict[str, int]:
-    from reconciler.core.plan import plan
-    from reconciler.shell import Reconciler
-
-    assert isinstance(reconciler, Reconciler)
-    fleet = reconciler.fleet
-    if fleet is None:
-        return {}
-    totals = {}
-    for name, plugin in fleet.plugins.items():
-        state = reconciler.states.get(name)
-        planned = len(plan(plugin.spec, fleet.settings.clusters, fleet.policies[plugin.spec.policy]))
-        started = len(state.batches) if state else 0
-        totals[name] = max(planned, started)
-    return totals
 
 
 # --- read-only views ----------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def run_demo(keep: Path | None = None, live: bool = True) -> int:
         while True:
             report = reconciler.tick()
             if display is not None:
-                display.show(report.states, {})
+                display.show(report.states, reconciler.batch_totals())
             if reconciler.idle():
                 return
             time.sleep(0.05)

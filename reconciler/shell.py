@@ -41,7 +41,7 @@ from reconciler.core.effects import (
 from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import Phase, RolloutState, Severity, from_doc, to_doc
-from reconciler.core.plan import InstanceRef, select_instances
+from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
 from reconciler.core.report import render_report, report_path
 
 log = logging.getLogger("grayops")
@@ -192,6 +192,23 @@ class Reconciler:
         if self._results:
             return False
         return self._remote_error is not None or self.repo.unpushed() == 0
+
+    def batch_totals(self) -> dict[str, int]:
+        """How many batches each rollout has in all: the started ones plus the plan of the rest."""
+        fleet = self.fleet
+        if fleet is None:
+            return {}
+        totals = {}
+        for name, state in self.states.items():
+            plugin = fleet.plugins.get(name)
+            if plugin is None or plugin.spec.version != state.target_version:
+                totals[name] = len(state.batches)
+                continue
+            policy = fleet.policies[plugin.spec.policy]
+            assigned = {iid for batch in state.batches for iid in batch.instances}
+            ordered = order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy)
+            totals[name] = len(state.batches) + len(cut(ordered, policy.batches, assigned))
+        return totals
 
     # --- sync -------------------------------------------------------------------------------------------------
 
