@@ -5,9 +5,24 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+
+class FakeClock:
+    """A clock the test moves by hand (the clock is a port: adapters take one)."""
+
+    def __init__(self) -> None:
+        self.at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
 
 SETTINGS_HEAD = "apiVersion: grayops.dev/v1\nkind: Settings\n"
 

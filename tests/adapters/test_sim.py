@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,19 +15,9 @@ from reconciler.core.effects import InstanceObservation, SetVersion
 from reconciler.core.model import Measurement
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import Check, ClusterSpec, MetricSpec, Plugin, SimFault, SimSettings
+from tests.conftest import FakeClock
 
 UPGRADE = 10.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 CLUSTERS = [

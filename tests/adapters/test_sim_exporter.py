@@ -6,7 +6,6 @@ import itertools
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,9 @@ from reconciler.adapters.sim_exporter import BUCKETS, SimExporter, escape_label,
 from reconciler.core.effects import SetVersion
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ClusterSpec, Plugin, SimFault, SimSettings
+from tests.conftest import FakeClock
 
 UPGRADE = 5.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 CLUSTERS = [
