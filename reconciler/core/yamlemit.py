@@ -25,7 +25,7 @@ def _quote(text: str) -> str:
 
 
 def _key(key: str) -> str:
-    if _PLAIN_KEY.match(key) and key.lower() not in _RESERVED:
+    if _PLAIN_KEY.fullmatch(key) and key.lower() not in _RESERVED:
         return key
     return _quote(key)
 

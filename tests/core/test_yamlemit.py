@@ -36,3 +36,7 @@ def test_block_style_sorted_and_quoted() -> None:
 def test_strings_that_look_like_other_types_stay_strings() -> None:
     doc = {"version": "1.10", "flag": "yes", "empty": "", "multi": "a\nb: c", "list": [], "map": {}}
     assert yaml.safe_load(dump(doc)) == doc
+
+
+def test_a_key_ending_in_a_newline_is_quoted() -> None:
+    assert yaml.safe_load(dump({"A\n": None, "0": 1})) == {"A\n": None, "0": 1}
