@@ -20,8 +20,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from reconciler import __version__
+
+if TYPE_CHECKING:
+    from bot.host import HostedBot
+    from reconciler.adapters.kube.lease import LeaderElector
+    from reconciler.core.fleet import Fleet
+    from reconciler.shell import Reconciler
 
 log = logging.getLogger("grayops")
 
@@ -70,14 +77,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or _default_workdir(args.repo)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
-    reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll)
+    from reconciler.adapters.telemetry import Telemetry, TelemetryServer, parse_listen
+
+    telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
+    served: TelemetryServer | None = None
+    if args.listen:
+        try:
+            host, port = parse_listen(args.listen)
+            served = TelemetryServer(telemetry, host, port).start()
+        except (ValueError, OSError) as err:
+            return _fail(f"cannot serve telemetry on {args.listen}: {err}", 2 if isinstance(err, ValueError) else 1)
+        log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
+    reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry)
     try:
         reconciler.start()
     except RemoteUnavailable as err:
+        if served is not None:
+            served.stop()
         return _fail(f"cannot start: {err}")
     log.info("grayops %s reconciling %s (branch %s) in %s", __version__, args.repo, args.branch, workdir)
     watcher = RemoteWatcher(args.repo, reconciler.wake.set)
     watcher.start()
+    hosted = _host_bot(reconciler, args.bot_host, args.bot_port)
+    elector = _elect(args) if args.leader_elect else None
+    if isinstance(elector, str):
+        watcher.stop()
+        return _fail(elector)
     exporter = None
     stopping = False
 
@@ -91,6 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         while not stopping:
             started = time.monotonic()
+            if elector is not None and not elector.is_leader():  # only the Lease's holder acts
+                reconciler.wake.wait(min(args.interval, elector.renew))
+                continue
             report = reconciler.tick()
             if exporter is None and args.sim_metrics_port is not None and reconciler.runtime and reconciler.runtime.sim:
                 from reconciler.adapters.sim_exporter import SimExporter
@@ -108,12 +136,114 @@ def cmd_run(args: argparse.Namespace) -> int:
             reconciler.wake.wait(max(0.0, args.interval - (time.monotonic() - started)))
     finally:
         watcher.stop()
+        if elector is not None:
+            elector.stop()
+        if served is not None:
+            served.stop()
+        if hosted is not None:
+            hosted.stop()
         if exporter is not None:
             exporter.stop()
         if display is not None:
             display.close()
     for name, state in sorted(reconciler.states.items()):
         log.info("%s %s: %s (%s)", name, state.target_version, state.phase.value, state.reason)
+    return 0
+
+
+def _elect(args: argparse.Namespace) -> LeaderElector | str:
+    """Leader election on a Lease in the cluster grayops runs in (or the kubeconfig's current context)."""
+    import os
+    import socket
+
+    from reconciler.adapters.kube.client import ClusterAccessError, connect_default
+    from reconciler.adapters.kube.lease import LeaderElector
+
+    namespace = args.lease_namespace
+    if namespace is None:
+        path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        namespace = path.read_text().strip() if path.exists() else "grayops"
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        api = connect_default()
+    except ClusterAccessError as err:
+        return f"cannot take part in leader election: {err}"
+    log.info("leader election on lease %s/%s as %s", namespace, args.lease_name, identity)
+    return LeaderElector(api, namespace, args.lease_name, identity, duration=args.lease_duration).start()
+
+
+def _host_bot(reconciler: Reconciler, host: str, port: int) -> HostedBot | None:
+    """The Slack bot in this process when Slack is configured, sharing the reconciler's clone: a command is
+    committed there and wakes the reconciler, so it acts at once (even with the remote down)."""
+    from bot.host import HostedBot, SlackEnv
+    from bot.notifier import SlackNotifier
+    from bot.service import Backend
+
+    slack = SlackEnv.read()
+    if not slack.configured:
+        if slack.bot_token:
+            log.warning("Slack commands are off: %s", slack.missing())
+        return None
+
+    def thread_of(plugin: str) -> tuple[str, str] | None:
+        runtime = reconciler.runtime
+        for watcher in runtime.watchers if runtime else ():
+            if isinstance(watcher, SlackNotifier):
+                return watcher.thread_of(plugin)
+        return None
+
+    try:
+        return HostedBot(Backend(reconciler.repo, reconciler.wake.set, thread_of, hosted=True), slack, host, port)
+    except (OSError, ValueError) as err:
+        log.error("the Slack bot cannot start: %s; reconciling without it", err)
+        return None
+
+
+def cmd_bot(args: argparse.Namespace) -> int:
+    from bot.host import HostedBot, Pusher, SlackEnv
+    from bot.service import Backend
+    from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    slack = SlackEnv.read()
+    if not slack.configured:
+        return _fail(f"cannot start the Slack bot: {slack.missing()}")
+    workdir = Path(args.workdir or _default_workdir(args.repo)).resolve()
+    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    try:
+        repo.ensure_clone()
+        if args.status_branch is None:  # read /rollout's status where the reconciler writes it
+            import yaml
+
+            try:
+                settings = yaml.safe_load(repo.read("grayops.yaml") or "") or {}
+            except yaml.YAMLError:
+                settings = {}  # an invalid revision: the reconciler refuses it too
+            status = settings.get("status") if isinstance(settings, dict) else None
+            branch = status.get("branch") if isinstance(status, dict) else None
+            repo.use_status_branch(branch if isinstance(branch, str) and branch else None)
+    except RemoteUnavailable as err:
+        return _fail(f"cannot start: {err}")
+    try:
+        hosted = HostedBot(Backend(repo), slack, args.host, args.port)
+    except (OSError, ValueError) as err:
+        return _fail(f"cannot start the Slack bot: {err}")
+    pusher = Pusher(repo).start()
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            time.sleep(0.2)
+    finally:
+        hosted.stop()
+        pusher.stop()
     return 0
 
 
@@ -230,6 +360,46 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     print(f"ok: {len(fleet.plugins)} plugin(s), {len(fleet.policy_paths)} policy file(s), "
           f"{len(fleet.settings.clusters)} cluster(s)")
+    if args.check_queries:
+        return _check_queries(fleet)
+    return 0
+
+
+def _check_queries(fleet: Fleet) -> int:
+    """Each metric query of each plugin's policy, run once as its canary would run it; errors as one line each."""
+    from reconciler.adapters.prometheus import PrometheusMetrics
+    from reconciler.core.plan import select_instances
+    from reconciler.core.queries import placeholder_values, query_template, render
+
+    settings = fleet.settings.metrics
+    if settings.provider != "prometheus":
+        return _fail(f"--check-queries needs metrics.provider: prometheus (grayops.yaml has {settings.provider})")
+    prometheus = PrometheusMetrics(settings)
+    checked: set[str] = set()
+    failed = 0
+    for name, plugin in sorted(fleet.plugins.items()):
+        policy = fleet.policies[plugin.spec.policy]
+        instances = select_instances(plugin.spec, fleet.settings.clusters)
+        for metric in policy.analysis.metrics:
+            template = query_template(settings, metric)
+            if template is None:
+                continue  # the fleet check already refused the revision
+            window = max(metric.interval or policy.analysis.interval, settings.min_window)
+            query = render(template, placeholder_values(name, plugin.spec.version, instances, window))
+            if query in checked:
+                continue
+            checked.add(query)
+            answer = prometheus.query(query)
+            if answer.error is not None:
+                failed += 1
+                print(f"{fleet.policy_paths.get(plugin.spec.policy, plugin.spec.policy)}: {name} "
+                      f"{metric.name}: {answer.error}", file=sys.stderr)
+            else:
+                print(f"query ok: {name} {metric.name} ({len(answer.values)} series)")
+    if failed:
+        print(f"{failed} of {len(checked)} queries failed", file=sys.stderr)
+        return 1
+    print(f"ok: {len(checked)} queries answered by {settings.url}")
     return 0
 
 
@@ -238,7 +408,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
     from reconciler.adapters.snapshot import read_ref
     from reconciler.core import planview
-    from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+    from reconciler.core.fleet import FleetInvalid, load_fleet
     from reconciler.shell import load_status
 
     try:
@@ -360,11 +530,37 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interval", type=float, default=1.0, help="seconds between ticks (default: 1)")
     run.add_argument("--poll", type=float, default=None,
                      help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
+    run.add_argument("--listen", metavar="HOST:PORT", default=None,
+                     help="serve grayops' own /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100)")
     run.add_argument("--sim-metrics-port", type=int, default=None,
                      help="serve the sim fleet's metrics in Prometheus format on this loopback port")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="act only while holding a coordination.k8s.io Lease (run 2 replicas; one acts)")
+    run.add_argument("--lease-namespace", default=None,
+                     help="namespace of the Lease (default: the pod's namespace, else grayops)")
+    run.add_argument("--lease-name", default="grayops", help="name of the Lease (default: grayops)")
+    run.add_argument("--lease-duration", type=float, default=15.0,
+                     help="seconds a leader holds the Lease without renewing it (default: 15)")
+    run.add_argument("--bot-port", type=int, default=3000,
+                     help="when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set, serve the Slack bot's "
+                          "/slack/events on this port (default: 3000); Socket Mode when SLACK_APP_TOKEN is set")
+    run.add_argument("--bot-host", default="0.0.0.0", help="address the Slack bot listens on (default: 0.0.0.0)")
     run.set_defaults(func=cmd_run)
+
+    bot = sub.add_parser("bot", help="the Slack bot alone: slash commands and buttons as commits",
+                         description="Serve the Slack app (slash commands and the rollout message's buttons) on "
+                                     "/slack/events, or over Socket Mode when SLACK_APP_TOKEN is set. Needs "
+                                     "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; GRAYOPS_SLACK_API_URL overrides the "
+                                     "Web API base URL. Point --workdir at the reconciler's so commands act in its "
+                                     "clone even when the remote is down.")
+    repo_args(bot)
+    bot.add_argument("--workdir", help="the bot's clone (default: under ~/.local/state)")
+    bot.add_argument("--port", type=int, default=3000, help="HTTP port (default: 3000)")
+    bot.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    bot.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    bot.set_defaults(func=cmd_bot)
 
     status = sub.add_parser("status", help="show rollouts: phase, batch, instances, last reason")
     repo_args(status, required=False, default=".")
@@ -405,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check every file of a fleet repository; exit 1 on any error")
     validate.add_argument("path", nargs="?", default=".")
+    validate.add_argument("--check-queries", action="store_true",
+                          help="also run each metric query once against the Prometheus in grayops.yaml")
     validate.set_defaults(func=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the fleet repository format")

@@ -9,7 +9,7 @@ pushed later; the result says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -75,6 +75,9 @@ def run_command(
         else:
             if state is None or state.phase.terminal:
                 raise CommandRefused(f"{plugin} has no rollout in progress to approve")
+            if same_person(by, state.requested_by, fleet.access.identities if fleet.access else {}):
+                raise CommandRefused(f"{by} committed {plugin} {state.target_version} and cannot also approve it "
+                                     "(two-person rule): ask someone else")
             batch = batch or _awaiting_batch(fleet, plugin, state)
             _check_batch(fleet, plugin, batch)
             approvals_path = f"approvals/{plugin}.yaml"
@@ -102,6 +105,31 @@ def run_command(
                                      f"this command; nothing was pushed (kept on {result.conflict.saved_branch})")
         where = "pushed" if pushed else "committed in the clone; the remote is unreachable, it is pushed when back"
         return CommandResult(True, f"{message} ({commit[:10]}, {where})", commit, pushed)
+
+
+def person_key(name: str) -> str:
+    """`U0OPS1 (alice)` -> `u0ops1`: a chat user is known by their ID; anyone else by the name, case-folded."""
+    return name.split(" (", 1)[0].strip().casefold()
+
+
+def same_person(by: str, requested_by: str | None, identities: Mapping[str, Sequence[str]]) -> bool:
+    """Two-person rule: `by` is the one who committed the version change (`requested_by`: its Requested-By
+    trailer, else its git author name). A chat user ID counts together with the names access.yaml's
+    `identities` lists for it, so `U0OPS1 (alice)` is the same person as the git author `Alice Ops` when
+    `identities: {U0OPS1: [Alice Ops]}`."""
+    if not requested_by:
+        return False
+
+    def names(who: str) -> set[str]:
+        key = person_key(who)
+        found = {key}
+        for user, aliases in identities.items():
+            known = {user.casefold(), *(a.casefold() for a in aliases)}
+            if key in known:
+                found |= known
+        return found
+
+    return bool(names(by) & names(requested_by))
 
 
 def _refresh(repo: GitRepo) -> bool:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import yaml
 from reconciler.adapters.factory import Runtime, build_runtime
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, Notifier, SystemClock
+from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
 from reconciler.core.effects import (
     Alert,
@@ -40,9 +41,10 @@ from reconciler.core.effects import (
 )
 from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
-from reconciler.core.model import Phase, RolloutState, Severity, from_doc, to_doc
+from reconciler.core.model import Measurement, Phase, RolloutState, Severity, from_doc, to_doc
 from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
 from reconciler.core.report import render_report, report_path
+from reconciler.core.spec import MetricSpec, Plugin
 
 log = logging.getLogger("grayops")
 
@@ -88,8 +90,10 @@ class Reconciler:
         clock: Clock | None = None,
         poll_interval: float | None = None,
         extra_notifiers: tuple[Notifier, ...] = (),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.repo = repo
+        self.telemetry = telemetry or Telemetry()
         self.workdir = workdir
         self.builtins = builtin_policies
         self.clock = clock or SystemClock()
@@ -142,6 +146,12 @@ class Reconciler:
     # --- the tick ---------------------------------------------------------------------------------------------
 
     def tick(self) -> TickReport:
+        started = time.monotonic()
+        report = self._tick()
+        self.telemetry.tick(time.monotonic() - started, self.fleet is not None)
+        return report
+
+    def _tick(self) -> TickReport:
         self._sync()
         fleet, runtime = self.fleet, self.runtime
         if fleet is None or runtime is None:
@@ -162,7 +172,7 @@ class Reconciler:
                 apply_errors=results.apply_errors,
                 hold=self._holds.pop(name, None),
             )
-            decisions[name] = decide(self.states.get(name), want, obs, now)
+            decisions[name] = decide(_noted(runtime, self.states.get(name)), want, obs, now)
 
         transitions = 0
         for name, decision in decisions.items():
@@ -173,6 +183,7 @@ class Reconciler:
         for name, decision in decisions.items():
             self._act(fleet, runtime, desired[name], decision)
             self._notify(runtime, decision, now)
+            self.telemetry.decision(decision, now)
         self._push()
         return TickReport(dict(self.states), transitions, self._refused, self._remote_error)
 
@@ -349,9 +360,15 @@ class Reconciler:
                 results.checks.append(driver.check(plugin, ref, effect.stage, effect.version, effect.checks))
             elif isinstance(effect, QueryMetrics):
                 batch_refs = [refs[i] for i in effect.instances if i in refs]
+                baseline_refs = [refs[i] for i in effect.baseline if i in refs]
                 for metric in effect.metrics:
-                    measured = runtime.metrics.measure(plugin, effect.version, metric, batch_refs,
-                                                       effect.window_seconds)
+                    window = metric.interval or effect.window_seconds  # a metric read less often looks further
+                    measured = runtime.metrics.measure(plugin, effect.version, metric, batch_refs, window)
+                    if metric.max_increase is not None and effect.baseline_version and measured.value is not None:
+                        measured = _with_baseline(runtime, plugin, metric, measured, baseline_refs,
+                                                  effect.baseline_version, window)
+                    if measured.error is not None:
+                        self.telemetry.query_error(want.plugin, metric.name)
                     results.metrics.append(MetricResult(effect.rollout_id, effect.batch, metric.name, measured))
         if results.checks or results.metrics or results.apply_errors:
             self._results[want.plugin] = results
@@ -359,6 +376,10 @@ class Reconciler:
     def _notify(self, runtime: Runtime, decision: Decision, now: datetime) -> None:
         state = decision.state
         assert state is not None
+        if runtime.watchers and (decision.transitions or any(isinstance(e, Alert) for e in decision.effects)):
+            total = self.batch_totals().get(state.plugin, len(state.batches))
+            for watcher in runtime.watchers:
+                watcher.observe(state, total)
         for transition in decision.transitions:
             runtime.notifier.notify(Event(state.plugin, state.rollout_id, state.target_version, "transition",
                                           Severity.INFO, transition.reason, transition.phase, now, transition.batch))
@@ -372,6 +393,7 @@ class Reconciler:
         if self.runtime is None:
             return
         now = self.clock.now()
+        self.telemetry.alert("*", kind)
         self.runtime.notifier.notify(Event("*", "", "", kind, severity, message, Phase.PENDING, now))
 
     def _push(self) -> None:
@@ -379,6 +401,8 @@ class Reconciler:
         if self._remote_error is not None or self.repo.unpushed() == 0:
             return
         result = self.repo.push()
+        if result.conflict is not None or result.error:
+            self.telemetry.push_failed()
         if result.conflict is not None:
             self._conflict(result.conflict.files, result.conflict.saved_branch)
         elif result.error and result.pending:
@@ -397,6 +421,30 @@ class Reconciler:
         if self._remote_error is not None:
             log.info("git remote reachable again; pushing %d commit(s)", self.repo.unpushed())
         self._remote_error = None
+
+
+def _noted(runtime: Runtime, state: RolloutState | None) -> RolloutState | None:
+    """The state with the notes its watchers keep (e.g. the Slack message's ts), carried into the next commit."""
+    if state is None or not runtime.watchers:
+        return state
+    notes = dict(state.notes)
+    for watcher in runtime.watchers:
+        notes.update(watcher.notes(state))
+    return state if notes == state.notes else replace(state, notes=notes)
+
+
+def _with_baseline(runtime: Runtime, plugin: Plugin, metric: MetricSpec, measured: Measurement,
+                   baseline: list[InstanceRef], version: str, window: float) -> Measurement:
+    """The same query over the instances still on the old version, for the metric's maxIncrease."""
+    if not baseline:
+        return measured  # none left to compare with: the absolute thresholds decide alone
+    base = runtime.metrics.measure(plugin, version, metric, baseline, window)
+    if base.error is not None:
+        return replace(measured, baseline_missing=f"baseline query failed: {base.error}")
+    if base.value is None:
+        return replace(measured, baseline_missing=f"no data for the baseline ({len(baseline)} instance(s) on "
+                                                  f"{version})")
+    return replace(measured, baseline=base.value)
 
 
 def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, list[InstanceRef]]:

@@ -8,12 +8,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from reconciler.adapters.notify import FanOut, LogNotifier
 from reconciler.adapters.ports import Clock, ClusterDriver, MetricsSource, Notifier
 from reconciler.adapters.sim import SimFleet, SimMetrics
-from reconciler.adapters.unavailable import UnavailableDriver, UnavailableMetrics
+from reconciler.adapters.unavailable import UnavailableMetrics
+from reconciler.core.model import RolloutState
 from reconciler.core.spec import Settings
+
+
+@runtime_checkable
+class RolloutWatcher(Protocol):
+    """A notifier that shows whole rollouts (the Slack message per rollout), not only events."""
+
+    def observe(self, state: RolloutState, batches_total: int) -> None:
+        """The rollout's state after a transition or alert; must only queue, never block."""
+        ...
+
+    def notes(self, state: RolloutState) -> Mapping[str, str]:
+        """The rollout's notes to keep in its status file (e.g. the Slack message's ts)."""
+        ...
 
 
 @dataclass
@@ -25,6 +40,7 @@ class Runtime:
     notifier: Notifier
     sim: SimFleet | None = None
     cluster_driver: Mapping[str, str] = field(default_factory=dict)  # cluster name -> driver kind
+    watchers: Sequence[RolloutWatcher] = ()
 
 
 def build_runtime(settings: Settings, workdir: Path, clock: Clock, extra_notifiers: Sequence[Notifier] = ()) -> Runtime:
@@ -35,14 +51,24 @@ def build_runtime(settings: Settings, workdir: Path, clock: Clock, extra_notifie
     if "sim" in kinds or settings.metrics.provider == "sim":
         sim = SimFleet(workdir, settings.sim, sim_clusters, clock)
         drivers["sim"] = sim
-    if "kubernetes" in kinds:
-        drivers["kubernetes"] = UnavailableDriver("the kubernetes driver is not part of this grayops version yet")
     metrics: MetricsSource
     if settings.metrics.provider == "sim":
         assert sim is not None
         metrics = SimMetrics(sim, settings.sim, clock)
+    elif settings.metrics.provider == "prometheus":
+        from reconciler.adapters.prometheus import PrometheusMetrics
+
+        metrics = PrometheusMetrics(settings.metrics)
     else:
         provider = settings.metrics.provider
         metrics = UnavailableMetrics(f"the {provider} metrics provider is not part of this grayops version yet")
-    notifiers: list[object] = [LogNotifier(), *extra_notifiers]
-    return Runtime(drivers, metrics, FanOut(notifiers), sim, {c.name: c.driver for c in settings.clusters})
+    if "kubernetes" in kinds:
+        from reconciler.adapters.kube.driver import KubernetesDriver
+
+        drivers["kubernetes"] = KubernetesDriver([c for c in settings.clusters if c.driver == "kubernetes"], metrics)
+    from bot.factory import build_notifiers
+
+    notifiers: list[object] = [LogNotifier(), *build_notifiers(settings), *extra_notifiers]
+    watchers = [n for n in notifiers if isinstance(n, RolloutWatcher)]
+    return Runtime(drivers, metrics, FanOut(notifiers), sim, {c.name: c.driver for c in settings.clusters},
+                   watchers)

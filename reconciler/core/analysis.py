@@ -37,7 +37,34 @@ def judge(metric: MetricSpec, measurement: Measurement, at: datetime) -> Reading
             f">= {_fmt(metric.min)}" if metric.min is not None else "",
         ) if part
     )
+    if metric.max_increase is not None:
+        return _against_baseline(metric, measurement, value, at, bounds)
     return Reading(name, Verdict.SUCCESSFUL, value, at, f"{name} {_fmt(value)} {bounds}")
+
+
+def _against_baseline(metric: MetricSpec, measurement: Measurement, value: float, at: datetime,
+                      bounds: str) -> Reading:
+    """Canary versus baseline (as Kayenta judges): at most `maxIncrease` above the old version's value.
+
+    Baseline instances that give no evidence make the reading Inconclusive; with none left to compare with
+    (the last batch), maxIncrease does not apply and the absolute thresholds decide alone.
+    """
+    name, limit = metric.name, metric.max_increase
+    assert limit is not None
+    baseline = measurement.baseline
+    if baseline is None or math.isnan(baseline):
+        why = measurement.baseline_missing or ("baseline is NaN" if baseline is not None else None)
+        if why is not None:
+            return Reading(name, Verdict.INCONCLUSIVE, None, at, f"{name}: {why} (no evidence to compare with)")
+        # Every instance is in this batch (the last one): earlier batches were compared; nothing is left to.
+        return Reading(name, Verdict.SUCCESSFUL, value, at,
+                       " ".join(p for p in (f"{name} {_fmt(value)}", bounds, "(no baseline instances left)") if p))
+    allowed = baseline * (1 + limit) if baseline >= 0 else baseline * (1 - limit)
+    relation = f"baseline {_fmt(baseline)} + {limit:.0%} = {_fmt(allowed)}"
+    if value > allowed:
+        return Reading(name, Verdict.FAILED, value, at, f"{name} {_fmt(value)} > {relation}")
+    return Reading(name, Verdict.SUCCESSFUL, value, at,
+                   " ".join(p for p in (f"{name} {_fmt(value)}", bounds, f"<= {relation}") if p))
 
 
 def track(previous: MetricTrack, reading: Reading) -> MetricTrack:
@@ -50,4 +77,5 @@ def track(previous: MetricTrack, reading: Reading) -> MetricTrack:
         readings=previous.readings + 1,
         consecutive_errors=previous.consecutive_errors + 1 if verdict is Verdict.ERROR else 0,
         no_data_since=(previous.no_data_since or reading.at) if verdict is Verdict.INCONCLUSIVE else None,
+        inconclusives=previous.inconclusives + (verdict is Verdict.INCONCLUSIVE),
     )

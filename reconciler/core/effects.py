@@ -54,6 +54,8 @@ class QueryMetrics:
     instances: tuple[str, ...]
     metrics: tuple[MetricSpec, ...]
     window_seconds: float
+    baseline: tuple[str, ...] = ()  # instances still on the old version, for metrics with maxIncrease
+    baseline_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -369,7 +369,7 @@ def _advance_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutStat
                      f"longer than {format_duration(policy.batch_timeout)}", f"batch-timeout:{batch.index}")
         return _fail_batch(t, st, batch, f"batch ran longer than {format_duration(policy.batch_timeout)}")
     if batch.phase is BatchPhase.UPGRADING and all(
-        st.instances[iid].step in (Step.DONE, Step.FAILED) for iid in batch.instances
+        st.instances[iid].step in (Step.DONE, Step.FAILED, Step.SKIPPED) for iid in batch.instances
     ):
         bake = _bake_of(t, batch)
         if bake <= 0:
@@ -402,6 +402,10 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
             if blocked:
                 instances[iid] = replace(inst, message=f"waiting: {blocked}")
                 continue
+            seen = t.obs.instances.get(iid)
+            if seen is not None and not seen.reachable:  # do not start work on a cluster that does not answer
+                instances[iid] = _unreachable(t, inst, seen, target, Step.FAILED, "upgrade")
+                continue
             if policy.pre_checks:
                 result = t.checks.get((iid, "pre", target))
                 if result is None:
@@ -421,7 +425,35 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
             continue  # the driver reports progress next tick
         if inst.step in (Step.UPGRADING, Step.VERIFYING):
             instances[iid] = _advance_one(t, st, iid, inst, target, Step.DONE, Step.FAILED, "upgrade")
+    offline = sorted(iid for iid in batch.instances if not t.obs.instances.get(iid, _SEEN).reachable
+                     and instances[iid].step in (Step.PENDING, Step.UPGRADING, Step.VERIFYING))
+    if offline and policy.offline == "wait":
+        first = t.obs.instances[offline[0]]
+        st = t.alert(st, "cluster_offline", Severity.WARNING,
+                     f"{st.plugin} {target}: batch {batch.name} waits for {len(offline)} unreachable instance(s); "
+                     f"{offline[0]}: {first.message}", f"offline:{batch.index}")
     return replace(st, instances=instances)
+
+
+_SEEN = InstanceObservation(None, False)
+
+
+def _unreachable(t: _Tick, inst: InstanceState, seen: InstanceObservation, version: str, failure: Step,
+                 what: str) -> InstanceState:
+    """An instance whose cluster does not answer, as the policy's `offline` says: wait, skip or fail.
+
+    `skip` leaves an upgrade's instance as it was (Skipped: not counted against the failure budget, not rolled
+    back); a rollback is never skipped (it waits). While waiting the change is asked for again once the cluster
+    answers (requested=False; SetVersion is idempotent), and instanceTimeout still bounds the wait.
+    """
+    why = seen.message or "cluster unreachable"
+    mode = t.desired.policy.offline
+    if mode == "fail":
+        return replace(inst, step=failure, message=f"{what} to {version} failed: {why} (offline: fail)")
+    if mode == "skip" and what == "upgrade":
+        return replace(inst, step=Step.SKIPPED, message=f"skipped (offline: skip): {why}")
+    return replace(inst, requested=False if inst.step is not Step.PENDING else inst.requested,
+                   message=f"waiting: {why}")
 
 
 def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, version: str,
@@ -437,8 +469,12 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
         refused = t.obs.apply_errors.get(iid)
         if refused:
             return replace(inst, step=failure, message=f"{what} to {version} refused: {refused}")
-        if seen is None or not seen.reachable:
-            inst = replace(inst, message=seen.message if seen else "not observed yet")
+        if seen is None:
+            inst = replace(inst, message="not observed yet")
+        elif not seen.reachable:
+            inst = _unreachable(t, inst, seen, version, failure, what)
+            if inst.step in (failure, Step.SKIPPED):
+                return inst
         elif seen.version != version:
             if not inst.requested:  # after a restart the change may never have been made: make it (idempotent)
                 t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version))
@@ -499,10 +535,16 @@ def _bake(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
             assert current.last is not None
             return _fail_batch(t, st, batch, f"{current.last.message} ({current.failures} failed reading(s), "
                                f"limit {spec.failure_limit})")
-        if current.consecutive_errors > analysis.consecutive_error_limit:
+        error_limit = analysis.consecutive_error_limit if spec.consecutive_error_limit is None \
+            else spec.consecutive_error_limit
+        if current.consecutive_errors > error_limit:
             assert current.last is not None
             return _hold(t, st, f"{current.consecutive_errors} failed queries in a row for {name}: "
                          f"{current.last.message}", "metrics_error")
+        if spec.inconclusive_limit is not None and current.inconclusives > spec.inconclusive_limit:
+            assert current.last is not None
+            return _hold(t, st, f"{current.inconclusives} inconclusive readings of {name} (limit "
+                         f"{spec.inconclusive_limit}): {current.last.message}", "metrics_missing")
         if current.no_data_since is not None:
             silent = (t.now - current.no_data_since).total_seconds()
             if silent >= analysis.no_data_timeout:
@@ -518,20 +560,41 @@ def _bake(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
     assert batch.bake_started is not None
     baked = (t.now - batch.bake_started).total_seconds()
     bake = _bake_of(t, batch)
-    fresh_after = batch.bake_started.timestamp() + bake - analysis.interval
-    if baked >= bake and all(_conclusive(tracks[n], fresh_after, analysis.no_data) for n in specs):
+    intervals = {n: spec.interval or analysis.interval for n, spec in specs.items()}
+    if baked >= bake and all(
+        _conclusive(tracks[n], batch.bake_started.timestamp() + bake - intervals[n], analysis.no_data, specs[n].count)
+        for n in specs
+    ):
         return _pass_batch(t, st, batch)
-    if batch.last_query is None or (t.now - batch.last_query).total_seconds() >= analysis.interval:
+    if specs and (batch.last_query is None
+                  or (t.now - batch.last_query).total_seconds() >= min(intervals.values())):
+        # One query per metric per batch per interval: a metric with a longer interval of its own waits for it.
+        fastest = min(intervals.values())
+        due = tuple(spec for n, spec in specs.items() if _due(tracks[n], intervals[n], fastest, t.now))
+        baseline = tuple(sorted(iid for iid, inst in st.instances.items()
+                                if inst.step is Step.PENDING and inst.version == st.from_version))
+        needs_baseline = any(spec.max_increase is not None for spec in due) and st.from_version is not None
         t.effects.append(QueryMetrics(st.plugin, st.rollout_id, batch.name, st.target_version, batch.instances,
-                                      tuple(specs.values()), analysis.interval))
+                                      due, analysis.interval,
+                                      baseline if needs_baseline else (),
+                                      st.from_version if needs_baseline else None))
         st = _replace_batch(st, replace(batch, last_query=t.now))
     return st
 
 
-def _conclusive(current: MetricTrack, fresh_after: float, no_data: str) -> bool:
-    """The bake may pass on this metric: its latest reading is recent and good (or no data, when ignored)."""
+def _due(current: MetricTrack, interval: float, fastest: float, now: datetime) -> bool:
+    """Read at every query round, or, for a metric with a longer interval of its own, once that has passed."""
+    last = current.last
+    return interval <= fastest or last is None or (now - last.at).total_seconds() >= interval
+
+
+def _conclusive(current: MetricTrack, fresh_after: float, no_data: str, count: int | None = None) -> bool:
+    """The bake may pass on this metric: its latest reading is recent and good (or no data, when ignored),
+    after at least `count` readings when the metric asks for that many."""
     last = current.last
     if last is None or last.at.timestamp() < fresh_after:
+        return False
+    if count is not None and current.readings < count:
         return False
     return last.verdict is Verdict.SUCCESSFUL or (last.verdict is Verdict.INCONCLUSIVE and no_data == "ignore")
 
@@ -620,6 +683,7 @@ def _succeed(t: _Tick, st: RolloutState) -> RolloutState:
     last_good = dict(st.last_good)
     done = [iid for iid, inst in st.instances.items() if inst.step is Step.DONE]
     failed = [iid for iid, inst in st.instances.items() if inst.step is Step.FAILED]
+    skipped = [iid for iid, inst in st.instances.items() if inst.step is Step.SKIPPED]
     for iid in done:
         last_good[iid] = st.target_version
     st = replace(st, last_good=last_good, rollbacks=0, finished=t.now)
@@ -627,6 +691,8 @@ def _succeed(t: _Tick, st: RolloutState) -> RolloutState:
     reason = f"{st.target_version} rolled out to {len(done)} instance(s) in {len(st.batches)} batch(es)"
     if failed:
         reason += f"; {len(failed)} failed within the failure budget"
+    if skipped:
+        reason += f"; {len(skipped)} skipped (offline)"
     return t.transition(st, Phase.SUCCEEDED, reason, "succeed")
 
 

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.core import yamlpos
+from reconciler.core import foreign, yamlpos
+from reconciler.core.queries import query_template
 from reconciler.core.spec import (
     FILE_KINDS,
     Access,
@@ -31,6 +32,8 @@ SETTINGS_PATH = "grayops.yaml"
 ACCESS_PATH = "access.yaml"
 # Directory -> the kind its files must hold.
 DIRECTORY_KINDS = {"plugins": "Plugin", "policies": "Policy", "approvals": "Approvals"}
+# Foreign analysis templates (Argo Rollouts, Flagger), kept unchanged; policies reference them.
+ANALYSIS_DIRECTORY = "analysis"
 # Written by the reconciler only; never part of the desired state.
 RECORD_DIRECTORIES = ("status/", "reports/")
 
@@ -89,6 +92,7 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
     plugin_paths: dict[str, str] = {}
     policy_paths: dict[str, str] = {}
     approval_paths: dict[str, str] = {}
+    templates: dict[tuple[str, str], _Found] = {}  # (kind, name) -> where and what
 
     if SETTINGS_PATH not in files:
         errors.append(FleetError(SETTINGS_PATH, 1, "file", "missing: every fleet repository needs grayops.yaml"))
@@ -102,6 +106,8 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
             settings = _parse(path, text, Settings, errors)
         elif path == ACCESS_PATH:
             access = _parse(path, text, Access, errors)
+        elif directory == ANALYSIS_DIRECTORY:
+            _read_template(path, text, templates, errors)
         elif directory in DIRECTORY_KINDS:
             model = FILE_KINDS[DIRECTORY_KINDS[directory]]
             parsed = _parse(path, text, model, errors)
@@ -117,7 +123,11 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
             elif isinstance(parsed, Approvals):
                 approvals[name], approval_paths[name] = tuple(parsed.approvals), path
 
+    for name, path in policy_paths.items():
+        policies[name] = _resolve_templates(policies[name], path, files[path], templates, errors)
     known_policies = {**builtins, **policies}
+    if settings is not None and settings.metrics.provider == "prometheus":
+        errors.extend(_missing_queries(settings, plugins, plugin_paths, known_policies, policy_paths, files))
     for name, plugin in plugins.items():
         _check_plugin(plugin, plugin_paths[name], files[plugin_paths[name]], plugins, known_policies, errors)
     errors.extend(_dependency_cycles(plugins, plugin_paths, files))
@@ -292,4 +302,90 @@ def _dependency_cycles(
     for name in sorted(graph):
         if name not in state:
             visit(name)
+    return errors
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: str
+    template: foreign.Template
+    located: yamlpos.Located
+
+
+def _read_template(path: str, text: str, templates: dict[tuple[str, str], _Found],
+                   errors: list[FleetError]) -> None:
+    try:
+        located = yamlpos.load(text)
+    except yamlpos.YamlSyntaxError as err:
+        errors.append(FleetError(path, err.line, "yaml", err.message))
+        return
+    if not foreign.is_foreign(located.data):
+        errors.append(FleetError(path, 1, "apiVersion", f"analysis/ holds Argo Rollouts ({foreign.ARGO_API}) and "
+                                                         f"Flagger ({foreign.FLAGGER_API}) templates only"))
+        return
+    try:
+        template = foreign.read_template(located.data)
+    except foreign.Invalid as err:
+        errors.extend(FleetError(path, located.line_of(e.loc), _format_loc(e.loc), e.message) for e in err.errors)
+        return
+    key = (template.kind, template.name)
+    if key in templates:
+        errors.append(FleetError(path, located.line_of(("metadata", "name")), "metadata.name",
+                                 f"{template.kind} {template.name!r} is also defined in {templates[key].path}"))
+        return
+    templates[key] = _Found(path, template, located)
+
+
+def _resolve_templates(policy: PolicySpec, path: str, text: str,
+                       templates: Mapping[tuple[str, str], _Found],
+                       errors: list[FleetError]) -> PolicySpec:
+    """The policy with the metrics of the foreign templates it references added to its analysis."""
+    refs = policy.analysis.templates
+    if not refs:
+        return policy
+    lines = yamlpos.load(text)
+    metrics = list(policy.analysis.metrics)
+    for index, ref in enumerate(refs):
+        loc: tuple[str | int, ...] = ("spec", "analysis", "templates", index)
+        found = templates.get((ref.kind, ref.name))
+        if found is None:
+            known = sorted(f"{kind} {name}" for kind, name in templates)
+            errors.append(FleetError(path, lines.line_of(loc), _format_loc((*loc, "name")),
+                                     f"no {ref.kind} named {ref.name!r} under analysis/ (known: "
+                                     f"{', '.join(known) or 'none'})"))
+            continue
+        try:
+            added = foreign.translate(found.template, ref)
+        except foreign.Invalid as err:
+            for error in err.errors:
+                errors.append(FleetError(found.path, found.located.line_of(error.loc), _format_loc(error.loc),
+                                         f"{error.message} (used by {path})"))
+            continue
+        for metric in added:
+            if any(m.name == metric.name for m in metrics):
+                errors.append(FleetError(path, lines.line_of(loc), _format_loc(loc),
+                                         f"metric {metric.name!r} of {ref.kind} {ref.name} is already in the "
+                                         "analysis; metric names must be unique"))
+            else:
+                metrics.append(metric)
+    analysis = policy.analysis.model_copy(update={"metrics": metrics})
+    return policy.model_copy(update={"analysis": analysis})
+
+
+def _missing_queries(settings: Settings, plugins: Mapping[str, Plugin], plugin_paths: Mapping[str, str],
+                     policies: Mapping[str, PolicySpec], policy_paths: Mapping[str, str],
+                     files: Mapping[str, str]) -> list[FleetError]:
+    """With the prometheus provider, every metric a plugin's policy judges needs a query."""
+    errors: list[FleetError] = []
+    used = sorted({p.spec.policy for p in plugins.values() if p.spec.policy in policies})
+    for name in used:
+        for index, metric in enumerate(policies[name].analysis.metrics):
+            if query_template(settings.metrics, metric) is not None:
+                continue
+            path = policy_paths.get(name, SETTINGS_PATH)
+            line = yamlpos.load(files[path]).line_of(("spec", "analysis", "metrics", index)) if name in policy_paths \
+                else 1
+            errors.append(FleetError(path, line, f"spec.analysis.metrics[{index}].name",
+                                     f"no PromQL for metric {metric.name!r}: add metrics.queries.{metric.name} to "
+                                     "grayops.yaml"))
     return errors

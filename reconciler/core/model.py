@@ -53,6 +53,7 @@ class Step(StrEnum):
     VERIFYING = "Verifying"
     DONE = "Done"
     FAILED = "Failed"
+    SKIPPED = "Skipped"  # its cluster did not answer and the policy says `offline: skip`: left as it was
     ROLLING_BACK = "RollingBack"
     ROLLED_BACK = "RolledBack"
     ROLLBACK_FAILED = "RollbackFailed"
@@ -60,7 +61,7 @@ class Step(StrEnum):
     @property
     def touched(self) -> bool:
         """The rollout changed this instance, so a rollback must put it back."""
-        return self is not Step.PENDING
+        return self not in (Step.PENDING, Step.SKIPPED)
 
 
 class Verdict(StrEnum):
@@ -93,6 +94,10 @@ class Measurement:
     value: float | None
     error: str | None = None
     series: int = 0
+    # The same query over the instances still on the old version (for maxIncrease); None when there are none
+    # left to compare with, or when they gave no evidence, and then `baseline_missing` says why.
+    baseline: float | None = None
+    baseline_missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class MetricTrack:
     readings: int = 0
     consecutive_errors: int = 0
     no_data_since: datetime | None = None
+    inconclusives: int = 0  # transient: counted against the metric's inconclusiveLimit
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,9 @@ class RolloutState:
     revert_pending: bool = False  # spec.version must be reverted to from_version by a commit
     alerts: frozenset[str] = frozenset()
     history: tuple[HistoryEntry, ...] = ()
+    # Opaque notes of adapters about this rollout (e.g. the Slack message's channel and ts), carried unchanged
+    # through its transitions; a new rollout starts without any.
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def last_succeeded(self) -> str | None:
@@ -284,6 +293,7 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
         "history": [
             {"at": fmt_time(h.at), "phase": h.phase.value, "reason": h.reason} for h in state.history
         ],
+        **({"notes": dict(sorted(state.notes.items()))} if state.notes else {}),
     }
 
 
@@ -352,4 +362,5 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
             HistoryEntry(parse_time(h["at"]), Phase(h["phase"]), h["reason"])  # type: ignore[arg-type]
             for h in doc.get("history") or []
         ),
+        notes={str(k): str(v) for k, v in (doc.get("notes") or {}).items()},
     )

@@ -101,6 +101,10 @@ class Workload(Strict):
     api_version: str | None = None
     version_path: str | None = Field(None, description="JSON path of the version field, for custom resources")
     ready_condition: str | None = Field(None, description="condition type that means ready, for custom resources")
+    plural: str | None = Field(None, description="resource name of a custom resource's kind (default: derived)")
+    partition: int | None = Field(
+        None, ge=0, description="StatefulSet: start each change with this RollingUpdate partition (only ordinals >= "
+                                "it move); grayops lowers it to 0 once they are ready")
 
 
 class PluginSpec(Strict):
@@ -199,12 +203,46 @@ class MetricSpec(Strict):
     name: str = Field(description="normalised metric name, mapped to a provider query in grayops.yaml")
     max: float | None = None
     min: float | None = None
+    max_increase: float | None = Field(
+        None, ge=0, description="fail when the value exceeds the baseline (the same query over the instances still "
+                                "on the old version) by more than this share: 0.2 = 20%")
+    aggregate: Literal["max", "avg", "sum"] = Field("max", description="how several series reduce to one value")
     failure_limit: int = Field(0, ge=0, description="failed readings tolerated before the batch fails")
+    inconclusive_limit: int | None = Field(
+        None, ge=0, description="inconclusive readings (no data, NaN) tolerated in a bake before the rollout pauses; "
+                                "default: only noData/noDataTimeout apply")
+    consecutive_error_limit: int | None = Field(
+        None, ge=0, description="failed queries in a row before pausing; default: the analysis' limit")
+    interval: Duration | None = Field(None, description="how often this metric is read; default: the analysis'")
+    count: int | None = Field(None, ge=1, description="readings needed before the bake may pass on this metric")
+    query: str | None = Field(None, description="provider query for this metric, instead of grayops.yaml's")
 
     @model_validator(mode="after")
     def _has_threshold(self) -> MetricSpec:
-        if self.max is None and self.min is None:
-            raise ValueError(f"metric {self.name!r} needs a threshold: max, min or both")
+        if self.max is None and self.min is None and self.max_increase is None:
+            raise ValueError(f"metric {self.name!r} needs a threshold: max, min, maxIncrease or several")
+        return self
+
+
+class TemplateRef(Strict):
+    """A foreign analysis template kept unchanged in the fleet repository under analysis/ (see README)."""
+
+    kind: Literal["AnalysisTemplate", "ClusterAnalysisTemplate", "MetricTemplate"]
+    name: str
+    args: dict[str, str] = Field(default_factory=dict,
+                                 description="Argo Rollouts template args (values may use grayops placeholders)")
+    threshold_range: dict[str, float] = Field(default_factory=dict,
+                                              description="Flagger canary thresholdRange: min, max")
+    interval: Duration | None = Field(None, description="Flagger canary metric interval")
+    template_variables: dict[str, str] = Field(default_factory=dict, description="Flagger templateVariables")
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> TemplateRef:
+        if self.kind == "MetricTemplate" and self.args:
+            raise ValueError("args are for Argo Rollouts templates; a MetricTemplate takes templateVariables")
+        if self.kind != "MetricTemplate" and (self.threshold_range or self.interval or self.template_variables):
+            raise ValueError(f"thresholdRange, interval and templateVariables are for Flagger MetricTemplates; "
+                             f"an {self.kind} has its own conditions, interval and args")
         return self
 
 
@@ -214,6 +252,8 @@ class AnalysisSpec(Strict):
     no_data: Literal["pause", "fail", "ignore"] = "pause"
     no_data_timeout: Duration = 300.0
     consecutive_error_limit: int = Field(4, ge=0)
+    templates: list[TemplateRef] = Field(
+        default_factory=list, description="Argo Rollouts / Flagger templates under analysis/, judged like metrics")
 
     @field_validator("interval")
     @classmethod
@@ -240,6 +280,9 @@ class PolicySpec(Strict):
     verify: list[Check] = Field(default_factory=list)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    offline: Literal["wait", "skip", "fail"] = Field(
+        "wait", description="an instance whose cluster is unreachable: wait for it (with an alert), skip it (left "
+                            "out, not counted against the failure budget) or fail it")
 
     @model_validator(mode="after")
     def _batches_grow_to_all(self) -> PolicySpec:
@@ -283,11 +326,50 @@ class ClusterSpec(Strict):
     kubeconfig: str | None = None
 
 
+class SecretRef(Strict):
+    """Where a secret is read at run time: an environment variable or a file. Never the secret itself."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env (a variable name) or file (a path); never the secret itself")
+        return self
+
+
+class BasicAuth(Strict):
+    username: str
+    password: SecretRef
+
+
+class MetricsAuth(Strict):
+    bearer: SecretRef | None = Field(None, description="Authorization: Bearer <token>")
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MetricsAuth:
+        if (self.bearer is None) == (self.basic is None):
+            raise ValueError("give exactly one of bearer or basic")
+        return self
+
+
+class MetricsTls(Strict):
+    verify: bool = True
+    ca_file: str | None = Field(None, description="CA bundle to verify the server with")
+
+
 class MetricsSettings(Strict):
     provider: Literal["sim", "prometheus"] = "sim"
     url: str | None = None
     timeout: Duration = 10.0
-    queries: dict[str, str] = Field(default_factory=dict)
+    queries: dict[str, str] = Field(
+        default_factory=dict, description="PromQL per normalised metric name, with {plugin} {version} {namespace} "
+                                          "{cluster} {instances} {window}; error_rate and latency_p99_ms have defaults")
+    auth: MetricsAuth | None = None
+    tls: MetricsTls = Field(default_factory=MetricsTls)
+    min_window: Duration = Field(60.0, description="{window} is the analysis interval, but at least this")
 
     @model_validator(mode="after")
     def _prometheus_needs_url(self) -> MetricsSettings:
@@ -379,6 +461,10 @@ class Access(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Access"]
     rules: list[AccessRule] = Field(default_factory=list)
+    identities: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Slack user ID -> the other names this person commits under (git author name, --as name); "
+                    "an approval from any of them of a version this person committed is refused (two-person rule)")
 
 
 class ApprovalRecord(Strict):

@@ -1,0 +1,69 @@
+"""Slash command text -> a request, or the usage to show. Pure."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout"]
+COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+USAGE: dict[ChatCommand, str] = {
+    "pause": "`/pause <plugin> [reason]` stop starting new work (commits spec.paused: true)",
+    "resume": "`/resume <plugin>` continue where it stopped (commits spec.paused: false)",
+    "rollback": "`/rollback <plugin> [reason]` roll back fast to the last good version (reverts spec.version)",
+    "approve": "`/approve <plugin> [batch]` approve the batch waiting for it (or the one named)",
+    "rollout": "`/rollout [plugin]` phase, batch n of m, last verdicts, who paused and why",
+}
+HELP = "grayops commands:\n" + "\n".join(f"• {line}" for line in USAGE.values())
+
+
+@dataclass(frozen=True)
+class Request:
+    command: ChatCommand
+    plugin: str | None = None
+    reason: str | None = None
+    batch: str | None = None
+
+
+class Usage(ValueError):
+    """The text is not a valid command; `str()` is what to show the user (ephemeral)."""
+
+
+def command_name(slash: str) -> ChatCommand:
+    """`/pause` -> pause; a prefixed name such as `/grayops-pause` works too (for workspaces where /pause is taken)."""
+    name = slash.strip().lstrip("/").rsplit("-", 1)[-1].lower()
+    for known in COMMANDS:
+        if name == known:
+            return known
+    raise Usage(f"unknown command {slash!r}\n{HELP}")
+
+
+def parse(slash: str, text: str) -> Request | None:
+    """The request, or None when help was asked for; raises Usage with the message to show."""
+    command = command_name(slash)
+    try:
+        words = shlex.split(text or "")
+    except ValueError:
+        words = (text or "").split()
+    if words and words[0].lower() in ("help", "-h", "--help"):
+        return None
+    if not words:
+        if command == "rollout":
+            return Request("rollout")
+        raise Usage(f"missing plugin name. Usage: {USAGE[command]}")
+    plugin, rest = words[0], words[1:]
+    if not _NAME.match(plugin):
+        raise Usage(f"{plugin!r} is not a plugin name. Usage: {USAGE[command]}")
+    if command in ("pause", "rollback"):
+        return Request(command, plugin, reason=" ".join(rest) or None)
+    if command == "approve":
+        if len(rest) > 1 or (rest and not _NAME.match(rest[0])):
+            raise Usage(f"approve takes one batch name at most. Usage: {USAGE[command]}")
+        return Request(command, plugin, batch=rest[0] if rest else None)
+    if rest:
+        raise Usage(f"{command} takes only a plugin name. Usage: {USAGE[command]}")
+    return Request(command, plugin)

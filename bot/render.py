@@ -1,0 +1,121 @@
+"""Block Kit for Slack: the one message per rollout, its thread lines, and the /rollout answer. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.core.effects import Event
+from reconciler.core.model import Phase, RolloutState, Severity
+
+Block = dict[str, Any]
+
+PHASE_ICON = {
+    Phase.PENDING: ":hourglass_flowing_sand:", Phase.WAITING_WINDOW: ":clock3:",
+    Phase.AWAITING_APPROVAL: ":raised_hand:", Phase.PROGRESSING: ":arrow_forward:",
+    Phase.PAUSED: ":double_vertical_bar:", Phase.ROLLING_BACK: ":rewind:", Phase.SUCCEEDED: ":white_check_mark:",
+    Phase.ROLLED_BACK: ":leftwards_arrow_with_hook:", Phase.FAILED: ":x:",
+}
+SEVERITY_ICON = {
+    Severity.INFO: ":information_source:", Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:",
+}
+ACTION_PREFIX = "grayops_"
+
+
+def title(state: RolloutState) -> str:
+    return f"{state.plugin} {state.from_version or '(none)'} → {state.target_version}"
+
+
+def batch_line(state: RolloutState, batches_total: int) -> str:
+    """`batch 2 of 4: wave-1 (Baking, 3 instances)`, or what the rollout waits for when no batch started."""
+    if not state.batches:
+        return f"batch 0 of {batches_total}"
+    batch = state.batches[-1]
+    total = max(batches_total, len(state.batches))
+    count = len(batch.instances)
+    return f"batch {len(state.batches)} of {total}: {batch.name} ({batch.phase.value}, {count} instances)"
+
+
+def verdicts_line(state: RolloutState) -> str:
+    """The last reading of each metric of the latest batch that has one: `error_rate 0.012 Successful`."""
+    for batch in reversed(state.batches):
+        parts = [f"{m.name} {_value(m.last.value)} {m.last.verdict.value}" for m in batch.metrics if m.last]
+        if parts:
+            return f"last verdicts ({batch.name}): " + ", ".join(parts)
+    return "no metric readings yet"
+
+
+def paused_line(state: RolloutState) -> str | None:
+    if state.phase is not Phase.PAUSED or state.paused_at is None:
+        return None
+    return f"paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}"
+
+
+def summary(state: RolloutState, batches_total: int) -> str:
+    """Plain lines, for /rollout and as the notification text of the rollout message."""
+    lines = [f"{PHASE_ICON[state.phase]} *{title(state)}* — {state.phase.value}: {state.reason}",
+             batch_line(state, batches_total), verdicts_line(state)]
+    paused = paused_line(state)
+    if paused:
+        lines.append(paused)
+    return "\n".join(lines)
+
+
+def rollout_message(state: RolloutState, batches_total: int) -> tuple[str, list[Block]]:
+    """(fallback text, blocks) of the rollout's one message, with the buttons that apply to its phase."""
+    text = f"{title(state)}: {state.phase.value}"
+    blocks: list[Block] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": summary(state, batches_total)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"rollout {state.rollout_id} · desired commit "
+                                          f"{state.desired_commit[:10]} · requested by {state.requested_by or '?'}"}]},
+    ]
+    buttons = _buttons(state)
+    if buttons:
+        blocks.append({"type": "actions", "block_id": f"grayops:{state.rollout_id}", "elements": buttons})
+    return text, blocks
+
+
+def _buttons(state: RolloutState) -> list[Block]:
+    if state.phase.terminal or state.phase is Phase.ROLLING_BACK:
+        return []
+    plugin = state.plugin
+    buttons: list[Block] = []
+    if state.phase is Phase.PAUSED:
+        buttons.append(_button("resume", "Resume", plugin, "primary"))
+    else:
+        buttons.append(_button("pause", "Pause", plugin))
+    if state.phase is Phase.AWAITING_APPROVAL:
+        buttons.append(_button("approve", "Approve", plugin, "primary"))
+    if state.from_version:
+        rollback = _button("rollback", "Roll back", plugin, "danger")
+        rollback["confirm"] = {
+            "title": {"type": "plain_text", "text": "Roll back?"},
+            "text": {"type": "mrkdwn", "text": f"Roll *{plugin}* back from {state.target_version} to "
+                                               f"{state.from_version} on every instance this rollout touched?"},
+            "confirm": {"type": "plain_text", "text": "Roll back"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        }
+        buttons.append(rollback)
+    return buttons
+
+
+def _button(command: str, label: str, plugin: str, style: str | None = None) -> Block:
+    button: Block = {"type": "button", "action_id": ACTION_PREFIX + command,
+                     "text": {"type": "plain_text", "text": label}, "value": plugin}
+    if style:
+        button["style"] = style
+    return button
+
+
+def event_line(event: Event) -> str:
+    """One thread reply: transitions plainly, alerts with their severity."""
+    if event.kind == "transition":
+        where = f" [{event.batch}]" if event.batch else ""
+        return f"{PHASE_ICON[event.phase]} {event.phase.value}{where}: {event.message}"
+    return f"{SEVERITY_ICON[event.severity]} *{event.severity.value.upper()}* {event.kind}: {event.message}"
+
+
+def _value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"

@@ -1,0 +1,249 @@
+"""What a chat command does once acknowledged: authorise, carry it out as a commit, and say what happened.
+
+Runs after the ack, in the bot's worker threads, so it may fetch, commit and push. The fleet repository at its
+newest revision decides who may do what (access.yaml) and what exists; the command itself is
+`reconciler.commands.run_command`, trailers `Requested-By: <Slack user ID> (<name>)`, `Grayops-Action` and
+`Slack-Trigger-Id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.access import Action, decide, groups_to_check, touched_tiers
+from bot.notifier import CHANNEL_NOTE, TS_NOTE
+from bot.parse import HELP, USAGE, Request
+from bot.render import batch_line, summary, title
+from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
+from reconciler.commands import CommandRefused, run_command
+from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.model import RolloutState
+from reconciler.core.plan import cut, order_instances, select_instances
+
+log = logging.getLogger("grayops.bot")
+
+COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome",
+                         ["command", "outcome"])  # done, unchanged, refused, denied, usage, duplicate, status
+DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
+
+VERB = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked", "approve": "approved"}
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str = ""
+
+    @property
+    def by(self) -> str:
+        """The Requested-By form: `U0OPS1 (alice)`."""
+        return f"{self.id} ({self.name})" if self.name else self.id
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str  # ephemeral, to the person who asked
+    public: str | None = None  # a line for the rollout's thread
+    plugin: str | None = None
+
+
+@dataclass
+class Backend:
+    """Where commands act. Hosted in `grayops run`: the reconciler's clone, its wake-up, its Slack messages."""
+
+    repo: GitRepo
+    wake: Callable[[], None] = lambda: None
+    thread_of: Callable[[str], tuple[str, str] | None] = lambda plugin: None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    hosted: bool = False  # the clone is the reconciler's own, in this process
+
+
+class SeenTriggers:
+    """trigger_ids already handled (a repeated one is done once); bounded, forgotten after `ttl` seconds."""
+
+    def __init__(self, ttl: float = 900.0, limit: int = 10000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._ttl, self._limit = ttl, limit
+        self._lock = threading.Lock()
+
+    def first(self, trigger: str) -> bool:
+        if not trigger:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            while self._seen and (len(self._seen) >= self._limit or next(iter(self._seen.values())) < now - self._ttl):
+                self._seen.popitem(last=False)
+            if trigger in self._seen:
+                return False
+            self._seen[trigger] = now
+            return True
+
+
+class Service:
+    def __init__(self, backend: Backend, client: WebClient, group_ttl: float = 60.0) -> None:
+        from policies import builtin_policies
+
+        self.backend = backend
+        self.client = client
+        self.builtins = builtin_policies()
+        self._group_ttl = group_ttl
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._groups_lock = threading.Lock()
+
+    # --- a command ----------------------------------------------------------------------------------------
+
+    def run(self, request: Request | None, user: User, trigger: str) -> Reply:
+        if request is None:
+            return Reply(HELP)
+        repo = self.backend.repo
+        self._refresh()
+        try:
+            fleet = load_fleet(repo.desired_files(), self.builtins)
+        except FleetInvalid as err:
+            return Reply(f"The fleet repository is invalid at HEAD, nothing was done:\n{err}")
+        plugin = request.plugin
+        if plugin is not None and plugin not in fleet.plugins:
+            known = ", ".join(sorted(fleet.plugins)) or "none"
+            COMMANDS_TOTAL.labels(request.command, "usage").inc()
+            return Reply(f"No plugin named `{plugin}` (known: {known}). Usage: {USAGE[request.command]}")
+        state = self._state(plugin) if plugin else None
+        tiers = touched_tiers(fleet, plugin, request.command, request.batch, state) if plugin else frozenset()
+        action = Action(request.command, user.id, plugin, tiers)
+        decision = decide(fleet.access, action, self._member_of(user.id, groups_to_check(fleet.access, action)))
+        if not decision.allowed:
+            log.warning("denied: %s (%s) asked to %s %s: %s", user.id, user.name, request.command, plugin or "",
+                        decision.reason)
+            DENIED_TOTAL.labels(request.command).inc()
+            COMMANDS_TOTAL.labels(request.command, "denied").inc()
+            return Reply(f":no_entry: Not allowed: {decision.reason}. Nothing was changed.")
+        if request.command == "rollout":
+            COMMANDS_TOTAL.labels("rollout", "status").inc()
+            return Reply(self._status(fleet, plugin))
+        assert plugin is not None
+        try:
+            result = run_command(repo, request.command, plugin, user.by, self.backend.now(), reason=request.reason,
+                                 batch=request.batch, trailers=[("Slack-Trigger-Id", trigger)])
+        except (CommandRefused, GitError) as err:
+            COMMANDS_TOTAL.labels(request.command, "refused").inc()
+            return Reply(f"Not done: {err}")
+        if not result.changed:
+            COMMANDS_TOTAL.labels(request.command, "unchanged").inc()
+            return Reply(f"{result.message}: nothing to change, no commit.")
+        COMMANDS_TOTAL.labels(request.command, "done").inc()
+        self.backend.wake()
+        log.info("%s by %s: %s", request.command, user.by, result.message)
+        text = f":white_check_mark: {result.message}"
+        if not result.pushed and self.backend.hosted:
+            text += ("\n:warning: The git remote is unreachable: the commit is in the reconciler's clone, which acts "
+                     "on it now, and it is pushed when the remote is back.")
+        elif not result.pushed:
+            text += (f"\n:warning: The git remote is unreachable: the commit is kept in the clone at {repo.path} "
+                     "(a reconciler sharing that workdir acts on it now) and it is pushed when the remote is back.")
+        detail = request.reason
+        if request.command == "approve":  # "approve billing 1.6.0 batch all (1a2b3c, pushed)" -> "1.6.0 batch all"
+            detail = result.message.split(" (", 1)[0].removeprefix(f"approve {plugin} ")
+        public = f"{VERB[request.command]} by <@{user.id}>" + (f": {detail}" if detail else "")
+        return Reply(text, public, plugin)
+
+    def announce(self, reply: Reply, fallback_channel: str | None, thread: tuple[str, str] | None = None) -> None:
+        """Post the public line in the rollout's thread (or where the command was run when there is none)."""
+        if not reply.public or not reply.plugin:
+            return
+        where = thread or self.backend.thread_of(reply.plugin) or self._recorded_thread(reply.plugin)
+        try:
+            if where:
+                self.client.chat_postMessage(channel=where[0], thread_ts=where[1], text=reply.public)
+            elif fallback_channel:
+                self.client.chat_postMessage(channel=fallback_channel, text=f"{reply.plugin}: {reply.public}")
+        except (SlackApiError, OSError) as err:
+            log.warning("could not post %r to Slack: %s", reply.public, err)
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        repo = self.backend.repo
+        with repo.lock():
+            try:
+                repo.fetch()
+            except RemoteUnavailable as err:
+                log.warning("git remote unreachable, deciding on the local clone: %s", err)
+                return
+            repo.integrate()
+
+    def _state(self, plugin: str) -> RolloutState | None:
+        from reconciler.shell import load_status, status_path
+
+        text = self.backend.repo.status_files().get(status_path(plugin))
+        try:
+            return load_status(text) if text else None
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def _recorded_thread(self, plugin: str) -> tuple[str, str] | None:
+        state = self._state(plugin)
+        if state and state.notes.get(CHANNEL_NOTE) and state.notes.get(TS_NOTE):
+            return state.notes[CHANNEL_NOTE], state.notes[TS_NOTE]
+        return None
+
+    def _member_of(self, user: str, groups: list[str]) -> set[str]:
+        """The groups (of those asked) that `user` belongs to, from usergroups.users.list, cached."""
+        found = set()
+        for group in groups:
+            now = time.monotonic()
+            with self._groups_lock:
+                cached = self._groups.get(group)
+            if cached is None or cached[0] < now:
+                try:
+                    users = frozenset(self.client.usergroups_users_list(usergroup=group).get("users") or ())
+                except (SlackApiError, OSError) as err:
+                    log.warning("cannot read the members of user group %s: %s", group, err)
+                    continue
+                cached = (now + self._group_ttl, users)
+                with self._groups_lock:
+                    self._groups[group] = cached
+            if user in cached[1]:
+                found.add(group)
+        return found
+
+    def _status(self, fleet: Fleet, plugin: str | None) -> str:
+        names = [plugin] if plugin else sorted(fleet.plugins)
+        lines = []
+        for name in names:
+            state = self._state(name)
+            if state is None:
+                lines.append(f"{name}: no rollout recorded yet")
+            elif plugin:
+                lines.append(summary(state, batches_total(fleet, state)))
+            else:
+                lines.append(f"{title(state)}: {state.phase.value}, {batch_line(state, batches_total(fleet, state))}")
+        return "\n".join(lines) or "no plugins in the fleet repository"
+
+
+def batches_total(fleet: Fleet, state: RolloutState) -> int:
+    """Started batches plus the plan of the rest (as the reconciler counts them)."""
+    plugin = fleet.plugins.get(state.plugin)
+    if plugin is None or plugin.spec.version != state.target_version:
+        return len(state.batches)
+    policy = fleet.policies[plugin.spec.policy]
+    assigned = {iid for batch in state.batches for iid in batch.instances}
+    ordered = order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy)
+    return len(state.batches) + len(cut(ordered, policy.batches, assigned))
+
+
+def payload_user(body: dict[str, Any]) -> User:
+    """The user of a slash command or an interaction payload."""
+    if "user_id" in body:
+        return User(str(body["user_id"]), str(body.get("user_name") or ""))
+    user = body.get("user") or {}
+    return User(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""))

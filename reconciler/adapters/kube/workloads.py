@@ -1,0 +1,259 @@
+"""What a workload reports and how it is changed: pure functions over the API's JSON objects.
+
+Readiness follows `kubectl rollout status` (its DeploymentStatusViewer and StatefulSetStatusViewer) so that our
+verdict and kubectl's agree; a custom resource is ready when its status has caught up with its generation and its
+ready condition is True. Patches carry the grayops annotations and are built only when something must change, so
+applying the same version twice sends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core.spec import Workload
+
+Obj = dict[str, Any]
+ROLLOUT_ANNOTATION = "grayops.dev/rollout"
+PREVIOUS_ANNOTATION = "grayops.dev/previous-version"
+FIELD_MANAGER = "grayops"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a workload kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.group == "apps"
+
+
+DEPLOYMENT = Kind("apps", "v1", "deployments", "Deployment")
+STATEFULSET = Kind("apps", "v1", "statefulsets", "StatefulSet")
+
+
+def plural_of(kind: str) -> str:
+    """The resource name of a kind, as the API's default pluralisation makes it (Redis -> redises)."""
+    lower = kind.lower()
+    if lower.endswith(("s", "x", "z", "ch", "sh")):
+        return lower + "es"
+    if lower.endswith("y") and lower[-2:-1] not in "aeiou":
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def kind_of(workload: Workload) -> Kind:
+    if workload.kind == "Deployment" and not workload.api_version:
+        return DEPLOYMENT
+    if workload.kind == "StatefulSet" and not workload.api_version:
+        return STATEFULSET
+    api_version = workload.api_version or ""
+    group, _, version = api_version.rpartition("/")
+    return Kind(group, version, workload.plural or plural_of(workload.kind), workload.kind)
+
+
+def describe(workload: Workload, namespace: str, cluster: str) -> str:
+    return f"{workload.kind} {namespace}/{workload.name} on cluster {cluster}"
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    version: str | None
+    ready: bool
+    failed: str | None = None
+    message: str = ""
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference (registry:5000/a/b:1.2 -> 1.2); None when it has none or a digest only."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def containers(obj: Obj) -> list[Obj]:
+    found: list[Obj] = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return found
+
+
+def container_of(obj: Obj, workload: Workload) -> Obj | None:
+    """The named container, or the only one when the workload names none."""
+    found = containers(obj)
+    if workload.container is None:
+        return found[0] if len(found) == 1 else None
+    return next((c for c in found if c.get("name") == workload.container), None)
+
+
+def container_error(obj: Obj, workload: Workload, where: str) -> str:
+    names = ", ".join(str(c.get("name")) for c in containers(obj)) or "none"
+    if workload.container is None:
+        return f"{where}: has {len(containers(obj))} containers ({names}); name one in the plugin's workload.container"
+    return f"{where}: no container named {workload.container!r} (it has: {names})"
+
+
+def field_path(path: str) -> list[str]:
+    """`spec.version`, `.spec.version` or `$.spec.version` -> ["spec", "version"]."""
+    return [p for p in path.removeprefix("$").split(".") if p]
+
+
+def get_path(obj: Obj, path: list[str]) -> Any:
+    node: Any = obj
+    for part in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def read(obj: Obj, workload: Workload) -> Reading:
+    kind = kind_of(workload)
+    if kind == DEPLOYMENT:
+        return read_deployment(obj, workload)
+    if kind == STATEFULSET:
+        return read_statefulset(obj, workload)
+    return read_custom(obj, workload)
+
+
+def _version(obj: Obj, workload: Workload) -> str | None:
+    container = container_of(obj, workload)
+    return image_tag(str(container.get("image", ""))) if container else None
+
+
+def read_deployment(obj: Obj, workload: Workload) -> Reading:
+    """kubectl's DeploymentStatusViewer: observedGeneration caught up, all updated, none old left, all available."""
+    version = _version(obj, workload)
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if obj["metadata"].get("generation", 0) > status.get("observedGeneration", 0):
+        return Reading(version, False, message="waiting for the deployment spec update to be observed")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Reading(version, False, failed=f"ProgressDeadlineExceeded: {cond.get('message', '')}".strip())
+    replicas = spec.get("replicas", 1)
+    updated = status.get("updatedReplicas", 0)
+    if updated < replicas:
+        return Reading(version, False, message=f"{updated} of {replicas} new replicas updated")
+    if status.get("replicas", 0) > updated:
+        return Reading(version, False, message=f"{status.get('replicas', 0) - updated} old replicas pending "
+                                               "termination")
+    available = status.get("availableReplicas", 0)
+    if available < updated:
+        return Reading(version, False, message=f"{available} of {updated} updated replicas available")
+    return Reading(version, True)
+
+
+def partition_of(obj: Obj) -> int:
+    rolling = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("rollingUpdate") or {}
+    return int(rolling.get("partition") or 0)
+
+
+def read_statefulset(obj: Obj, workload: Workload) -> Reading:
+    """kubectl's StatefulSetStatusViewer; a partitioned roll-out is not ready until its partition reaches 0."""
+    version = _version(obj, workload)
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
+        return Reading(version, False, failed="updateStrategy is not RollingUpdate: pods would never be replaced")
+    if not status.get("observedGeneration") or obj["metadata"].get("generation", 0) > status["observedGeneration"]:
+        return Reading(version, False, message="waiting for the statefulset spec update to be observed")
+    replicas = spec.get("replicas", 1)
+    if status.get("readyReplicas", 0) < replicas:
+        return Reading(version, False, message=f"{status.get('readyReplicas', 0)} of {replicas} pods ready")
+    partition = partition_of(obj)
+    if partition > 0:
+        updated = status.get("updatedReplicas", 0)
+        if updated < replicas - partition:
+            return Reading(version, False, message=f"partitioned roll-out: {updated} of {replicas - partition} "
+                                                   "new pods updated")
+        return Reading(version, False, message=f"partitioned roll-out done for ordinals >= {partition}")
+    if status.get("updateRevision") != status.get("currentRevision"):
+        return Reading(version, False, message=f"rolling update to revision {status.get('updateRevision')}: "
+                                               f"{status.get('updatedReplicas', 0)} of {replicas} pods updated")
+    return Reading(version, True)
+
+
+def canary_done(obj: Obj) -> bool:
+    """A partitioned StatefulSet whose ordinals >= partition are updated and ready: lower it to continue."""
+    reading = read_statefulset(obj, Workload(kind="StatefulSet", name="x"))
+    return partition_of(obj) > 0 and reading.message.startswith("partitioned roll-out done")
+
+
+def read_custom(obj: Obj, workload: Workload) -> Reading:
+    value = get_path(obj, field_path(workload.version_path or "spec.version"))
+    version = None if value is None else str(value)
+    status = obj.get("status") or {}
+    if "observedGeneration" in status and obj["metadata"].get("generation", 0) > status["observedGeneration"]:
+        return Reading(version, False, message="waiting for the operator to observe the change")
+    wanted = workload.ready_condition or "Ready"
+    cond = next((c for c in status.get("conditions") or [] if c.get("type") == wanted), None)
+    if cond is None:
+        return Reading(version, False, message=f"no {wanted} condition yet")
+    if cond.get("status") == "True":
+        return Reading(version, True)
+    reason = str(cond.get("reason") or "")
+    why = f"{wanted} is {cond.get('status')}: {reason} {cond.get('message', '')}".strip()
+    if reason.endswith(("Failed", "Failure", "Error")):
+        return Reading(version, False, failed=why)
+    return Reading(version, False, message=why)
+
+
+# --- changing ---------------------------------------------------------------------------------------------------
+
+
+def annotations_of(obj: Obj) -> dict[str, str]:
+    found: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
+    return found
+
+
+def patch_for(obj: Obj, workload: Workload, image: str | None, version: str, rollout: str,
+              previous: str | None) -> Obj | None:
+    """The patch that makes `obj` ask for `version` (None when it already does, with the same annotations).
+
+    Raises ValueError with a readable reason when the object cannot be changed (no such container, no image).
+    """
+    notes = {ROLLOUT_ANNOTATION: rollout}
+    if previous is not None:
+        notes[PREVIOUS_ANNOTATION] = previous
+    kind = kind_of(workload)
+    if kind.builtin:
+        container = container_of(obj, workload)
+        if container is None:
+            raise ValueError("container")
+        base = image or str(container.get("image", "")).split("@", 1)[0].rsplit(":", 1)[0]
+        if not base:
+            raise ValueError("the plugin names no image and the container has none")
+        new_image = f"{base}:{version}"
+        spec: Obj = {}
+        if container.get("image") != new_image:
+            spec = {"template": {"spec": {"containers": [{"name": container["name"], "image": new_image}]}}}
+        if kind == STATEFULSET:
+            start = workload.partition or 0
+            if spec or partition_of(obj) > start:
+                spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": start}}
+    else:
+        path = field_path(workload.version_path or "spec.version")
+        spec = {}
+        if path[:1] != ["spec"] or len(path) < 2:
+            raise ValueError(f"versionPath {workload.version_path!r} must point inside spec")
+        if get_path(obj, path) != version:
+            node: Obj = {path[-1]: version}
+            for part in reversed(path[1:-1]):
+                node = {part: node}
+            spec = node
+    if not spec and all(annotations_of(obj).get(k) == v for k, v in notes.items()):
+        return None
+    patch: Obj = {"metadata": {"annotations": notes, "resourceVersion": obj["metadata"]["resourceVersion"]}}
+    if spec:
+        patch["spec"] = spec
+    return patch
+
+
+def partition_patch(obj: Obj, partition: int) -> Obj:
+    return {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}}}

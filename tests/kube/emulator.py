@@ -1,0 +1,792 @@
+"""An emulated Kubernetes API server on loopback, for the official client and kubectl, with a controller simulator.
+
+It speaks the REST API the `kubernetes` client and kubectl use, over real HTTP on 127.0.0.1:
+- discovery (/version, /api, /apis, /api/v1, /apis/<group>/<version>), plain JSON (no aggregated discovery);
+- GET, LIST (labelSelector: =, ==, !=, in, notin, exists; fieldSelector metadata.name/namespace), WATCH from a
+  resourceVersion as chunked JSON lines (ADDED for every object when none is given), with timeoutSeconds;
+- POST (409 AlreadyExists), PUT and PATCH (strategic-merge: lists merged by `name` for containers and by `type`
+  for conditions; merge-patch RFC 7386; json-patch replace/add) with metadata.generation bumped on a spec change
+  and metadata.resourceVersion checked (409 Conflict when a stale one is sent), the /status subresource;
+- services/<name>:<port>/proxy/<path> answered by `http_handler`, and pods/exec over the websocket protocol
+  (v4.channel.k8s.io, one shot: stdout on channel 1, the status on channel 3) answered by `exec_handler`.
+
+Faults: `fail_next(n, status)` answers the next n requests with an error, `delay` holds every answer (timeouts),
+`down()`/`up()` stop and restart the listener on the same port. `requests` counts requests by verb.
+
+The controller simulator (a thread, or `step()` by hand) moves Deployments and StatefulSets forward, two steps
+per rollout, unless their image's tag is listed in `bad_versions`: "deadline" (ProgressDeadlineExceeded),
+"stuck" (pods never ready). Custom resources whose kind is registered become ready the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Obj = dict[str, Any]
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class Resource:
+    def __init__(self, group: str, version: str, plural: str, kind: str, namespaced: bool = True) -> None:
+        self.group, self.version, self.plural, self.kind, self.namespaced = group, version, plural, kind, namespaced
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+BUILTIN = [
+    Resource("", "v1", "pods", "Pod"),
+    Resource("", "v1", "services", "Service"),
+    Resource("", "v1", "namespaces", "Namespace", namespaced=False),
+    Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("apps", "v1", "statefulsets", "StatefulSet"),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+]
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def status_body(code: int, reason: str, message: str) -> Obj:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_tag(image: str) -> str:
+    return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+
+
+# --- label selectors and patches ------------------------------------------------------------------------------
+
+
+def _split_terms(text: str) -> list[str]:
+    terms, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        terms.append(current)
+    return [t.strip() for t in terms if t.strip()]
+
+
+def selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    for term in _split_terms(selector):
+        if " notin " in term or " in " in term:
+            key, op, values = term.partition(" notin ") if " notin " in term else term.partition(" in ")
+            allowed = {v.strip() for v in values.strip().strip("()").split(",")}
+            inside = labels.get(key.strip()) in allowed
+            if inside != (op.strip() == "in"):
+                return False
+        elif "!=" in term:
+            key, _, value = term.partition("!=")
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, _, value = term.replace("==", "=").partition("=")
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "conditions": "type", "env": "name",
+              "ports": "containerPort", "volumes": "name", "volumeMounts": "mountPath"}
+
+
+def strategic_merge(target: Any, patch: Any, key: str = "") -> Any:
+    if isinstance(patch, list) and key in MERGE_KEYS and isinstance(target, list):
+        merge_key = MERGE_KEYS[key]
+        result = [copy.deepcopy(item) for item in target]
+        for item in patch:
+            found = next((i for i, old in enumerate(result) if old.get(merge_key) == item.get(merge_key)), None)
+            if found is None:
+                result.append(copy.deepcopy(item))
+            else:
+                result[found] = strategic_merge(result[found], item)
+        return result
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = strategic_merge(result.get(name), value, name)
+    return result
+
+
+def json_patch(target: Obj, ops: list[Obj]) -> Obj:
+    doc = copy.deepcopy(target)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
+        node: Any = doc
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        last = parts[-1]
+        if op["op"] in ("add", "replace"):
+            if isinstance(node, list):
+                node[int(last)] = op["value"]
+            else:
+                node[last] = op["value"]
+        elif op["op"] == "remove":
+            del node[int(last) if isinstance(node, list) else last]
+        else:
+            raise ApiError(422, "Invalid", f"json-patch op {op['op']!r} is not supported by the emulator")
+    return doc
+
+
+# --- the server -----------------------------------------------------------------------------------------------
+
+
+class Emulator:
+    """One emulated cluster: its objects, its event log, its HTTP listener and its controller."""
+
+    def __init__(self, name: str = "cluster", controller: bool = True, interval: float = 0.05) -> None:
+        self.name = name
+        self.resources: dict[tuple[str, str, str], Resource] = {}
+        for res in BUILTIN:
+            self.add_resource(res)
+        self.cond = threading.Condition()
+        self.objects: dict[tuple[str, str, str], dict[tuple[str, str], Obj]] = {}
+        self.events: list[tuple[int, tuple[str, str, str], str, Obj]] = []
+        self.rv = 0
+        self.requests: Counter[str] = Counter()
+        self.patches: list[tuple[str, str, str, str]] = []  # (plural, namespace, name, field manager)
+        self.bad_versions: dict[str, str] = {}
+        self.http_handler: Callable[[str, str, str], tuple[int, str]] = self._default_http
+        self.exec_handler: Callable[[Obj, list[str]], tuple[str, int]] = lambda pod, cmd: ("PONG\n", 0)
+        self.forbidden: set[tuple[str, str]] = set()  # (verb, plural) the caller may not do: 403
+        self.delay = 0.0
+        self._fail: list[int] = []
+        self._fail_lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.is_down = False
+        self._stop = threading.Event()
+        self.interval = interval
+        self._controller: threading.Thread | None = None
+        self._want_controller = controller
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Emulator:
+        self._listen()
+        if self._want_controller:
+            self._controller = threading.Thread(target=self._control_loop, daemon=True, name=f"ctrl-{self.name}")
+            self._controller.start()
+        return self
+
+    def _listen(self) -> None:
+        emulator = self
+
+        class Handler(_Handler):
+            api = emulator
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def down(self) -> None:
+        """The cluster becomes unreachable: the listener closes and open watches end."""
+        self.is_down = True
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self.cond:
+            self.cond.notify_all()
+
+    def up(self) -> None:
+        self.is_down = False
+        self._listen()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.down()
+        if self._controller is not None:
+            self._controller.join(timeout=5)
+
+    def fail_next(self, count: int, status: int = 500) -> None:
+        with self._fail_lock:
+            self._fail.extend([status] * count)
+
+    def take_fault(self) -> int | None:
+        with self._fail_lock:
+            return self._fail.pop(0) if self._fail else None
+
+    def add_resource(self, res: Resource) -> None:
+        self.resources[(res.group, res.version, res.plural)] = res
+
+    def kubeconfig(self, context: str | None = None) -> Obj:
+        name = context or self.name
+        return {"name": name, "cluster": {"name": name, "cluster": {"server": self.url}},
+                "user": {"name": name, "user": {"token": f"token-{name}"}}}
+
+    # --- the store ------------------------------------------------------------------------------------------
+
+    def _key(self, res: Resource) -> tuple[str, str, str]:
+        return (res.group, res.version, res.plural)
+
+    def _record(self, res: Resource, kind: str, obj: Obj) -> None:
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.events.append((self.rv, self._key(res), kind, copy.deepcopy(obj)))
+        self.cond.notify_all()
+
+    def get(self, res: Resource, namespace: str, name: str) -> Obj:
+        with self.cond:
+            obj = self.objects.get(self._key(res), {}).get((namespace, name))
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{res.plural}.{res.group or "core"} "{name}" not found')
+            return copy.deepcopy(obj)
+
+    def list(self, res: Resource, namespace: str | None, labels: str = "", fields: str = "") -> tuple[list[Obj], int]:
+        with self.cond:
+            items = [copy.deepcopy(o) for (ns, _), o in sorted(self.objects.get(self._key(res), {}).items())
+                     if (namespace is None or ns == namespace) and self._selected(o, labels, fields)]
+            return items, self.rv
+
+    @staticmethod
+    def _selected(obj: Obj, labels: str, fields: str) -> bool:
+        meta = obj.get("metadata", {})
+        if labels and not selector_matches(labels, meta.get("labels") or {}):
+            return False
+        for term in _split_terms(fields):
+            key, _, value = term.replace("==", "=").partition("=")
+            actual = meta.get("name") if key == "metadata.name" else meta.get("namespace")
+            if actual != value:
+                return False
+        return True
+
+    def create(self, res: Resource, namespace: str, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", "metadata.name: Required value")
+        with self.cond:
+            bucket = self.objects.setdefault(self._key(res), {})
+            if (namespace, name) in bucket:
+                raise ApiError(409, "AlreadyExists", f'{res.plural}.{res.group or "core"} "{name}" already exists')
+            obj["apiVersion"], obj["kind"] = res.group_version, res.kind
+            meta.update(namespace=namespace, uid=str(uuid.uuid4()), generation=1, creationTimestamp=now_text())
+            if not res.namespaced:
+                meta.pop("namespace")
+            bucket[(namespace, name)] = obj
+            self._record(res, "ADDED", obj)
+            return copy.deepcopy(obj)
+
+    def replace(self, res: Resource, namespace: str, name: str, new: Obj, subresource: str = "",
+                expect_rv: str | None = None) -> Obj:
+        with self.cond:
+            old = self.objects.get(self._key(res), {}).get((namespace, name))
+            if old is None:
+                raise ApiError(404, "NotFound", f'{res.plural}.{res.group or "core"} "{name}" not found')
+            if expect_rv and expect_rv != old["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural}.{res.group or "core"} '
+                               f'"{name}": the object has been modified; please apply your changes to the latest '
+                               "version and try again")
+            obj = copy.deepcopy(old)
+            if subresource == "status":
+                obj["status"] = copy.deepcopy(new.get("status"))
+            else:
+                for key, value in new.items():
+                    if key not in ("status", "metadata", "apiVersion", "kind"):
+                        obj[key] = copy.deepcopy(value)
+                meta = new.get("metadata", {})
+                for key in ("labels", "annotations", "managedFields"):
+                    if key in meta:
+                        obj["metadata"][key] = copy.deepcopy(meta[key])
+                if obj.get("spec") != old.get("spec"):
+                    obj["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+            if obj == old:
+                return copy.deepcopy(old)  # no change: no new resourceVersion, no event, like the real server
+            self.objects[self._key(res)][(namespace, name)] = obj
+            self._record(res, "MODIFIED", obj)
+            return copy.deepcopy(obj)
+
+    def delete(self, res: Resource, namespace: str, name: str) -> Obj:
+        with self.cond:
+            obj = self.objects.get(self._key(res), {}).pop((namespace, name), None)
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
+            self._record(res, "DELETED", obj)
+            return copy.deepcopy(obj)
+
+    # --- convenience for tests --------------------------------------------------------------------------------
+
+    def resource(self, plural: str, group: str = "apps", version: str = "v1") -> Resource:
+        return self.resources[(group, version, plural)]
+
+    def add_deployment(self, namespace: str, name: str, image: str, replicas: int = 2,
+                       container: str | None = None) -> Obj:
+        labels = {"app": name}
+        spec = {"replicas": replicas, "selector": {"matchLabels": labels}, "progressDeadlineSeconds": 600,
+                "template": {"metadata": {"labels": labels},
+                             "spec": {"containers": [{"name": container or name, "image": image}]}}}
+        obj = self.create(self.resource("deployments"), namespace, {"metadata": {"name": name, "labels": labels},
+                                                                    "spec": spec})
+        self.settle()
+        return obj
+
+    def add_statefulset(self, namespace: str, name: str, image: str, replicas: int = 3,
+                        container: str | None = None) -> Obj:
+        labels = {"app": name}
+        spec = {"replicas": replicas, "selector": {"matchLabels": labels}, "serviceName": name,
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+                "template": {"metadata": {"labels": labels},
+                             "spec": {"containers": [{"name": container or name, "image": image}]}}}
+        obj = self.create(self.resource("statefulsets"), namespace, {"metadata": {"name": name, "labels": labels},
+                                                                     "spec": spec})
+        self.settle()
+        return obj
+
+    def settle(self, steps: int = 4) -> None:
+        for _ in range(steps):
+            self.step()
+
+    def _default_http(self, namespace: str, service: str, path: str) -> tuple[int, str]:
+        return 200, "ok"
+
+    # --- controller simulator ---------------------------------------------------------------------------------
+
+    def _control_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.step()
+
+    def step(self) -> None:
+        """One pass of the controllers: each workload moves one step towards its spec (or fails on purpose)."""
+        with self.cond:
+            for res in list(self.resources.values()):
+                for (ns, name), obj in list(self.objects.get(self._key(res), {}).items()):
+                    if res.kind == "Deployment":
+                        self._step_deployment(res, ns, name, obj)
+                    elif res.kind == "StatefulSet":
+                        self._step_statefulset(res, ns, name, obj)
+                    elif res.group and res.group != "coordination.k8s.io" and "spec" in obj:
+                        self._step_custom(res, ns, name, obj)
+
+    def _set_status(self, res: Resource, ns: str, name: str, obj: Obj, status: Obj) -> None:
+        if obj.get("status") != status:
+            obj["status"] = status
+            self._record(res, "MODIFIED", obj)
+
+    def _containers(self, obj: Obj) -> list[Obj]:
+        containers: list[Obj] = obj["spec"]["template"]["spec"]["containers"]
+        return containers
+
+    def _behaviour(self, obj: Obj) -> str:
+        for container in self._containers(obj):
+            bad = self.bad_versions.get(image_tag(container.get("image", "")))
+            if bad:
+                return bad
+        return "ok"
+
+    def _step_deployment(self, res: Resource, ns: str, name: str, obj: Obj) -> None:
+        replicas = obj["spec"].get("replicas", 1)
+        status = copy.deepcopy(obj.get("status") or {})
+        generation = obj["metadata"]["generation"]
+        progressing = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+        available = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
+        if status.get("observedGeneration") != generation:
+            # A new rollout: the new ReplicaSet exists, its pods are not up yet, the old ones still run.
+            status.update(observedGeneration=generation, replicas=replicas + min(1, status.get("replicas", 0)),
+                          updatedReplicas=0, readyReplicas=status.get("availableReplicas", 0),
+                          availableReplicas=status.get("availableReplicas", 0),
+                          conditions=[{**progressing, "reason": "ReplicaSetUpdated"}, available])
+            status["_steps"] = 0
+        elif status.get("_steps", 0) < 3:
+            behaviour = self._behaviour(obj)
+            status["_steps"] = status.get("_steps", 0) + 1
+            if behaviour == "deadline" and status["_steps"] >= 2:
+                status["conditions"] = [{**progressing, "status": "False", "reason": "ProgressDeadlineExceeded",
+                                         "message": f'ReplicaSet "{name}" has timed out progressing.'}, available]
+                status["_steps"] = 99
+            elif behaviour in ("deadline", "stuck"):
+                status["updatedReplicas"] = replicas
+            elif status["_steps"] == 1:
+                status["updatedReplicas"] = replicas  # new pods created; old ones still terminating
+            else:
+                status.update(replicas=replicas, readyReplicas=replicas, availableReplicas=replicas,
+                              conditions=[progressing, available])
+                status["_steps"] = 99
+        self._pods(ns, name, obj, ready=status.get("availableReplicas", 0) >= replicas and
+                   status.get("updatedReplicas", 0) >= replicas)
+        self._set_status(res, ns, name, obj, status)
+
+    def _step_statefulset(self, res: Resource, ns: str, name: str, obj: Obj) -> None:
+        replicas = obj["spec"].get("replicas", 1)
+        strategy = obj["spec"].get("updateStrategy") or {}
+        partition = (strategy.get("rollingUpdate") or {}).get("partition", 0) or 0
+        status = copy.deepcopy(obj.get("status") or {})
+        revision = f"{name}-" + hashlib.sha1(json.dumps(obj["spec"]["template"], sort_keys=True).encode()
+                                             ).hexdigest()[:8]
+        generation = obj["metadata"]["generation"]
+        bad = self._behaviour(obj) != "ok"
+        if status.get("observedGeneration") != generation:
+            status.update(observedGeneration=generation, replicas=replicas)
+            status.setdefault("currentRevision", revision)
+            status.setdefault("readyReplicas", replicas)
+            if status.get("updateRevision") != revision:  # a new template: nothing runs it yet (but the current)
+                status["updatedReplicas"] = replicas if status["currentRevision"] == revision else 0
+            status["updateRevision"] = revision
+        else:
+            want = replicas - partition  # ordinals >= partition move, highest first
+            updated = status.get("updatedReplicas", 0)
+            if status.get("currentRevision") == revision:
+                status.update(updatedReplicas=replicas, readyReplicas=replicas)
+            elif updated < want:
+                status["updatedReplicas"] = updated + 1
+                status["readyReplicas"] = replicas - (1 if bad else 0)
+            elif not bad:
+                status["readyReplicas"] = replicas
+                if want >= replicas:
+                    status["currentRevision"] = revision
+        self._pods(ns, name, obj, ready=not bad and status.get("readyReplicas", 0) >= replicas)
+        self._set_status(res, ns, name, obj, status)
+
+    def _step_custom(self, res: Resource, ns: str, name: str, obj: Obj) -> None:
+        generation = obj["metadata"]["generation"]
+        status = copy.deepcopy(obj.get("status") or {})
+        version = str((obj.get("spec") or {}).get("version", ""))
+        bad = self.bad_versions.get(version)
+        if status.get("observedGeneration") != generation:
+            status.update(observedGeneration=generation, conditions=[
+                {"type": "Ready", "status": "False", "reason": "Upgrading"}])
+        elif not bad:
+            status["conditions"] = [{"type": "Ready", "status": "True", "reason": "Upgraded"}]
+        elif bad == "deadline":
+            status["conditions"] = [{"type": "Ready", "status": "False", "reason": "UpgradeFailed",
+                                     "message": f"version {version} failed to start"}]
+        self._set_status(res, ns, name, obj, status)
+
+    def _pods(self, ns: str, owner: str, obj: Obj, ready: bool) -> None:
+        """One pod per replica with the template's labels and containers, Ready as the workload says."""
+        pods = self.resource("pods", "", "v1")
+        bucket = self.objects.setdefault(self._key(pods), {})
+        template = obj["spec"]["template"]
+        for i in range(obj["spec"].get("replicas", 1)):
+            name = f"{owner}-{i}"
+            pod = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": ns, "labels": dict(template["metadata"]["labels"]),
+                                "uid": f"{owner}-{i}", "generation": 1, "creationTimestamp": now_text()},
+                   "spec": copy.deepcopy(template["spec"]),
+                   "status": {"phase": "Running", "conditions": [
+                       {"type": "Ready", "status": "True" if ready else "False"}]}}
+            old = bucket.get((ns, name))
+            if old is not None:
+                pod["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+                pod["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+            if old != pod:
+                bucket[(ns, name)] = pod
+                self._record(pods, "ADDED" if old is None else "MODIFIED", pod)
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: Emulator
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _send(self, code: int, body: Obj | str, content_type: str = "application/json") -> None:
+        data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw) if raw else {}
+
+    def _serve(self, method: str) -> None:
+        api = self.api
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        watching = method == "GET" and query.get("watch") in ("1", "true")
+        api.requests["WATCH" if watching else method] += 1
+        if api.delay:
+            time.sleep(api.delay)
+        body = self._body() if method in ("POST", "PUT", "PATCH") else None
+        fault = api.take_fault()
+        if fault is not None:
+            self._send(fault, status_body(fault, "InternalError", f"injected fault {fault}"))
+            return
+        try:
+            self._route(method, url.path, query, body, watching)
+        except ApiError as err:
+            self._send(err.code, status_body(err.code, err.reason, err.message))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any, watching: bool) -> None:
+        api = self.api
+        parts = [p for p in path.split("/") if p]
+        if path == "/version":
+            self._send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-emulated", "platform": "linux/amd64"})
+            return
+        if parts == ["api"]:
+            self._send(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{api.port}"}]})
+            return
+        if parts == ["apis"]:
+            groups: dict[str, list[str]] = {}
+            for res in api.resources.values():
+                if res.group:
+                    groups.setdefault(res.group, [])
+                    if res.version not in groups[res.group]:
+                        groups[res.group].append(res.version)
+            self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                 "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}} for g, vs in groups.items()]})
+            return
+        if parts[:1] == ["api"]:
+            group, version, rest = "", parts[1] if len(parts) > 1 else "", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        if not rest:
+            self._discovery(group, version)
+            return
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural, name, sub = rest[0], rest[1] if len(rest) > 1 else None, rest[2:]
+        res = api.resources.get((group, version, plural))
+        if res is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        verb = {"GET": "watch" if watching else ("get" if name else "list"), "POST": "create", "PUT": "update",
+                "PATCH": "patch", "DELETE": "delete"}[method]
+        if sub and sub[0] == "exec":
+            verb = "create"
+        if verb == "list":
+            api.requests["GET"] -= 1
+            api.requests["LIST"] += 1
+        target = f"{plural}/{sub[0]}" if sub else plural
+        if (verb, target) in api.forbidden:
+            raise ApiError(403, "Forbidden", f'{plural}{"/" + sub[0] if sub else ""} "{name or ""}" is forbidden: '
+                           f"User \"system:serviceaccount:grayops:grayops\" cannot {verb} resource \"{target}\" in "
+                           f"API group \"{group}\" in the namespace \"{namespace}\"")
+        ns = namespace or ""
+        if plural == "services" and sub and sub[0] == "proxy" and name:
+            status, text = api.http_handler(ns, name.split(":")[0], "/" + "/".join(sub[1:]))
+            self._send(status, text, "text/plain")
+            return
+        if plural == "pods" and sub and sub[0] == "exec" and name:
+            self._exec(api.get(res, ns, name), parse_qs(urlsplit(self.path).query).get("command", []))
+            return
+        if method == "GET" and name is None:
+            if watching:
+                self._watch(res, namespace, query)
+            else:
+                items, rv = api.list(res, namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+                self._send(200, {"kind": f"{res.kind}List", "apiVersion": res.group_version,
+                                 "metadata": {"resourceVersion": str(rv)}, "items": items})
+            return
+        if name is None:
+            if method == "POST":
+                self._send(201, api.create(res, ns, body))
+                return
+            raise ApiError(405, "MethodNotAllowed", f"{method} on a collection is not supported")
+        subresource = sub[0] if sub else ""
+        if method == "GET":
+            self._send(200, api.get(res, ns, name))
+        elif method == "PUT":
+            sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+            self._send(200, api.replace(res, ns, name, body, subresource, sent_rv))
+        elif method == "PATCH":
+            self._patch(res, ns, name, body, subresource, query)
+        elif method == "DELETE":
+            self._send(200, api.delete(res, ns, name))
+
+    def _patch(self, res: Resource, ns: str, name: str, body: Any, subresource: str, query: dict[str, str]) -> None:
+        api = self.api
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0]
+        with api.cond:
+            current = api.get(res, ns, name)
+            if content_type == "application/json-patch+json":
+                patched = json_patch(current, body)
+                sent_rv = None
+            elif content_type == "application/merge-patch+json":
+                patched = merge_patch(current, body)
+                sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+            elif content_type == "application/strategic-merge-patch+json":
+                patched = strategic_merge(current, body)
+                sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+            else:
+                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                               f"accepted media types include: application/json-patch+json, "
+                               f"application/merge-patch+json, application/strategic-merge-patch+json "
+                               f"(got {content_type!r})")
+            result = api.replace(res, ns, name, patched, subresource, sent_rv)
+            api.patches.append((res.plural, ns, name, query.get("fieldManager", "")))
+        self._send(200, result)
+
+    def _discovery(self, group: str, version: str) -> None:
+        found = [r for r in self.api.resources.values() if r.group == group and r.version == version]
+        if not found:
+            raise ApiError(404, "NotFound", f"no group version {group}/{version}")
+        resources = []
+        for res in found:
+            verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+            resources.append({"name": res.plural, "singularName": res.kind.lower(), "namespaced": res.namespaced,
+                              "kind": res.kind, "verbs": verbs})
+            resources.append({"name": f"{res.plural}/status", "singularName": "", "namespaced": res.namespaced,
+                              "kind": res.kind, "verbs": ["get", "patch", "update"]})
+        self._send(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": found[0].group_version,
+                         "resources": resources})
+
+    def _watch(self, res: Resource, namespace: str | None, query: dict[str, str]) -> None:
+        api = self.api
+        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
+        key = (res.group, res.version, res.plural)
+        since = query.get("resourceVersion") or "0"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with api.cond:
+            if since == "0":
+                items, last = api.list(res, namespace, labels, fields)
+                pending = [{"type": "ADDED", "object": item} for item in items]
+            else:
+                last, pending = int(since), []
+        while True:
+            for event in pending:
+                self._chunk(json.dumps(event).encode() + b"\n")
+            with api.cond:
+                while not api.is_down and api.rv <= last and time.monotonic() < deadline:
+                    api.cond.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+                if api.is_down or time.monotonic() >= deadline:
+                    break
+                fresh = [e for e in api.events if e[0] > last and e[1] == key]
+                last = api.rv
+            pending = [{"type": kind, "object": obj} for _, _, kind, obj in fresh
+                       if (namespace is None or obj["metadata"].get("namespace") == namespace)
+                       and api._selected(obj, labels, fields)]
+        if api.is_down:
+            self.close_connection = True
+            return  # a cluster going away does not say goodbye
+        self._chunk(b"")
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _exec(self, pod: Obj, command: list[str]) -> None:
+        """pods/exec over the websocket protocol, one shot: no stdin, no tty, output then status then close."""
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not key:
+            raise ApiError(400, "BadRequest", "Upgrade request required")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        self.end_headers()
+        output, code = self.api.exec_handler(pod, command)
+        if code == 0:
+            status = {"metadata": {}, "status": "Success"}
+        else:
+            status = {"metadata": {}, "status": "Failure", "message": f"command terminated with non-zero exit code: "
+                      f"exit status {code}", "reason": "NonZeroExitCode",
+                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+        self._frame(b"\x01" + output.encode())
+        self._frame(b"\x03" + json.dumps(status).encode())
+        self._frame(b"\x03\xe8", opcode=0x8)
+        self.close_connection = True
+
+    def _frame(self, payload: bytes, opcode: int = 0x2) -> None:
+        header = bytes([0x80 | opcode])
+        size = len(payload)
+        if size < 126:
+            header += bytes([size])
+        elif size < 65536:
+            header += bytes([126]) + size.to_bytes(2, "big")
+        else:
+            header += bytes([127]) + size.to_bytes(8, "big")
+        self.wfile.write(header + payload)
+        self.wfile.flush()
+
+
+def kubeconfig(emulators: list[Emulator], current: str | None = None) -> Obj:
+    """A kubeconfig document with one context per emulator, named after it."""
+    parts = [e.kubeconfig() for e in emulators]
+    return {"apiVersion": "v1", "kind": "Config", "current-context": current or emulators[0].name,
+            "clusters": [p["cluster"] for p in parts], "users": [p["user"] for p in parts],
+            "contexts": [{"name": p["name"], "context": {"cluster": p["name"], "user": p["name"]}} for p in parts]}

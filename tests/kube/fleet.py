@@ -1,0 +1,40 @@
+"""Three emulated API servers as one fleet: a kubeconfig with one context each, cluster specs and drivers on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.adapters.kube.driver import KubernetesDriver
+from reconciler.core.spec import ClusterSpec, Plugin
+from tests.kube.emulator import Emulator
+
+NAMES = ("kube-canary", "kube-staging", "kube-prod")
+
+
+class Fleet:
+    def __init__(self, emulators: list[Emulator], path: Path) -> None:
+        self.emulators = {e.name: e for e in emulators}
+        self.kubeconfig = path
+
+    def clusters(self, **labels: str) -> list[ClusterSpec]:
+        tiers = {"kube-canary": "canary", "kube-staging": "staging", "kube-prod": "prod"}
+        return [ClusterSpec(name=name, labels={"tier": tiers.get(name, "prod"), **labels}, driver="kubernetes",
+                            kube_context=name, kubeconfig=str(self.kubeconfig)) for name in self.emulators]
+
+    def driver(self, **kwargs: object) -> KubernetesDriver:
+        return KubernetesDriver(self.clusters(), **kwargs)  # type: ignore[arg-type]
+
+    def __getitem__(self, name: str) -> Emulator:
+        return self.emulators[name]
+
+
+
+
+def plugin(name: str = "billing", version: str = "1.0.0", workload: dict[str, object] | None = None,
+           image: str | None = "registry.example.com/plugins/billing") -> Plugin:
+    spec: dict[str, object] = {"version": version, "namespaces": ["tenant-a", "tenant-b"],
+                               "workload": workload or {"kind": "Deployment", "name": name, "container": name}}
+    if image:
+        spec["image"] = image
+    return Plugin.model_validate({"apiVersion": "grayops.dev/v1", "kind": "Plugin", "metadata": {"name": name},
+                                  "spec": spec})
