@@ -67,6 +67,7 @@ class Outbox(Generic[T]):
             return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
 
     def close(self) -> None:
+        """Stop taking work; what is queued is still sent, in the background, then the thread ends."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -75,7 +76,7 @@ class Outbox(Generic[T]):
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._items or self._closed)
-                if self._closed:
+                if not self._items:
                     return
                 item = self._items.popleft()
                 self._busy = True

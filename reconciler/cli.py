@@ -88,7 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as err:
             return _fail(f"cannot serve telemetry on {args.listen}: {err}", 2 if isinstance(err, ValueError) else 1)
         log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
-    reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry)
+    from bot.factory import build_notifiers
+
+    reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
+                            notifier_builders=(build_notifiers,))
     try:
         reconciler.start()
     except RemoteUnavailable as err:

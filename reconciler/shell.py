@@ -12,16 +12,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from reconciler.adapters.factory import Runtime, build_runtime
+from reconciler.adapters.factory import NotifierBuilder, Runtime, build_runtime
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
-from reconciler.adapters.ports import Clock, Notifier, SystemClock
+from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
 from reconciler.core.effects import (
@@ -89,7 +89,7 @@ class Reconciler:
         builtin_policies: Mapping[str, str],
         clock: Clock | None = None,
         poll_interval: float | None = None,
-        extra_notifiers: tuple[Notifier, ...] = (),
+        notifier_builders: Sequence[NotifierBuilder] = (),
         telemetry: Telemetry | None = None,
     ) -> None:
         self.repo = repo
@@ -98,7 +98,7 @@ class Reconciler:
         self.builtins = builtin_policies
         self.clock = clock or SystemClock()
         self.poll_override = poll_interval
-        self.extra_notifiers = extra_notifiers
+        self.notifier_builders = notifier_builders
         self.fleet: Fleet | None = None
         self.runtime: Runtime | None = None
         self.states: dict[str, RolloutState] = {}
@@ -256,7 +256,9 @@ class Reconciler:
         if self.fleet is not None and wanted and wanted != self.repo.status_branch:
             log.warning("status.branch changed to %s: restart grayops to move the record there", wanted)
         if self.fleet is None or fleet.settings != self.fleet.settings or self.runtime is None:
-            self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.extra_notifiers)
+            if self.runtime is not None:
+                self.runtime.close()
+            self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.notifier_builders)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
         log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
                  len(fleet.settings.clusters))

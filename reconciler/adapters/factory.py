@@ -5,7 +5,7 @@ Adding a provider is one new module and one line here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -41,9 +41,22 @@ class Runtime:
     sim: SimFleet | None = None
     cluster_driver: Mapping[str, str] = field(default_factory=dict)  # cluster name -> driver kind
     watchers: Sequence[RolloutWatcher] = ()
+    closers: Sequence[Callable[[], None]] = ()
+
+    def close(self) -> None:
+        """Stop what the adapters run in the background (informers, Slack senders) when a new runtime replaces
+        this one."""
+        for close in self.closers:
+            close()
 
 
-def build_runtime(settings: Settings, workdir: Path, clock: Clock, extra_notifiers: Sequence[Notifier] = ()) -> Runtime:
+NotifierBuilder = Callable[[Settings], Sequence[object]]
+"""Notifiers from grayops.yaml's `notifiers` (Slack, webhook), given by the program that wires grayops together:
+`grayops run` passes the bot's builder, so this package does not depend on the bot."""
+
+
+def build_runtime(settings: Settings, workdir: Path, clock: Clock,
+                  notifier_builders: Sequence[NotifierBuilder] = ()) -> Runtime:
     kinds = {cluster.driver for cluster in settings.clusters}
     drivers: dict[str, ClusterDriver] = {}
     sim: SimFleet | None = None
@@ -66,9 +79,9 @@ def build_runtime(settings: Settings, workdir: Path, clock: Clock, extra_notifie
         from reconciler.adapters.kube.driver import KubernetesDriver
 
         drivers["kubernetes"] = KubernetesDriver([c for c in settings.clusters if c.driver == "kubernetes"], metrics)
-    from bot.factory import build_notifiers
-
-    notifiers: list[object] = [LogNotifier(), *build_notifiers(settings), *extra_notifiers]
+    notifiers: list[object] = [LogNotifier(), *(n for build in notifier_builders for n in build(settings))]
     watchers = [n for n in notifiers if isinstance(n, RolloutWatcher)]
+    closers = [close for adapter in (*drivers.values(), *notifiers)
+               if callable(close := getattr(adapter, "close", None))]
     return Runtime(drivers, metrics, FanOut(notifiers), sim, {c.name: c.driver for c in settings.clusters},
-                   watchers)
+                   watchers, closers)

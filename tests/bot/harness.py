@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.factory import build_notifiers
 from bot.host import HostedBot, SlackEnv
 from bot.notifier import SlackNotifier
 from bot.service import Backend
@@ -70,7 +71,8 @@ class Running:
 
     def __init__(self, human: Human, workdir: Path) -> None:
         self.repo = GitRepo(str(human.remote), workdir)
-        self.reconciler = Reconciler(self.repo, workdir, builtin_policies(), poll_interval=0.2)
+        self.reconciler = Reconciler(self.repo, workdir, builtin_policies(), poll_interval=0.2,
+                                     notifier_builders=(build_notifiers,))
         self.reconciler.start()
         self._stop = threading.Event()
         self.error: BaseException | None = None
