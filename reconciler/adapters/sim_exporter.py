@@ -13,10 +13,8 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
 
+from reconciler.adapters.httpserver import TEXT, BackgroundServer, Reply
 from reconciler.adapters.sim import InstanceHealth, SimFleet
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -77,75 +75,26 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-class SimExporter:
+class SimExporter(BackgroundServer):
     """Serves the fleet's `/metrics` from a daemon thread; `start`/`stop`, or use it as a context manager."""
 
+    name = "sim-exporter"
+
     def __init__(self, fleet: SimFleet, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.fleet = fleet
-        self.host = host
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         # Highest value served per counter series: a counter never goes down, even if the clock steps back.
         self._served: dict[str, float] = {}
 
     @property
-    def port(self) -> int:
-        return self._server.server_address[1] if self._server is not None else self._port
-
-    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/metrics"
 
-    def start(self) -> SimExporter:
-        if self._server is not None:
-            return self
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != "/metrics":
-                    self._send(404, "text/plain; charset=utf-8", b"not found: only /metrics is served\n")
-                    return
-                self._send(200, CONTENT_TYPE, exporter.render().encode("utf-8"))
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # one line per scrape on stderr is noise; Prometheus keeps its own record
-
-        server = ThreadingHTTPServer((self.host, self._port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        # A short poll so stop() returns quickly; serve_forever only notices shutdown between polls.
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="sim-exporter", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._port = server.server_address[1]
-        self._server = self._thread = None
-
-    def __enter__(self) -> SimExporter:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def route(self, path: str) -> Reply:
+        if path != "/metrics":
+            return 404, TEXT, b"not found: only /metrics is served\n"
+        return 200, CONTENT_TYPE, self.render().encode("utf-8")
 
     def render(self, now: float | None = None) -> str:
         """The exposition text at `now` (default: the fleet's clock)."""

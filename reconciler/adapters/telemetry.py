@@ -24,11 +24,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from reconciler.adapters.httpserver import TEXT, BackgroundServer, Reply
 from reconciler.core.effects import Alert
 from reconciler.core.engine import Decision
 from reconciler.core.model import Phase, RolloutState
@@ -163,63 +162,24 @@ class Telemetry:
         return generate_latest(self.registry)
 
 
-class TelemetryServer:
+class TelemetryServer(BackgroundServer):
     """`/metrics`, `/healthz` (the process answers) and `/readyz` (a revision in force, a recent tick)."""
 
+    name = "telemetry"
+
     def __init__(self, telemetry: Telemetry, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.telemetry = telemetry
-        self.host = host
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1] if self._server is not None else self._port
-
-    def start(self) -> TelemetryServer:
-        telemetry = self.telemetry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, telemetry.render())
-                elif path == "/healthz":
-                    self._send(200, "text/plain; charset=utf-8", b"ok\n")
-                elif path == "/readyz":
-                    ok, why = telemetry.ready()
-                    self._send(200 if ok else 503, "text/plain; charset=utf-8", f"{why}\n".encode())
-                else:
-                    self._send(404, "text/plain; charset=utf-8", b"not found: /metrics, /healthz, /readyz\n")
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # probes every few seconds are noise
-
-        server = ThreadingHTTPServer((self.host, self._port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="telemetry", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+    def route(self, path: str) -> Reply:
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, self.telemetry.render()
+        if path == "/healthz":
+            return 200, TEXT, b"ok\n"
+        if path == "/readyz":
+            ok, why = self.telemetry.ready()
+            return (200 if ok else 503), TEXT, f"{why}\n".encode()
+        return 404, TEXT, b"not found: /metrics, /healthz, /readyz\n"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
