@@ -111,6 +111,8 @@ class Reconciler:
         self._holds: dict[str, str] = {}
         self._next_fetch = 0.0
         self._remote_error: str | None = None
+        self._selected_in: Fleet | None = None
+        self._selected: dict[str, tuple[InstanceRef, ...]] = {}
 
     # --- start ------------------------------------------------------------------------------------------------
 
@@ -217,7 +219,7 @@ class Reconciler:
                 continue
             policy = fleet.policies[plugin.spec.policy]
             assigned = {iid for batch in state.batches for iid in batch.instances}
-            ordered = order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy)
+            ordered = order_instances(self._instances_of(fleet, name), policy)
             totals[name] = len(state.batches) + len(cut(ordered, policy.batches, assigned))
         return totals
 
@@ -290,12 +292,21 @@ class Reconciler:
                 paused=spec.paused,
                 policy_name=spec.policy,
                 policy=fleet.policies[spec.policy],
-                instances=tuple(select_instances(spec, fleet.settings.clusters)),
+                instances=self._instances_of(fleet, name),
                 desired_commit=change.commit,
                 change=change,
                 depends_on=tuple(spec.depends_on),
             )
         return desired
+
+    def _instances_of(self, fleet: Fleet, name: str) -> tuple[InstanceRef, ...]:
+        """The plugin's instances in the revision in force, selected once per revision (a hot path at scale)."""
+        if self._selected_in is not fleet:  # a new revision: forget the old one's selections
+            self._selected_in, self._selected = fleet, {}
+        found = self._selected.get(name)
+        if found is None:
+            found = self._selected[name] = tuple(select_instances(fleet.plugins[name].spec, fleet.settings.clusters))
+        return found
 
     def _observe(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired]
                  ) -> dict[str, Mapping[str, InstanceObservation]]:

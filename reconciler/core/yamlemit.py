@@ -8,6 +8,7 @@ file of a thousand instances, which made every transition of a large rollout cos
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -20,10 +21,12 @@ _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # status files repeat the same keys, ids, versions and steps
 def _quote(text: str) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _key(key: str) -> str:
     if _PLAIN_KEY.fullmatch(key) and key.lower() not in _RESERVED:
         return key
