@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -104,16 +107,42 @@ class Human:
         return git(self.remote, "log", *args, "main")
 
 
-@pytest.fixture
-def fleet_repo(tmp_path: Path) -> Iterator[Human]:
-    """A bare remote `fleet.git` and a human clone with an empty main branch."""
-    remote, clone = tmp_path / "fleet.git", tmp_path / "human"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(tmp_path, "clone", "-q", str(remote), str(clone))
+def make_fleet_repo(root: Path) -> Human:
+    """A bare remote `fleet.git` and a human clone with an empty main branch, under `root`."""
+    remote, clone = root / "fleet.git", root / "human"
+    git(root, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(root, "clone", "-q", str(remote), str(clone))
     git(clone, "config", "user.name", "Alice Ops")
     git(clone, "config", "user.email", "alice@example.com")
     git(clone, "checkout", "-q", "-b", "main")
-    yield Human(clone, remote)
+    return Human(clone, remote)
+
+
+@pytest.fixture
+def fleet_repo(tmp_path: Path) -> Iterator[Human]:
+    yield make_fleet_repo(tmp_path)
+
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 60.0, what: str = "", *, every: float = 0.05) -> T:
+    """Poll until `check` returns something truthy, and return it; fail (never skip) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or 'the condition'}")
+        time.sleep(every)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def grayops(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,8 @@ from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.core.effects import SetVersion
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ClusterSpec, MetricSpec, MetricsSettings, Plugin, SimSettings
-from tests.prom.promserver import Prometheus, wait_for
+from tests.conftest import wait_for
+from tests.prom.promserver import Prometheus
 
 PLUGIN = Plugin.model_validate({"apiVersion": "grayops.dev/v1", "kind": "Plugin", "metadata": {"name": "billing"},
                                 "spec": {"version": "1.0.0"}})

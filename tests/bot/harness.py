@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.shell import Reconciler
 from tests.bot.fake_slack import FakeSlack
 from tests.bot.slack_requests import SECRET, button, post, slash
-from tests.conftest import Human, plugin_yaml, remote_status, settings_yaml
+from tests.conftest import Human, plugin_yaml, remote_status, settings_yaml, wait_for
 
 TIERS = {"canary": 1, "staging": 2, "prod": 3}
 SLACK = "notifiers:\n  - {type: log}\n  - {type: slack, channel: \"#rollouts\", tiers: {prod: \"#prod\"}}\n"
@@ -108,18 +107,10 @@ class Running:
         return state.phase.value if state else None
 
 
-def wait_until(found: Callable[[], Any], timeout: float = 30.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = found()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_phase(human: Human, phase: str, timeout: float = 30.0) -> dict[str, Any]:
-    return wait_until(lambda: (s := remote_status(human, "billing")) and s["phase"] == phase and s,  # type: ignore
+    return wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == phase and s,  # type: ignore
                       timeout, f"billing to be {phase} in the remote's status")
 
 

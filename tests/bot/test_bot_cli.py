@@ -11,17 +11,13 @@ import time
 from pathlib import Path
 
 from tests.bot.fake_slack import FakeSlack
-from tests.bot.harness import fake_slack, seed, wait_phase, wait_until
+from tests.bot.harness import fake_slack, seed, wait_phase
 from tests.bot.slack_requests import SECRET, post, slash
-from tests.conftest import Human, grayops
+from tests.conftest import Human, free_port, grayops, wait_for
 
 __all__ = ["fake_slack"]  # fixture
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_bot_refuses_to_start_without_its_secrets(fleet_repo: Human, tmp_path: Path) -> None:
@@ -46,7 +42,7 @@ def test_run_hosts_the_bot_and_a_command_acts_at_once(fleet_repo: Human, tmp_pat
                              "--bot-port", str(port), "--bot-host", "127.0.0.1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        wait_until(lambda: proc.poll() is None and _accepts(port), what="the bot to listen")
+        wait_for(lambda: proc.poll() is None and _accepts(port), what="the bot to listen")
         fake_slack.wait_for(lambda: fake_slack.of("chat.postMessage", channel="#prod"), what="the rollout message")
         url = f"http://127.0.0.1:{port}/slack/events"
         status, _ = post(url, slash("/pause", "billing on call says stop", trigger="t-run-1",
@@ -98,7 +94,7 @@ def test_the_bot_alone_commits_on_its_clone_and_pushes_what_waited_for_the_remot
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}/slack/events"
     try:
-        wait_until(lambda: proc.poll() is None and _accepts(port), what="the bot to listen")
+        wait_for(lambda: proc.poll() is None and _accepts(port), what="the bot to listen")
         post(url, slash("/pause", "billing drill", trigger="solo-1", response_url=fake_slack.response_url("solo-1")))
         assert "(" in fake_slack.wait_for(lambda: fake_slack.responses("solo-1"))[0]
         assert "Slack-Trigger-Id: solo-1" in human.log("-1", "--format=%B")
@@ -110,7 +106,7 @@ def test_the_bot_alone_commits_on_its_clone_and_pushes_what_waited_for_the_remot
             assert "remote is unreachable" in reply and "pushed when the remote is back" in reply
         finally:
             shutil.move(away, human.remote)
-        wait_until(lambda: "Slack-Trigger-Id: solo-2" in human.log("-1", "--format=%B"), timeout=30,
+        wait_for(lambda: "Slack-Trigger-Id: solo-2" in human.log("-1", "--format=%B"), timeout=30,
                    what="the kept commit pushed once the remote is back")
     finally:
         proc.send_signal(signal.SIGTERM)

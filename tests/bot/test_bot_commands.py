@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 from bot.host import HostedBot
 from bot.service import Backend
 from tests.bot.fake_slack import FakeSlack
-from tests.bot.harness import Chat, Running, fake_slack, seed, slack_env, start_bot, wait_phase, wait_until
+from tests.bot.harness import Chat, Running, fake_slack, seed, slack_env, start_bot, wait_phase
 from tests.bot.slack_requests import post, slash
-from tests.conftest import Human, remote_file, remote_status
+from tests.conftest import Human, remote_file, remote_status, wait_for
 
 __all__ = ["fake_slack", "slack_env"]  # fixtures
 
@@ -43,7 +43,7 @@ def hosted(fleet_repo: Human, tmp_path: Path, fake_slack: FakeSlack, slack_env: 
         wait_phase(human, "Succeeded")
         human.pull()
         seed(human, "1.6.0")
-        wait_until(lambda: (s := remote_status(human, "billing")) and s["targetVersion"] == "1.6.0"
+        wait_for(lambda: (s := remote_status(human, "billing")) and s["targetVersion"] == "1.6.0"
                    and any(b["name"] == "wave-1" and b["phase"] == "Baking" for b in s["batches"]),
                    what="1.6.0 to bake its wave-1")
         yield Setup(human, running, bot, Chat(bot, fake_slack), fake_slack)
@@ -102,7 +102,7 @@ def test_pause_is_a_commit_with_trailers_pushed_at_once_and_the_reconciler_pause
     human, chat, fake = hosted.human, hosted.chat, hosted.fake
     trigger, status, ack = chat.command("/pause", "billing incident 42")
     assert status == 200 and ack == ""
-    pushed = wait_until(lambda: last_message(human, "pause"), timeout=2.0, what="the pause commit in the remote")
+    pushed = wait_for(lambda: last_message(human, "pause"), timeout=2.0, what="the pause commit in the remote")
     assert f"Slack-Trigger-Id: {trigger}" in pushed
     assert "Requested-By: U0OPS1 (alice)" in pushed and "Grayops-Reason: incident 42" in pushed
     assert "paused: true" in (remote_file(human, "plugins/billing.yaml") or "")
@@ -110,7 +110,7 @@ def test_pause_is_a_commit_with_trailers_pushed_at_once_and_the_reconciler_pause
     assert re.search(r"pause billing: incident 42 \([0-9a-f]{10}, pushed\)", reply), reply
     status_doc = wait_phase(human, "Paused")
     assert status_doc["paused"]["by"] == "U0OPS1 (alice)" and status_doc["paused"]["reason"] == "incident 42"
-    _, ts = wait_until(lambda: hosted.running.thread_of("billing"), what="the rollout message")
+    _, ts = wait_for(lambda: hosted.running.thread_of("billing"), what="the rollout message")
     fake.wait_for(lambda: fake.of("chat.postMessage", thread_ts=ts, text="paused by <@U0OPS1>: incident 42"),
                   what="the public line in the rollout's thread")
 
@@ -122,7 +122,7 @@ def test_pause_is_a_commit_with_trailers_pushed_at_once_and_the_reconciler_pause
 
     resumed, _, _ = chat.command("/resume", "billing")
     assert "resume billing" in chat.reply(resumed)
-    wait_until(lambda: hosted.running.phase() == "Progressing", what="the rollout to resume")
+    wait_for(lambda: hosted.running.phase() == "Progressing", what="the rollout to resume")
 
 
 def test_rollback_puts_the_sim_fleet_back_on_the_last_good_version(hosted: Setup) -> None:
@@ -140,7 +140,7 @@ def test_rollback_puts_the_sim_fleet_back_on_the_last_good_version(hosted: Setup
 
 
 def test_buttons_act_like_commands_and_answer_in_the_message_thread(hosted: Setup) -> None:
-    channel, ts = wait_until(lambda: hosted.running.thread_of("billing"), what="the rollout message")
+    channel, ts = wait_for(lambda: hosted.running.thread_of("billing"), what="the rollout message")
     trigger, status = hosted.chat.click("pause", message_ts=ts, channel=channel)
     assert status == 200
     assert "pause billing" in hosted.chat.reply(trigger)
@@ -180,10 +180,10 @@ def test_the_remote_down_a_command_still_acts_in_the_clone_and_is_pushed_later(h
         trigger, _, _ = hosted.chat.command("/pause", "billing")
         reply = hosted.chat.reply(trigger)
         assert "git remote is unreachable" in reply and "pushed when the remote is back" in reply
-        wait_until(lambda: hosted.running.phase() == "Paused", what="the reconciler to pause from its clone")
+        wait_for(lambda: hosted.running.phase() == "Paused", what="the reconciler to pause from its clone")
     finally:
         shutil.move(away, human.remote)
-    wait_until(lambda: by_trigger(human, trigger), what="the pause pushed once the remote is back")
+    wait_for(lambda: by_trigger(human, trigger), what="the pause pushed once the remote is back")
     wait_phase(human, "Paused")
 
 

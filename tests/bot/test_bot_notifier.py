@@ -23,8 +23,8 @@ from bot.webhook import EVENT, WebhookNotifier
 from reconciler.core.effects import Event
 from reconciler.core.model import Phase, Severity
 from tests.bot.fake_slack import Call, FakeSlack
-from tests.bot.harness import SLOW_POLICY, Running, fake_slack, seed, slack_env, wait_phase, wait_until
-from tests.conftest import Human, plugin_yaml, remote_status
+from tests.bot.harness import SLOW_POLICY, Running, fake_slack, seed, slack_env, wait_phase
+from tests.conftest import Human, plugin_yaml, remote_status, wait_for
 
 __all__ = ["fake_slack", "slack_env"]  # fixtures
 
@@ -77,7 +77,7 @@ def test_a_restarted_reconciler_keeps_updating_the_same_message(fleet_repo: Huma
     seed(human, "1.5.0")  # wave-1 bakes for 600 s
     running = Running(human, tmp_path / "work")
     try:
-        wait_until(lambda: ((remote_status(human, "billing") or {}).get("notes") or {}).get("slackTs"),
+        wait_for(lambda: ((remote_status(human, "billing") or {}).get("notes") or {}).get("slackTs"),
                    what="the message ts in the status file")
         flush(running)
     finally:
@@ -208,7 +208,7 @@ def test_alerts_go_to_the_webhook_signed(fleet_repo: Human, tmp_path: Path, rece
         human.pull()
         human.commit("billing 1.6.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.6.0", policy="slow")})
         wait_phase(human, "RolledBack")
-        wait_until(lambda: receiver.received, what="an alert at the webhook")
+        wait_for(lambda: receiver.received, what="an alert at the webhook")
     finally:
         running.stop()
     headers, body = receiver.received[0]
@@ -228,7 +228,7 @@ def test_a_refusing_webhook_is_given_up_and_a_down_one_retried(receiver: Receive
     started = time.monotonic()
     down.notify(event)
     assert time.monotonic() - started < 0.5
-    wait_until(lambda: down.outbox.pending() == 1 and not down.flush(0.2), what="retries")
+    wait_for(lambda: down.outbox.pending() == 1 and not down.flush(0.2), what="retries")
     down.close()
     unsigned = WebhookNotifier(receiver.url, None)
     unsigned.notify(event)

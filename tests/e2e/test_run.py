@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_POLICY, Human, grayops, plugin_yaml, remote_file, remote_status, settings_yaml
+from tests.conftest import (
+    FAST_POLICY,
+    Human,
+    free_port,
+    grayops,
+    plugin_yaml,
+    remote_file,
+    remote_status,
+    settings_yaml,
+    wait_for,
+)
 
 FAULTS = "sim:\n  upgradeSeconds: 0.05\n  faults:\n    - {version: \"1.6.0\", errorRate: 0.2}\n"
 TIERS = {"canary": 1, "staging": 2, "prod": 5}
@@ -139,14 +149,6 @@ def test_approve_and_rollback_commands(fleet_repo: Human, tmp_path: Path) -> Non
     assert sim_versions(workdir) == {"1.5.0"}
 
 
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 SLOW_POLICY = FAST_POLICY.replace("bake: 300ms", "bake: 1s")
@@ -299,16 +301,13 @@ def test_the_remote_going_down_mid_rollout_loses_nothing(fleet_repo: Human, tmp_
 
 
 def test_sim_metrics_are_served_for_prometheus(fleet_repo: Human, tmp_path: Path) -> None:
-    import socket
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     human, workdir = fleet_repo, tmp_path / "work"
     seed(human)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     daemon = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "run", "--repo", str(human.remote),
                                "--workdir", str(workdir), "--interval", "0.05", "--sim-metrics-port", str(port),
                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

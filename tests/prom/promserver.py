@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.conftest import free_port, wait_for
 
 T = TypeVar("T")
 
@@ -31,21 +31,8 @@ def binary(name: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
-        time.sleep(interval)
 
 
 @dataclass

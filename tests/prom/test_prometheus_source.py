@@ -22,8 +22,8 @@ from reconciler.core.effects import SetVersion
 from reconciler.core.model import Measurement, Verdict
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ClusterSpec, MetricSpec, MetricsSettings, Plugin, SimFault, SimSettings
-from tests.conftest import grayops
-from tests.prom.promserver import Prometheus, free_port, wait_for
+from tests.conftest import free_port, grayops, wait_for
+from tests.prom.promserver import Prometheus
 
 CLUSTERS = [ClusterSpec(name=n, labels={"tier": n.split("-")[0]}) for n in ("canary-1", "prod-1", "prod-2")]
 CANARY = [InstanceRef("canary-1", "plugins")]

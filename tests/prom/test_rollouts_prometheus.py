@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Human, git, plugin_yaml, remote_status
+from tests.conftest import Human, free_port, make_fleet_repo, plugin_yaml, remote_status, wait_for
 from tests.prom.conftest import StartPrometheus
-from tests.prom.promserver import Prometheus, free_port, wait_for
+from tests.prom.promserver import Prometheus
 
 CLUSTERS = "".join(f"  - {{name: {name}, labels: {{tier: {name.split('-')[0]}}}, driver: sim}}\n"
                    for name in ("canary-1", "prod-1", "prod-2"))
@@ -84,21 +84,13 @@ class System:
         self.human.commit(f"billing {version}", {"plugins/billing.yaml": plugin_yaml("billing", version, "judged")})
 
 
-def make_repo(root: Path) -> Human:
-    remote, clone = root / "fleet.git", root / "human"
-    git(root, "init", "-q", "--bare", "-b", "main", str(remote))
-    git(root, "clone", "-q", str(remote), str(clone))
-    git(clone, "config", "user.name", "Alice Ops")
-    git(clone, "config", "user.email", "alice@example.com")
-    git(clone, "checkout", "-q", "-b", "main")
-    return Human(clone, remote)
 
 
 def start_system(root: Path, start_prometheus: StartPrometheus, policy_text: str, version: str,
                  extra: dict[str, str] | None = None) -> System:
     sim_port, listen = free_port(), free_port()
     prometheus = start_prometheus([f"127.0.0.1:{sim_port}", f"127.0.0.1:{listen}"])
-    human = make_repo(root)
+    human = make_fleet_repo(root)
     human.commit(f"fleet, billing {version}", {
         "grayops.yaml": settings(prometheus.url),
         "policies/judged.yaml": policy_text,
