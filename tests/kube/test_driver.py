@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 from reconciler.adapters.kube.driver import KubernetesDriver
@@ -12,6 +9,7 @@ from reconciler.adapters.kube.workloads import PREVIOUS_ANNOTATION, ROLLOUT_ANNO
 from reconciler.core.effects import InstanceObservation, SetVersion
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ClusterSpec, ExecCheck, HttpCheck
+from tests.conftest import wait_for
 from tests.kube.emulator import Resource
 from tests.kube.fleet import NAMES, Fleet, plugin
 
@@ -20,16 +18,6 @@ NAMESPACES = ("tenant-a", "tenant-b")
 REFS = [InstanceRef(c, ns) for c in NAMES for ns in NAMESPACES]
 
 
-def until(what: Callable[[], object], timeout: float = 15.0) -> object:
-    """Poll until `what()` is truthy; generous, so slow machines pass and fast ones do not wait."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout}s: {value!r}")
-        time.sleep(0.05)
 
 
 def install(kube: Fleet, version: str = "1.0.0", replicas: int = 2) -> None:
@@ -60,7 +48,7 @@ def test_rolls_deployments_on_three_clusters_and_reports_readiness(kube: Fleet, 
     assert driver.apply(plugin(), changes("1.1.0")) == {}
     first = driver.observe(plugin(), REFS)
     assert all(o.version == "1.1.0" for o in first.values())  # the version the spec asks for, at once
-    until(lambda: all_ready(driver, "1.1.0"))
+    wait_for(lambda: all_ready(driver, "1.1.0"))
     for emulator in kube.emulators.values():
         deployment = emulator.get(emulator.resource("deployments"), "tenant-a", "billing")
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{IMAGE}:1.1.0"
@@ -77,7 +65,7 @@ def test_applying_twice_changes_nothing(kube: Fleet, driver: KubernetesDriver) -
     assert {name: len(e.patches) for name, e in kube.emulators.items()} == patched
     for emulator in kube.emulators.values():
         emulator.settle()
-    until(lambda: all_ready(driver, "1.1.0"))
+    wait_for(lambda: all_ready(driver, "1.1.0"))
     assert all(e.rv >= rvs[n] for n, e in kube.emulators.items())
 
 
@@ -86,7 +74,7 @@ def test_progress_deadline_exceeded_fails_the_instance(kube: Fleet, driver: Kube
     for emulator in kube.emulators.values():
         emulator.bad_versions["2.0.0"] = "deadline"
     driver.apply(plugin(), changes("2.0.0", REFS[:1]))
-    seen = until(lambda: driver.observe(plugin(), REFS[:1])[REFS[0].id].failed)
+    seen = wait_for(lambda: driver.observe(plugin(), REFS[:1])[REFS[0].id].failed)
     assert "ProgressDeadlineExceeded" in str(seen)
 
 
@@ -95,7 +83,7 @@ def test_stuck_rollout_is_not_ready(kube: Fleet, driver: KubernetesDriver) -> No
     kube["kube-canary"].bad_versions["2.0.0"] = "stuck"
     driver.apply(plugin(), changes("2.0.0", REFS[:1]))
     kube["kube-canary"].settle(6)
-    seen = until(lambda: (o := driver.observe(plugin(), REFS[:1])[REFS[0].id]) and "pending termination" in o.message
+    seen = wait_for(lambda: (o := driver.observe(plugin(), REFS[:1])[REFS[0].id]) and "pending termination" in o.message
                  and o)
     assert isinstance(seen, InstanceObservation)
     assert (seen.version, seen.ready, seen.failed) == ("2.0.0", False, None)
@@ -144,7 +132,7 @@ def test_5xx_answers_are_retried(kube: Fleet, driver: KubernetesDriver) -> None:
     kube["kube-prod"].fail_next(2, 500)
     kube["kube-staging"].fail_next(1, 503)
     assert driver.apply(plugin(), changes("1.1.0")) == {}
-    until(lambda: all_ready(driver, "1.1.0"))
+    wait_for(lambda: all_ready(driver, "1.1.0"))
 
 
 def test_a_server_that_keeps_failing_is_an_error_not_a_crash(kube: Fleet, driver: KubernetesDriver) -> None:
@@ -189,15 +177,15 @@ def test_a_cluster_down_mid_rollout_is_unreachable_then_back(kube: Fleet, driver
     def unreachable() -> bool:
         return all(not o.reachable for o in driver.observe(plugin(), prod_refs).values())
 
-    until(unreachable)
+    wait_for(unreachable)
     seen = driver.observe(plugin(), REFS)
     assert "cluster kube-prod unreachable" in seen["kube-prod/tenant-a"].message
     assert seen["kube-canary/tenant-a"].reachable
     assert driver.apply(plugin(), changes("1.1.0", prod_refs)) == {}  # not an error: offline policy decides
     prod.up()
-    until(lambda: all(o.reachable for o in driver.observe(plugin(), prod_refs).values()))
+    wait_for(lambda: all(o.reachable for o in driver.observe(plugin(), prod_refs).values()))
     assert driver.apply(plugin(), changes("1.1.0", prod_refs)) == {}
-    until(lambda: all_ready(driver, "1.1.0", prod_refs))
+    wait_for(lambda: all_ready(driver, "1.1.0", prod_refs))
 
 
 def test_observing_many_instances_costs_no_request_per_instance(kube: Fleet, driver: KubernetesDriver) -> None:
@@ -230,7 +218,7 @@ def test_statefulset_partition_canary(kube: Fleet) -> None:
         assert status["updatedReplicas"] == 1  # the bad version stayed on the canary ordinal
         # A good version: the canary ordinal becomes ready, grayops lowers the partition, all pods move.
         assert driver.apply(sts, [SetVersion("redis", ref.id, "7.0.1", "r-2", "7.0.0")]) == {}
-        until(lambda: driver.observe(sts, [ref])[ref.id] == InstanceObservation("7.0.1", True))
+        wait_for(lambda: driver.observe(sts, [ref])[ref.id] == InstanceObservation("7.0.1", True))
         obj = emulator.get(emulator.resource("statefulsets"), "data", "redis")
         assert obj["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 0
         assert obj["status"]["currentRevision"] == obj["status"]["updateRevision"]
@@ -251,13 +239,13 @@ def test_custom_resource_version_field_and_ready_condition(kube: Fleet) -> None:
     try:
         assert driver.observe(cr, [ref])[ref.id] == InstanceObservation("7.0.0", True)
         assert driver.apply(cr, [SetVersion("cache", ref.id, "7.2.0", "r-1", "7.0.0")]) == {}
-        until(lambda: driver.observe(cr, [ref])[ref.id] == InstanceObservation("7.2.0", True))
+        wait_for(lambda: driver.observe(cr, [ref])[ref.id] == InstanceObservation("7.2.0", True))
         obj = emulator.get(res, "data", "cache")
         assert obj["spec"] == {"version": "7.2.0", "shards": 3}
         assert obj["metadata"]["annotations"][PREVIOUS_ANNOTATION] == "7.0.0"
         emulator.bad_versions["8.0.0"] = "deadline"
         driver.apply(cr, [SetVersion("cache", ref.id, "8.0.0", "r-2", "7.2.0")])
-        failed = until(lambda: driver.observe(cr, [ref])[ref.id].failed)
+        failed = wait_for(lambda: driver.observe(cr, [ref])[ref.id].failed)
         assert "UpgradeFailed" in str(failed)
     finally:
         driver.close()
