@@ -138,6 +138,16 @@ def wait_for(check: Callable[[], T | None], timeout: float = 60.0, what: str = "
         time.sleep(every)
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM, then SIGKILL if it has not ended in `timeout` seconds; returns its exit code."""
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(timeout=10)
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
     with socket.socket() as probe:

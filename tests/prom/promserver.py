@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, stop_process, wait_for
 
 T = TypeVar("T")
 
@@ -81,12 +81,7 @@ class Prometheus:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process)
         self.process = None
 
     def query(self, promql: str) -> list[dict[str, Any]]:

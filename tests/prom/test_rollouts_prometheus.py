@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Human, free_port, make_fleet_repo, plugin_yaml, remote_status, wait_for
+from tests.conftest import Human, free_port, make_fleet_repo, plugin_yaml, remote_status, stop_process, wait_for
 from tests.prom.conftest import StartPrometheus
 from tests.prom.promserver import Prometheus
 
@@ -107,12 +107,7 @@ def start_system(root: Path, start_prometheus: StartPrometheus, policy_text: str
 
 
 def stop(system: System) -> None:
-    system.daemon.terminate()
-    try:
-        system.daemon.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        system.daemon.kill()
-        system.daemon.wait(timeout=10)
+    stop_process(system.daemon)
 
 
 def verdict(status: dict[str, Any], batch: str, metric: str) -> dict[str, Any]:
