@@ -208,20 +208,18 @@ class Reconciler:
 
     def batch_totals(self) -> dict[str, int]:
         """How many batches each rollout has in all: the started ones plus the plan of the rest."""
+        return {name: self.batch_total(state) for name, state in self.states.items()}
+
+    def batch_total(self, state: RolloutState) -> int:
+        """How many batches this rollout has in all: the started ones plus the plan of the rest."""
         fleet = self.fleet
-        if fleet is None:
-            return {}
-        totals = {}
-        for name, state in self.states.items():
-            plugin = fleet.plugins.get(name)
-            if plugin is None or plugin.spec.version != state.target_version:
-                totals[name] = len(state.batches)
-                continue
-            policy = fleet.policies[plugin.spec.policy]
-            assigned = {iid for batch in state.batches for iid in batch.instances}
-            ordered = order_instances(self._instances_of(fleet, name), policy)
-            totals[name] = len(state.batches) + len(cut(ordered, policy.batches, assigned))
-        return totals
+        plugin = fleet.plugins.get(state.plugin) if fleet else None
+        if fleet is None or plugin is None or plugin.spec.version != state.target_version:
+            return len(state.batches)
+        policy = fleet.policies[plugin.spec.policy]
+        assigned = {iid for batch in state.batches for iid in batch.instances}
+        ordered = order_instances(self._instances_of(fleet, state.plugin), policy)
+        return len(state.batches) + len(cut(ordered, policy.batches, assigned))
 
     # --- sync -------------------------------------------------------------------------------------------------
 
@@ -390,7 +388,7 @@ class Reconciler:
         state = decision.state
         assert state is not None
         if runtime.watchers and (decision.transitions or any(isinstance(e, Alert) for e in decision.effects)):
-            total = self.batch_totals().get(state.plugin, len(state.batches))
+            total = self.batch_total(state)  # this rollout's only: a tick may notify for every plugin
             for watcher in runtime.watchers:
                 watcher.observe(state, total)
         for transition in decision.transitions:
