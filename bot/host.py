@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.app import BotServer, create_app, start_socket_mode
 from bot.factory import slack_client
+from bot.inbound import DEFAULT_LIMITS, Limits
 from bot.service import Backend
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 
@@ -48,7 +49,7 @@ class HostedBot:
     """The running bot: an HTTP server or a Socket Mode connection. `stop()` ends it."""
 
     def __init__(self, backend: Backend, slack: SlackEnv, host: str = "127.0.0.1", port: int = 3000,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         if not slack.configured:
             raise ValueError(f"the Slack bot cannot start: {slack.missing()}")
         assert slack.bot_token is not None
@@ -61,7 +62,8 @@ class HostedBot:
             assert slack.app_token is not None
             self._socket = start_socket_mode(self.app, slack.app_token)
         else:
-            self.server = BotServer(self.app, host, port).start()
+            assert slack.signing_secret is not None
+            self.server = BotServer(self.app, slack.signing_secret, host, port, limits).start()
 
     def stop(self) -> None:
         if self.server is not None:

@@ -1,4 +1,8 @@
-"""Slash command text -> a request, or the usage to show. Pure."""
+"""Slash command text -> a request, or the usage to show. Pure.
+
+The text is capped before it is split (`MAX_TEXT`), and a reason is one line of at most `REASON_LIMIT`
+characters: README "Slack".
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
+from reconciler.core.text import REASON_LIMIT, one_line, slack_escape
+
 ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout"]
 COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_TEXT = 300  # characters of a command's text: a plugin name, a batch name or a reason, quoted or not
 
 USAGE: dict[ChatCommand, str] = {
     "pause": "`/pause <plugin> [reason]` stop starting new work (commits spec.paused: true)",
@@ -39,16 +46,19 @@ def command_name(slash: str) -> ChatCommand:
     for known in COMMANDS:
         if name == known:
             return known
-    raise Usage(f"unknown command {slash!r}\n{HELP}")
+    raise Usage(f"unknown command {_shown(slash)}\n{HELP}")
 
 
 def parse(slash: str, text: str) -> Request | None:
     """The request, or None when help was asked for; raises Usage with the message to show."""
     command = command_name(slash)
+    text = text or ""
+    if len(text) > MAX_TEXT:  # before shlex, whose time grows with the text's length squared
+        raise Usage(f"the text is too long ({len(text)} characters, at most {MAX_TEXT}). Usage: {USAGE[command]}")
     try:
-        words = shlex.split(text or "")
+        words = shlex.split(text)
     except ValueError:
-        words = (text or "").split()
+        words = text.split()
     if words and words[0].lower() in ("help", "-h", "--help"):
         return None
     if not words:
@@ -57,9 +67,13 @@ def parse(slash: str, text: str) -> Request | None:
         raise Usage(f"missing plugin name. Usage: {USAGE[command]}")
     plugin, rest = words[0], words[1:]
     if not _NAME.match(plugin):
-        raise Usage(f"{plugin!r} is not a plugin name. Usage: {USAGE[command]}")
+        raise Usage(f"{_shown(plugin)} is not a plugin name. Usage: {USAGE[command]}")
     if command in ("pause", "rollback"):
-        return Request(command, plugin, reason=" ".join(rest) or None)
+        reason = one_line(" ".join(rest), MAX_TEXT)
+        if len(reason) > REASON_LIMIT:
+            raise Usage(f"the reason is too long ({len(reason)} characters, at most {REASON_LIMIT}). "
+                        f"Usage: {USAGE[command]}")
+        return Request(command, plugin, reason=reason or None)
     if command == "approve":
         if len(rest) > 1 or (rest and not _NAME.match(rest[0])):
             raise Usage(f"approve takes one batch name at most. Usage: {USAGE[command]}")
@@ -67,3 +81,8 @@ def parse(slash: str, text: str) -> Request | None:
     if rest:
         raise Usage(f"{command} takes only a plugin name. Usage: {USAGE[command]}")
     return Request(command, plugin)
+
+
+def _shown(word: str) -> str:
+    """A word the person typed, quoted in the answer: one line, short, inert in Slack."""
+    return slack_escape(repr(one_line(word, 60)))

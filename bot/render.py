@@ -1,4 +1,8 @@
-"""Block Kit for Slack: the one message per rollout, its thread lines, and the /rollout answer. Pure."""
+"""Block Kit for Slack: the one message per rollout, its thread lines, and the /rollout answer. Pure.
+
+Every text from the fleet repository or a person (versions, reasons, names) goes through `slack_escape`, so
+`<!channel>` in a reason shows as text and pings nobody.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from reconciler.core.effects import Event
 from reconciler.core.model import Phase, RolloutState, Severity
+from reconciler.core.text import slack_escape
 
 Block = dict[str, Any]
 
@@ -22,7 +27,7 @@ ACTION_PREFIX = "grayops_"
 
 
 def title(state: RolloutState) -> str:
-    return f"{state.plugin} {state.from_version or '(none)'} → {state.target_version}"
+    return slack_escape(f"{state.plugin} {state.from_version or '(none)'} → {state.target_version}")
 
 
 def batch_line(state: RolloutState, batches_total: int) -> str:
@@ -32,7 +37,7 @@ def batch_line(state: RolloutState, batches_total: int) -> str:
     batch = state.batches[-1]
     total = max(batches_total, len(state.batches))
     count = len(batch.instances)
-    return f"batch {len(state.batches)} of {total}: {batch.name} ({batch.phase.value}, {count} instances)"
+    return f"batch {len(state.batches)} of {total}: {slack_escape(batch.name)} ({batch.phase.value}, {count} instances)"
 
 
 def verdicts_line(state: RolloutState) -> str:
@@ -47,12 +52,12 @@ def verdicts_line(state: RolloutState) -> str:
 def paused_line(state: RolloutState) -> str | None:
     if state.phase is not Phase.PAUSED or state.paused_at is None:
         return None
-    return f"paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}"
+    return slack_escape(f"paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}")
 
 
 def summary(state: RolloutState, batches_total: int) -> str:
     """Plain lines, for /rollout and as the notification text of the rollout message."""
-    lines = [f"{PHASE_ICON[state.phase]} *{title(state)}* — {state.phase.value}: {state.reason}",
+    lines = [f"{PHASE_ICON[state.phase]} *{title(state)}* — {state.phase.value}: {slack_escape(state.reason)}",
              batch_line(state, batches_total), verdicts_line(state)]
     paused = paused_line(state)
     if paused:
@@ -65,8 +70,9 @@ def rollout_message(state: RolloutState, batches_total: int) -> tuple[str, list[
     text = f"{title(state)}: {state.phase.value}"
     blocks: list[Block] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": summary(state, batches_total)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"rollout {state.rollout_id} · desired commit "
-                                          f"{state.desired_commit[:10]} · requested by {state.requested_by or '?'}"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(
+            f"rollout {state.rollout_id} · desired commit {state.desired_commit[:10]} · requested by "
+            f"{state.requested_by or '?'}")}]},
     ]
     buttons = _buttons(state)
     if buttons:
@@ -89,8 +95,9 @@ def _buttons(state: RolloutState) -> list[Block]:
         rollback = _button("rollback", "Roll back", plugin, "danger")
         rollback["confirm"] = {
             "title": {"type": "plain_text", "text": "Roll back?"},
-            "text": {"type": "mrkdwn", "text": f"Roll *{plugin}* back from {state.target_version} to "
-                                               f"{state.from_version} on every instance this rollout touched?"},
+            "text": {"type": "mrkdwn", "text": f"Roll *{plugin}* back from {slack_escape(state.target_version)} to "
+                                               f"{slack_escape(state.from_version)} on every instance this rollout "
+                                               "touched?"},
             "confirm": {"type": "plain_text", "text": "Roll back"},
             "deny": {"type": "plain_text", "text": "Cancel"},
             "style": "danger",
@@ -110,9 +117,10 @@ def _button(command: str, label: str, plugin: str, style: str | None = None) -> 
 def event_line(event: Event) -> str:
     """One thread reply: transitions plainly, alerts with their severity."""
     if event.kind == "transition":
-        where = f" [{event.batch}]" if event.batch else ""
-        return f"{PHASE_ICON[event.phase]} {event.phase.value}{where}: {event.message}"
-    return f"{SEVERITY_ICON[event.severity]} *{event.severity.value.upper()}* {event.kind}: {event.message}"
+        where = f" [{slack_escape(event.batch)}]" if event.batch else ""
+        return f"{PHASE_ICON[event.phase]} {event.phase.value}{where}: {slack_escape(event.message)}"
+    return (f"{SEVERITY_ICON[event.severity]} *{event.severity.value.upper()}* {event.kind}: "
+            f"{slack_escape(event.message)}")
 
 
 def _value(value: float | None) -> str:

@@ -30,6 +30,7 @@ from reconciler.commands import CommandRefused, run_command
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState
 from reconciler.core.plan import cut, order_instances, select_instances
+from reconciler.core.text import NAME_LIMIT, one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
 
@@ -37,6 +38,7 @@ COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome
                          ["command", "outcome"])  # done, unchanged, refused, denied, usage, duplicate, status
 DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
 
+USER_ID_LIMIT = 40  # Slack user IDs are about 11 characters
 VERB = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked", "approve": "approved"}
 
 
@@ -111,7 +113,7 @@ class Service:
         try:
             fleet = load_fleet(repo.desired_files(), self.builtins)
         except FleetInvalid as err:
-            return Reply(f"The fleet repository is invalid at HEAD, nothing was done:\n{err}")
+            return Reply(f"The fleet repository is invalid at HEAD, nothing was done:\n{slack_escape(str(err))}")
         plugin = request.plugin
         if plugin is not None and plugin not in fleet.plugins:
             known = ", ".join(sorted(fleet.plugins)) or "none"
@@ -126,24 +128,28 @@ class Service:
                         decision.reason)
             DENIED_TOTAL.labels(request.command).inc()
             COMMANDS_TOTAL.labels(request.command, "denied").inc()
-            return Reply(f":no_entry: Not allowed: {decision.reason}. Nothing was changed.")
+            return Reply(f":no_entry: Not allowed: {slack_escape(decision.reason)}. Nothing was changed.")
         if request.command == "rollout":
             COMMANDS_TOTAL.labels("rollout", "status").inc()
             return Reply(self._status(fleet, plugin))
         assert plugin is not None
         try:
             result = run_command(repo, request.command, plugin, user.by, self.backend.now(), reason=request.reason,
-                                 batch=request.batch, trailers=[("Slack-Trigger-Id", trigger)])
+                                 batch=request.batch, once=("Slack-Trigger-Id", trigger) if trigger else None)
         except (CommandRefused, GitError) as err:
             COMMANDS_TOTAL.labels(request.command, "refused").inc()
-            return Reply(f"Not done: {err}")
+            return Reply(f"Not done: {slack_escape(str(err))}")
+        if result.done_before:
+            COMMANDS_TOTAL.labels(request.command, "duplicate").inc()
+            log.info("trigger %s of %s was already carried out: %s", trigger, user.by, result.message)
+            return Reply(f"{slack_escape(result.message)}; nothing more was done.")
         if not result.changed:
             COMMANDS_TOTAL.labels(request.command, "unchanged").inc()
-            return Reply(f"{result.message}: nothing to change, no commit.")
+            return Reply(f"{slack_escape(result.message)}: nothing to change, no commit.")
         COMMANDS_TOTAL.labels(request.command, "done").inc()
         self.backend.wake()
         log.info("%s by %s: %s", request.command, user.by, result.message)
-        text = f":white_check_mark: {result.message}"
+        text = f":white_check_mark: {slack_escape(result.message)}"
         if not result.pushed and self.backend.hosted:
             text += ("\n:warning: The git remote is unreachable: the commit is in the reconciler's clone, which acts "
                      "on it now, and it is pushed when the remote is back.")
@@ -153,7 +159,8 @@ class Service:
         detail = request.reason
         if request.command == "approve":  # "approve billing 1.6.0 batch all (1a2b3c, pushed)" -> "1.6.0 batch all"
             detail = result.message.split(" (", 1)[0].removeprefix(f"approve {plugin} ")
-        public = f"{VERB[request.command]} by <@{user.id}>" + (f": {detail}" if detail else "")
+        said = f": {slack_escape(detail)}" if detail else ""
+        public = f"{VERB[request.command]} by <@{slack_escape(user.id)}>{said}"
         return Reply(text, public, plugin)
 
     def announce(self, reply: Reply, fallback_channel: str | None, thread: tuple[str, str] | None = None) -> None:
@@ -242,8 +249,14 @@ def batches_total(fleet: Fleet, state: RolloutState) -> int:
 
 
 def payload_user(body: dict[str, Any]) -> User:
-    """The user of a slash command or an interaction payload."""
+    """The user of a slash command or an interaction payload; id and name one line each (they become trailers)."""
     if "user_id" in body:
-        return User(str(body["user_id"]), str(body.get("user_name") or ""))
-    user = body.get("user") or {}
-    return User(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""))
+        return _user(body["user_id"], body.get("user_name"))
+    user = body.get("user")
+    if not isinstance(user, dict):
+        user = {}
+    return _user(user.get("id", ""), user.get("username") or user.get("name"))
+
+
+def _user(user_id: Any, name: Any) -> User:
+    return User(one_line(str(user_id), USER_ID_LIMIT), one_line(str(name or ""), NAME_LIMIT))

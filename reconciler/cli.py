@@ -470,6 +470,7 @@ def cmd_command(args: argparse.Namespace) -> int:
 
     from reconciler.adapters.gitrepo import GitError, GitRepo
     from reconciler.commands import CommandRefused, run_command
+    from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
 
     logging.basicConfig(level=logging.WARNING, format="grayops: %(message)s")
     shared = args.workdir is not None
@@ -478,8 +479,9 @@ def cmd_command(args: argparse.Namespace) -> int:
         repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
         try:
             repo.ensure_clone()
-            result = run_command(repo, args.command, args.plugin, _who(args.as_), datetime.now(UTC),
-                                 reason=args.reason, batch=getattr(args, "batch", None))
+            result = run_command(repo, args.command, args.plugin, one_line(_who(args.as_), NAME_LIMIT),
+                                 datetime.now(UTC), reason=one_line(args.reason, REASON_LIMIT) if args.reason else None,
+                                 batch=getattr(args, "batch", None))
         except CommandRefused as err:
             return _fail(str(err))
         except GitError as err:

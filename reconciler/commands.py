@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import yaml
@@ -21,10 +21,12 @@ from reconciler.core import yamledit
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState, fmt_time
 from reconciler.core.plan import cut, order_instances, select_instances
+from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
 
 log = logging.getLogger(__name__)
 
 CommandName = Literal["pause", "resume", "rollback", "approve"]
+ONCE_WINDOW = timedelta(days=1)  # how far back a repeated request is looked for (Slack's are 5 minutes old at most)
 
 
 class CommandRefused(Exception):
@@ -35,8 +37,9 @@ class CommandRefused(Exception):
 class CommandResult:
     changed: bool  # a commit was made
     message: str  # one line for the person who asked
-    commit: str | None = None
+    commit: str | None = None  # as pushed (after any rebase), or as committed in the clone when not pushed
     pushed: bool = False
+    done_before: bool = False  # `once` was found in a recent commit: nothing was done again
 
 
 def run_command(
@@ -48,10 +51,21 @@ def run_command(
     reason: str | None = None,
     batch: str | None = None,
     trailers: Sequence[tuple[str, str]] = (),
+    once: tuple[str, str] | None = None,
 ) -> CommandResult:
-    """Carry out one command on the fleet repository behind `repo`; raises CommandRefused."""
+    """Carry out one command on the fleet repository behind `repo`; raises CommandRefused.
+
+    `by` and `reason` are made one line and capped (they become the subject and trailers). `once` is a trailer
+    naming this request (e.g. a Slack trigger id): it is added to the commit, and when a commit of the last day
+    already carries it, nothing is done again.
+    """
+    by = one_line(by, NAME_LIMIT) or "unknown"
+    reason = (one_line(reason, REASON_LIMIT) if reason else "") or None
     with repo.lock():
         remote_down = _refresh(repo)
+        if once is not None and (done := repo.find_trailer(*once, since=now - ONCE_WINDOW)) is not None:
+            return CommandResult(False, f"{once[0]} {once[1]} was already carried out in {done[:10]}",
+                                 done, done_before=True)
         fleet = _fleet(repo)
         if plugin not in fleet.plugins:
             known = ", ".join(sorted(fleet.plugins)) or "none"
@@ -93,7 +107,7 @@ def run_command(
         all_trailers = [*extra, ("Grayops-Action", command), ("Requested-By", by)]
         if reason:
             all_trailers.append(("Grayops-Reason", reason))
-        commit = repo.commit(files, message, [*all_trailers, *trailers])
+        commit = repo.commit(files, message, [*all_trailers, *trailers, *([once] if once else [])])
         if commit is None:
             return CommandResult(False, unchanged)
         pushed = False
@@ -103,6 +117,9 @@ def run_command(
             if result.conflict is not None:
                 raise CommandRefused(f"a concurrent change to {', '.join(result.conflict.files)} conflicts with "
                                      f"this command; nothing was pushed (kept on {result.conflict.saved_branch})")
+            # A rejected push rebases our commit onto the remote's, under a new id; it stays the branch's tip
+            # (we hold the clone's lock), and that id is the one to quote.
+            commit = repo.head()
         where = "pushed" if pushed else "committed in the clone; the remote is unreachable, it is pushed when back"
         return CommandResult(True, f"{message} ({commit[:10]}, {where})", commit, pushed)
 

@@ -50,6 +50,7 @@ import watchfiles
 
 from reconciler.core.effects import Change
 from reconciler.core.fleet import RECORD_DIRECTORIES, is_desired_path
+from reconciler.core.text import MESSAGE_LIMIT, one_line
 
 __all__ = [
     "ConflictInfo",
@@ -592,6 +593,25 @@ class GitRepo:
             tracked.difference_update(gone)
             return self._git("rev-parse", "HEAD", cwd=tree.path).stdout.strip()
 
+    def find_trailer(self, key: str, value: str, since: datetime) -> str | None:
+        """The newest commit of the branch committed after `since` with the trailer `key: value`, or None.
+
+        For a request done only once (README "Slack": a repeated trigger is done once, across restarts); the
+        time bound keeps it one short `git log` however long the history.
+        """
+        value = _trailer_value(value)
+        fmt = f"%H%x1f%(trailers:key={key},valueonly,unfold,separator=%x1f)%x1e"
+        with self.lock():
+            if not self._has_commits(self._main):
+                return None
+            out = self._git("log", f"--since=@{max(0, int(since.timestamp()))}", "--fixed-strings",
+                            f"--grep={key}: {value}", f"--format={fmt}", "HEAD").stdout
+        for record in out.split("\x1e"):
+            sha, _, values = record.strip().partition("\x1f")
+            if value in values.split("\x1f"):
+                return sha
+        return None
+
     # --- helpers ----------------------------------------------------------------------------------------
 
     def _trees(self) -> list[_Tree]:
@@ -709,14 +729,20 @@ def _take_record(record: str, wanted: set[str], found: dict[str, Change]) -> Non
 
 
 def _message(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
+    """The subject, a blank line and the trailers. Whatever the message and values hold, each is one line: a
+    line break would let data end the subject and add a paragraph (or a `---`) that git reads as trailers."""
     pairs = list(trailers.items()) if isinstance(trailers, Mapping) else list(trailers)
-    body = message.strip() or "grayops"
+    subject = one_line(message, MESSAGE_LIMIT) or "grayops"
     lines = []
     for key, value in pairs:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", key):
             raise ValueError(f"invalid trailer key {key!r}")
-        lines.append(f"{key}: {' '.join(str(value).split())}")  # one line each, or git stops seeing trailers
-    return body + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+        lines.append(f"{key}: {_trailer_value(str(value))}")
+    return subject + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+
+
+def _trailer_value(value: str) -> str:
+    return one_line(value, MESSAGE_LIMIT)
 
 
 def _safe_relpath(path: str) -> str:

@@ -167,3 +167,10 @@ def slack_env(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack) -> dict[st
 
 def start_bot(backend: Backend, env: dict[str, str]) -> HostedBot:
     return HostedBot(backend, SlackEnv.read(env), "127.0.0.1", 0, env)
+
+
+def bot_on_clone(human: Human, workdir: Path, env: dict[str, str]) -> tuple[GitRepo, HostedBot]:
+    """The bot alone on a clone of its own (no reconciler), as `grayops bot` runs it."""
+    repo = GitRepo(str(human.remote), workdir)
+    repo.ensure_clone()
+    return repo, start_bot(Backend(repo), env)

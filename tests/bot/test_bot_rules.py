@@ -146,6 +146,6 @@ def test_thread_lines_show_severity() -> None:
     at = datetime(2025, 3, 1, tzinfo=UTC)
     alert = Event("billing", "r-1", "1.6.0", "metric_threshold", Severity.CRITICAL, "error_rate 0.2 > max 0.05",
                   Phase.ROLLING_BACK, at, "canary")
-    assert event_line(alert) == ":rotating_light: *CRITICAL* metric_threshold: error_rate 0.2 > max 0.05"
+    assert event_line(alert) == ":rotating_light: *CRITICAL* metric_threshold: error_rate 0.2 &gt; max 0.05"
     moved = Event("billing", "r-1", "1.6.0", "transition", Severity.INFO, "baking", Phase.PROGRESSING, at, "canary")
     assert event_line(moved) == ":arrow_forward: Progressing [canary]: baking"
