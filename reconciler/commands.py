@@ -9,7 +9,7 @@ pushed later; the result says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -20,7 +20,9 @@ from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.core import yamledit
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState, fmt_time
+from reconciler.core.people import Directory, Role, conflict, version_people
 from reconciler.core.plan import cut, order_instances, select_instances
+from reconciler.core.spec import ApprovalRecord
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,12 @@ def run_command(
         else:
             if state is None or state.phase.terminal:
                 raise CommandRefused(f"{plugin} has no rollout in progress to approve")
-            if same_person(by, state.requested_by, fleet.access.identities if fleet.access else {}):
-                raise CommandRefused(f"{by} committed {plugin} {state.target_version} and cannot also approve it "
-                                     "(two-person rule): ask someone else")
+            _two_person_rule(repo, fleet, plugin, state, by)
             batch = batch or _awaiting_batch(fleet, plugin, state)
             _check_batch(fleet, plugin, batch)
             approvals_path = f"approvals/{plugin}.yaml"
-            approved = _approvals_text(repo.read(approvals_path), plugin, state, batch, by, now)
+            accepted = _accepted_approvals(repo, fleet, plugin)
+            approved = _approvals_text(repo.read(approvals_path), plugin, state, batch, by, now, accepted)
             if approved is None:
                 return CommandResult(False, f"batch {batch} of {plugin} {state.target_version} is already approved")
             files = {approvals_path: approved}
@@ -107,29 +108,19 @@ def run_command(
         return CommandResult(True, f"{message} ({commit[:10]}, {where})", commit, pushed)
 
 
-def person_key(name: str) -> str:
-    """`U0OPS1 (alice)` -> `u0ops1`: a chat user is known by their ID; anyone else by the name, case-folded."""
-    return name.split(" (", 1)[0].strip().casefold()
-
-
-def same_person(by: str, requested_by: str | None, identities: Mapping[str, Sequence[str]]) -> bool:
-    """Two-person rule: `by` is the one who committed the version change (`requested_by`: its Requested-By
-    trailer, else its git author name). A chat user ID counts together with the names access.yaml's
-    `identities` lists for it, so `U0OPS1 (alice)` is the same person as the git author `Alice Ops` when
-    `identities: {U0OPS1: [Alice Ops]}`."""
-    if not requested_by:
-        return False
-
-    def names(who: str) -> set[str]:
-        key = person_key(who)
-        found = {key}
-        for user, aliases in identities.items():
-            known = {user.casefold(), *(a.casefold() for a in aliases)}
-            if key in known:
-                found |= known
-        return found
-
-    return bool(names(by) & names(requested_by))
+def _two_person_rule(repo: GitRepo, fleet: Fleet, plugin: str, state: RolloutState, by: str) -> None:
+    """Refuse an approval by the version commit's author, committer or requester (README "The two-person
+    rule"); the reconciler judges every approval it reads the same way."""
+    version = repo.change_of(state.desired_commit)
+    if version is None:
+        raise CommandRefused(f"the version commit {state.desired_commit[:10]} of {plugin} is not in the history of "
+                             "the fleet repository, so who committed it is unknown (two-person rule)")
+    found = conflict([Role("the approver", by)], version_people(version, (repo.author_name, repo.author_email)),
+                     Directory.of(fleet.access))
+    if found is not None:
+        other = found[1]
+        raise CommandRefused(f"{by} is the same person as {other.who}, {other.role} ({plugin} "
+                             f"{state.target_version}), and cannot also approve it (two-person rule): ask someone else")
 
 
 def _refresh(repo: GitRepo) -> bool:
@@ -181,16 +172,24 @@ def _check_batch(fleet: Fleet, plugin: str, batch: str) -> None:
         raise CommandRefused(f"batch {batch!r} of {plugin} does not need an approval (batches that do: {listed})")
 
 
+def _accepted_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> tuple[ApprovalRecord, ...]:
+    from reconciler.shell import judge_plugin_approvals
+
+    return judge_plugin_approvals(repo, fleet, plugin)[0]
+
+
 def _approvals_text(text: str | None, plugin: str, state: RolloutState, batch: str, by: str,
-                    now: datetime) -> str | None:
+                    now: datetime, accepted: Sequence[ApprovalRecord]) -> str | None:
+    """approvals/<plugin>.yaml with this approval added; None when the batch already has one the two-person
+    rule accepts (a refused one, e.g. written by hand by the version's author, does not count)."""
+    for record in accepted:
+        if (record.version == state.target_version and record.batch == batch
+                and state.desired_commit.startswith(record.desired_commit)):
+            return None
     doc = yaml.safe_load(text) if text else None
     if not isinstance(doc, dict):
         doc = {"apiVersion": "grayops.dev/v1", "kind": "Approvals", "metadata": {"name": plugin}, "approvals": []}
     records = doc.setdefault("approvals", []) or []
-    for record in records:
-        if (record.get("version") == state.target_version and record.get("batch") == batch
-                and state.desired_commit.startswith(str(record.get("desiredCommit")))):
-            return None
     records.append({"version": state.target_version, "batch": batch, "desiredCommit": state.desired_commit,
                     "by": by, "at": fmt_time(now)})
     doc["approvals"] = records

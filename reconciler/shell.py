@@ -42,6 +42,7 @@ from reconciler.core.effects import (
 from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import Measurement, Phase, RolloutState, Severity, from_doc, to_doc
+from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
 from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
 from reconciler.core.report import render_report, report_path
 from reconciler.core.spec import MetricSpec, Plugin
@@ -60,6 +61,22 @@ def load_status(text: str) -> RolloutState:
 
 def status_path(plugin: str) -> str:
     return f"status/{plugin}.yaml"
+
+
+def approvals_paths(plugin: str) -> list[str]:
+    return [f"approvals/{plugin}.yaml", f"approvals/{plugin}.yml"]
+
+
+def judge_plugin_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> Judged:
+    """The plugin's approvals split by the two-person rule, with what git says about each: who committed the
+    version it approves, and who changed the approvals file since (README "The two-person rule")."""
+    records = tuple(fleet.approvals.get(plugin, ()))
+    evidence = {}
+    for commit in dict.fromkeys(r.desired_commit for r in records):
+        version = repo.change_of(commit)
+        edits = tuple(repo.history(approvals_paths(plugin), since=version.commit)) if version else ()
+        evidence[commit] = ApprovalEvidence(version, edits)
+    return judge_approvals(records, evidence, Directory.of(fleet.access), (repo.author_name, repo.author_email))
 
 
 @dataclass
@@ -113,6 +130,7 @@ class Reconciler:
         self._remote_error: str | None = None
         self._selected_in: Fleet | None = None
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
+        self._judged: dict[str, tuple[object, Judged]] = {}
 
     # --- start ------------------------------------------------------------------------------------------------
 
@@ -169,10 +187,11 @@ class Reconciler:
                 instances=observed[name],
                 checks=tuple(results.checks),
                 metrics=tuple(results.metrics),
-                approvals=tuple(fleet.approvals.get(name, ())),
+                approvals=self._approvals(fleet, name)[0],
                 blocked_clusters=blocked_clusters(want.depends_on, versions, observed),
                 apply_errors=results.apply_errors,
                 hold=self._holds.pop(name, None),
+                refused_approvals=self._approvals(fleet, name)[1],
             )
             decisions[name] = decide(_noted(runtime, self.states.get(name)), want, obs, now)
 
@@ -297,6 +316,23 @@ class Reconciler:
             )
         return desired
 
+    def _approvals(self, fleet: Fleet, name: str) -> Judged:
+        """The plugin's approvals split by the two-person rule (README "The two-person rule"): git says who
+        committed each approved version and who wrote each approval. Judged again only when they change."""
+        records = tuple(fleet.approvals.get(name, ()))
+        if not records:
+            return (), ()
+        key = (records, fleet.access, tuple(self.repo.read(p) for p in approvals_paths(name)))
+        cached = self._judged.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        judged = judge_plugin_approvals(self.repo, fleet, name)
+        for refused in judged[1]:
+            log.warning("approvals/%s.yaml: the approval of batch %s by %s is refused: %s", name,
+                        refused.record.batch, refused.record.by, refused.reason)
+        self._judged[name] = (key, judged)
+        return judged
+
     def _instances_of(self, fleet: Fleet, name: str) -> tuple[InstanceRef, ...]:
         """The plugin's instances in the revision in force, selected once per revision (a hot path at scale)."""
         if self._selected_in is not fleet:  # a new revision: forget the old one's selections
@@ -330,7 +366,7 @@ class Reconciler:
             files: dict[str, str | None] = {path: dump_status(snapshot)}
             if last and any(isinstance(e, WriteReport) for e in decision.effects):
                 labels = {ref.id: dict(ref.labels) for ref in want.instances}
-                approvals = {a.batch: a.by for a in fleet.approvals.get(state.plugin, ())
+                approvals = {a.batch: a.by for a in self._approvals(fleet, state.plugin)[0]
                              if a.version == state.target_version}
                 files[report_path(state)] = render_report(state, labels, approvals)
             message = f"{state.plugin} {state.target_version}: {transition.reason}"

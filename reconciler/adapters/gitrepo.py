@@ -537,15 +537,35 @@ class GitRepo:
             buffer += chunk
             *complete, buffer = buffer.split("\x1e")
             for record in complete:
-                _take_record(record, wanted, found)
+                _take_record(record, wanted, found, self._own)
             return len(found) == len(wanted)
 
-        fmt = "%x1e%H%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1f"
-        self._git("log", "-z", "--name-only", f"--format={fmt}", "HEAD", "--", *paths, cwd=cwd,
+        self._git("log", "-z", "--name-only", f"--format={_LOG_FORMAT}", "HEAD", "--", *paths, cwd=cwd,
                   on_output=consume)
         if buffer and len(found) < len(wanted):
-            _take_record(buffer, wanted, found)
+            _take_record(buffer, wanted, found, self._own)
         return found
+
+    def change_of(self, commit: str) -> Change | None:
+        """Who made `commit` (a sha or a unique prefix) and its trailers; None when it is not in the clone."""
+        with self.lock():
+            run = self._git("log", "-1", "--no-walk", f"--format={_LOG_FORMAT}", f"{commit}^{{commit}}", "--",
+                            check=False)
+            records = [r for r in run.stdout.split("\x1e") if r] if run.returncode == 0 else []
+            return _parse_record(records[0], self._own)[0] if records else None
+
+    def history(self, paths: Sequence[str], since: str) -> list[Change]:
+        """The commits after `since` up to HEAD that changed any of `paths`, newest first."""
+        with self.lock():
+            run = self._git("log", f"--format={_LOG_FORMAT}", f"{since}..HEAD", "--",
+                            *(_safe_relpath(p) for p in paths), check=False)
+            if run.returncode != 0:
+                return []
+            return [_parse_record(r, self._own)[0] for r in run.stdout.split("\x1e") if r.strip()]
+
+    @property
+    def _own(self) -> tuple[str, str]:
+        return self.author_name, self.author_email
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -687,25 +707,43 @@ def _stream(command: list[str], cwd: Path, on_output: Callable[[str], bool]) -> 
     return _Run(0 if stopped else proc.returncode, "".join(chunks), stderr)
 
 
-def _take_record(record: str, wanted: set[str], found: dict[str, Change]) -> None:
+# One commit of `git log`: sha, author, committer, subject, trailers, then (with --name-only) the paths.
+_LOG_FORMAT = "%x1e%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%s%x1f%(trailers:only,unfold)%x1f"
+
+
+def _parse_record(record: str, own: tuple[str, str]) -> tuple[Change, str]:
+    """A `_LOG_FORMAT` record -> its Change and the rest (the paths it touched, with --name-only)."""
     fields = record.split("\x1f")
-    if len(fields) < 5:
-        return
-    sha, author, subject, trailer_text, names = fields[:5]
-    trailers: dict[str, str] = {}
+    fields += [""] * (8 - len(fields))
+    sha, author, email, committer, committer_email, subject, trailer_text, names = fields[:8]
+    trailers = []
     for line in trailer_text.splitlines():
         key, sep, value = line.partition(":")
         if sep:
-            trailers.setdefault(key.strip().lower(), value.strip())
+            trailers.append((key.strip().lower(), value.strip()))
+    found = dict(reversed(trailers))  # the first of each key
+    ours = (author, email.casefold()) == (own[0], own[1].casefold())
+    change = Change(
+        commit=sha.strip(),
+        # who asked: a Requested-By trailer is trusted in grayops's own commits only; in a human's it is a claim
+        by=(found.get("requested-by") if ours else None) or author or None,
+        action=found.get("grayops-action") or None,
+        reason=found.get("grayops-reason") or subject or None,
+        author=f"{author} <{email}>" if author or email else None,
+        committer=f"{committer} <{committer_email}>" if committer or committer_email else None,
+        trailers=tuple(trailers),
+    )
+    return change, names
+
+
+def _take_record(record: str, wanted: set[str], found: dict[str, Change], own: tuple[str, str]) -> None:
+    if record.count("\x1f") < 7:
+        return
+    change, names = _parse_record(record, own)
     for name in names.split("\0"):
         name = name.lstrip("\n")
         if name in wanted and name not in found:
-            found[name] = Change(
-                commit=sha,
-                by=trailers.get("requested-by") or author or None,
-                action=trailers.get("grayops-action") or None,
-                reason=trailers.get("grayops-reason") or subject or None,
-            )
+            found[name] = change
 
 
 def _message(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
