@@ -59,7 +59,7 @@ def run_command(
             known = ", ".join(sorted(fleet.plugins)) or "none"
             raise CommandRefused(f"no plugin named {plugin!r} (known: {known})")
         path = fleet.plugin_paths[plugin]
-        state = _state(repo, plugin)
+        state = _state(repo, plugin, needed=command not in ("pause", "resume"))
         text = repo.read(path) or ""
         extra: list[tuple[str, str]] = []
         if command == "pause":
@@ -145,11 +145,20 @@ def _fleet(repo: GitRepo) -> Fleet:
         raise CommandRefused(f"the fleet repository is invalid at HEAD, fix it first:\n{err}") from None
 
 
-def _state(repo: GitRepo, plugin: str) -> RolloutState | None:
-    from reconciler.shell import load_status, status_path
+def _state(repo: GitRepo, plugin: str, needed: bool) -> RolloutState | None:
+    """The plugin's recorded rollout. An unreadable status refuses a command that `needed` it; pause and
+    resume go on without it (a brake must work whatever the record says)."""
+    from reconciler.shell import StatusUnreadable, load_status, status_path
 
-    text = repo.status_files().get(status_path(plugin))
-    return load_status(text) if text else None
+    path = status_path(plugin)
+    text = repo.status_files().get(path)
+    try:
+        return load_status(text, path) if text else None
+    except StatusUnreadable as err:
+        if needed:
+            raise CommandRefused(f"{err}; this command needs the recorded rollout") from None
+        log.warning("%s; going on without the recorded rollout", err)
+        return None
 
 
 def _awaiting_batch(fleet: Fleet, plugin: str, state: RolloutState) -> str:

@@ -55,8 +55,33 @@ def dump_status(state: RolloutState) -> str:
     return yamlemit.dump(to_doc(state))
 
 
-def load_status(text: str) -> RolloutState:
-    return from_doc(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+class StatusUnreadable(ValueError):
+    """A status/<plugin>.yaml that cannot be read as a rollout's state; its text is `path: why`, one line."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(f"{path}: {why}")
+
+
+def load_status(text: str, path: str = "status file") -> RolloutState:
+    """The one reader of status/<plugin>.yaml: anything it cannot read raises StatusUnreadable naming `path`."""
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise StatusUnreadable(path, f"unreadable status, not valid YAML ({where}{' '.join(problem.split())})") \
+            from err
+    if not isinstance(doc, dict):
+        raise StatusUnreadable(path, "unreadable status, not a mapping of rollout fields")
+    try:
+        return from_doc(doc)
+    except KeyError as err:
+        raise StatusUnreadable(path, f"unreadable status, a field is missing: {err.args[0]}") from err
+    except (ValueError, TypeError, AttributeError, IndexError, AssertionError) as err:
+        raise StatusUnreadable(path, f"unreadable status, a field has the wrong form ({' '.join(str(err).split())})") \
+            from err
 
 
 def status_path(plugin: str) -> str:
@@ -141,9 +166,9 @@ class Reconciler:
         for path, text in self.repo.status_files().items():
             plugin = path.removeprefix("status/").removesuffix(".yaml")
             try:
-                self.states[plugin] = load_status(text)
-            except (KeyError, ValueError, TypeError, yaml.YAMLError) as err:
-                log.error("%s cannot be read (%s); %s starts without its recorded state", path, err, plugin)
+                self.states[plugin] = load_status(text, path)
+            except StatusUnreadable as err:
+                log.error("%s; %s starts without its recorded state", err, plugin)
 
     def _status_branch(self, settings_text: str | None) -> str | None:
         """status.branch from grayops.yaml as it stands, before the revision is validated (None when unset)."""
