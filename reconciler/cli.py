@@ -286,6 +286,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         records = _status_files(source, files)
     except GitError as err:
         return _fail(str(err))
+    refused = _refused_errors(files)
     states = {}
     unreadable = 0  # each is said in one line, and status exits 1
     for path, text in records.items():
@@ -300,17 +301,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.plugin not in states:
             plugins = sorted(p[len("plugins/"):].rsplit(".", 1)[0] for p in files if p.startswith("plugins/"))
             if args.plugin in plugins:
-                if unreadable:
-                    return 1
-                print(f"{args.plugin}: no rollout recorded yet")
-                return 0
+                if not unreadable:
+                    print(f"{args.plugin}: no rollout recorded yet")
+                return _said_refused(refused) or (1 if unreadable else 0)
             return _fail(f"no plugin named {args.plugin!r} (known: {', '.join(plugins) or 'none'})")
         states = {args.plugin: states[args.plugin]}
     if args.json:
         from reconciler.core.model import to_doc
 
         print(json.dumps({name: to_doc(state) for name, state in sorted(states.items())}, indent=2))
-        return 1 if unreadable else 0
+        return _said_refused(refused) or (1 if unreadable else 0)
     if not states and not unreadable:
         print("no rollout recorded yet")
     for _name, state in sorted(states.items()):
@@ -323,7 +323,27 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{verdicts}")
             if state.paused_at:
                 print(f"  paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}")
-    return 1 if unreadable else 0
+    return _said_refused(refused) or (1 if unreadable else 0)
+
+
+def _refused_errors(files: dict[str, str]) -> tuple[str, ...]:
+    """The errors that make the reconciler refuse this revision (none when it is valid)."""
+    from policies import builtin_policies
+    from reconciler.core.fleet import FleetInvalid, load_fleet
+
+    try:
+        load_fleet(files, builtin_policies())
+    except FleetInvalid as err:
+        return tuple(str(e) for e in err.errors)
+    return ()
+
+
+def _said_refused(errors: tuple[str, ...]) -> int:
+    """Say that HEAD is refused, with its errors (exit 1); 0 when there are none."""
+    if not errors:
+        return 0
+    return _fail(f"HEAD is refused ({len(errors)} error(s)); a running reconciler keeps the last good revision in "
+                 "force, and pause and rollback still act on the plugin they name:\n  " + "\n  ".join(errors))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import yaml
 
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.core import yamledit
+from reconciler.core.brakes import plugin_alone
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState, fmt_time
 from reconciler.core.people import Directory, Role, conflict, version_people
@@ -54,13 +55,17 @@ def run_command(
     """Carry out one command on the fleet repository behind `repo`; raises CommandRefused."""
     with repo.lock():
         remote_down = _refresh(repo)
-        fleet = _fleet(repo)
-        if plugin not in fleet.plugins:
+        fleet, refused = _fleet(repo, command)
+        note = ""
+        if fleet is None:  # a brake at a refused HEAD: it acts on the plugin's own file all the same
+            path, text, note = _brake_file(repo, plugin, refused)
+        elif plugin not in fleet.plugins:
             known = ", ".join(sorted(fleet.plugins)) or "none"
             raise CommandRefused(f"no plugin named {plugin!r} (known: {known})")
-        path = fleet.plugin_paths[plugin]
+        else:
+            path = fleet.plugin_paths[plugin]
+            text = repo.read(path) or ""
         state = _state(repo, plugin, needed=command not in ("pause", "resume"))
-        text = repo.read(path) or ""
         extra: list[tuple[str, str]] = []
         if command == "pause":
             files = {path: yamledit.set_field(text, ("spec", "paused"), True)}
@@ -75,6 +80,7 @@ def run_command(
             files = {path: yamledit.set_field(text, ("spec", "version"), target)}
             subject, unchanged = f"roll back {plugin} to {target}", f"{plugin} is already at {target}"
         else:
+            assert fleet is not None  # only brakes act at a refused HEAD
             if state is None or state.phase.terminal:
                 raise CommandRefused(f"{plugin} has no rollout in progress to approve")
             _two_person_rule(repo, fleet, plugin, state, by)
@@ -94,9 +100,9 @@ def run_command(
         all_trailers = [*extra, ("Grayops-Action", command), ("Requested-By", by)]
         if reason:
             all_trailers.append(("Grayops-Reason", reason))
-        commit = repo.commit(files, message, [*all_trailers, *trailers])
+        commit = repo.commit(files, message + (f"\n\n{note}" if note else ""), [*all_trailers, *trailers])
         if commit is None:
-            return CommandResult(False, unchanged)
+            return CommandResult(False, unchanged + (f"; {note}" if note else ""))
         pushed = False
         if not remote_down:
             result = repo.push()
@@ -105,7 +111,8 @@ def run_command(
                 raise CommandRefused(f"a concurrent change to {', '.join(result.conflict.files)} conflicts with "
                                      f"this command; nothing was pushed (kept on {result.conflict.saved_branch})")
         where = "pushed" if pushed else "committed in the clone; the remote is unreachable, it is pushed when back"
-        return CommandResult(True, f"{message} ({commit[:10]}, {where})", commit, pushed)
+        return CommandResult(True, f"{message} ({commit[:10]}, {where})" + (f"; {note}" if note else ""), commit,
+                             pushed)
 
 
 def _two_person_rule(repo: GitRepo, fleet: Fleet, plugin: str, state: RolloutState, by: str) -> None:
@@ -136,13 +143,42 @@ def _refresh(repo: GitRepo) -> bool:
     return False
 
 
-def _fleet(repo: GitRepo) -> Fleet:
+BRAKES = ("pause", "rollback")  # they act even at a refused HEAD (README "Pause and rollback at an invalid HEAD")
+HISTORY_LIMIT = 100  # how far back a broken plugin file's last valid content is looked for
+
+
+def _fleet(repo: GitRepo, command: CommandName) -> tuple[Fleet | None, FleetInvalid | None]:
+    """The revision at HEAD; at a refused one, (None, its errors) for a brake, else CommandRefused."""
     from policies import builtin_policies
 
     try:
-        return load_fleet(repo.desired_files(), builtin_policies())
+        return load_fleet(repo.desired_files(), builtin_policies()), None
     except FleetInvalid as err:
+        if command in BRAKES:
+            return None, err
         raise CommandRefused(f"the fleet repository is invalid at HEAD, fix it first:\n{err}") from None
+
+
+def _brake_file(repo: GitRepo, plugin: str, refused: FleetInvalid | None) -> tuple[str, str, str]:
+    """At a refused HEAD: the plugin's file, the text to edit and a note. The text at HEAD when the file reads
+    on its own (so only the brake changes), else its last content that did (which also undoes its breakage)."""
+    errors = refused.errors if refused else ()
+    first = f": {errors[0]}" if errors else ""
+    files = repo.desired_files()
+    path = next((p for p in (f"plugins/{plugin}.yaml", f"plugins/{plugin}.yml") if p in files), None)
+    if path is None:
+        raise CommandRefused(f"no plugin named {plugin!r} at HEAD, and HEAD is refused ({len(errors)} error(s)){first}")
+    note = (f"HEAD is refused ({len(errors)} error(s){first}); the reconciler obeys this brake all the same")
+    if plugin_alone(path, files[path]) is not None:
+        return path, files[path], note
+    for change in repo.history([path], limit=HISTORY_LIMIT):
+        text = repo.file_at(change.commit, path)
+        if plugin_alone(path, text) is not None:
+            assert text is not None
+            return path, text, (f"{path} is invalid at HEAD, so its last valid content (from {change.commit[:10]}) "
+                                f"was edited; {note}")
+    raise CommandRefused(f"{path} is invalid at HEAD and no earlier version of it is valid either; fix it first"
+                         f"{first}")
 
 
 def _state(repo: GitRepo, plugin: str, needed: bool) -> RolloutState | None:

@@ -24,6 +24,7 @@ from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
+from reconciler.core.brakes import with_brakes
 from reconciler.core.effects import (
     Alert,
     Change,
@@ -141,7 +142,8 @@ class Reconciler:
         self.clock = clock or SystemClock()
         self.poll_override = poll_interval
         self.notifier_builders = notifier_builders
-        self.fleet: Fleet | None = None
+        self.fleet: Fleet | None = None  # in force: the last good revision, with brakes a refused one asks for
+        self._good: Fleet | None = None  # the last good revision as it is
         self.runtime: Runtime | None = None
         self.states: dict[str, RolloutState] = {}
         self.wake = threading.Event()  # set by the remote watcher or a chat command: fetch now
@@ -295,6 +297,7 @@ class Reconciler:
                       "\n  ".join(self._refused))
             self._alert_all("invalid_revision", Severity.CRITICAL,
                             f"revision {head} refused, {kept}: {self._refused[0]}")
+            self._take_brakes(files, head)
             return
         wanted = fleet.settings.status.branch
         if self.fleet is not None and wanted and wanted != self.repo.status_branch:
@@ -304,8 +307,18 @@ class Reconciler:
                 self.runtime.close()
             self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.notifier_builders)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
+        self._good = fleet
         log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
                  len(fleet.settings.clusters))
+
+    def _take_brakes(self, files: Mapping[str, str], head: str) -> None:
+        """At a refused revision, obey the pauses and rollbacks its own plugin files ask for (README "Pause and
+        rollback at an invalid HEAD"); the last good revision stays in force for everything else."""
+        if self._good is None:
+            return
+        self.fleet, taken = with_brakes(self._good, files, self.states)
+        for brake in taken:
+            log.warning("revision %s is refused, but %s: obeyed", head, brake)
 
     def _conflict(self, files: tuple[str, ...], saved: str) -> None:
         reason = f"git conflict with a concurrent change to {', '.join(files)}; local commits kept on {saved}"

@@ -554,14 +554,21 @@ class GitRepo:
             records = [r for r in run.stdout.split("\x1e") if r] if run.returncode == 0 else []
             return _parse_record(records[0], self._own)[0] if records else None
 
-    def history(self, paths: Sequence[str], since: str) -> list[Change]:
-        """The commits after `since` up to HEAD that changed any of `paths`, newest first."""
+    def history(self, paths: Sequence[str], since: str | None = None, limit: int | None = None) -> list[Change]:
+        """The commits up to HEAD (after `since`, when given) that changed any of `paths`, newest first."""
         with self.lock():
-            run = self._git("log", f"--format={_LOG_FORMAT}", f"{since}..HEAD", "--",
-                            *(_safe_relpath(p) for p in paths), check=False)
+            args = ["log", f"--format={_LOG_FORMAT}", *([f"-n{limit}"] if limit else []),
+                    f"{since}..HEAD" if since else "HEAD", "--", *(_safe_relpath(p) for p in paths)]
+            run = self._git(*args, check=False)
             if run.returncode != 0:
                 return []
             return [_parse_record(r, self._own)[0] for r in run.stdout.split("\x1e") if r.strip()]
+
+    def file_at(self, commit: str, path: str) -> str | None:
+        """A file's text as commit `commit` has it in the main tree; None when absent."""
+        with self.lock():
+            run = self._git("show", f"{commit}:{_safe_relpath(path)}", check=False)
+            return run.stdout if run.returncode == 0 else None
 
     @property
     def _own(self) -> tuple[str, str]:
