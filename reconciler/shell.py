@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.adapters.factory import NotifierBuilder, Runtime, build_runtime
-from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
@@ -49,6 +49,7 @@ from reconciler.core.report import render_report, report_path
 from reconciler.core.spec import MetricSpec, Plugin
 
 log = logging.getLogger("grayops")
+REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
 
 
 def dump_status(state: RolloutState) -> str:
@@ -158,6 +159,8 @@ class Reconciler:
         self._selected_in: Fleet | None = None
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
+        self._reports_seen: set[str] = set()
+        self._next_report_scan = 0.0
 
     # --- start ------------------------------------------------------------------------------------------------
 
@@ -165,6 +168,7 @@ class Reconciler:
         """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
         self.repo.ensure_clone()
         self.repo.use_status_branch(self._status_branch(self.repo.read("grayops.yaml")))
+        self._count_reports()
         for path, text in self.repo.status_files().items():
             plugin = path.removeprefix("status/").removesuffix(".yaml")
             try:
@@ -195,8 +199,24 @@ class Reconciler:
     def tick(self) -> TickReport:
         started = time.monotonic()
         report = self._tick()
+        if started >= self._next_report_scan:
+            self._count_reports()
         self.telemetry.tick(time.monotonic() - started, self.fleet is not None)
         return report
+
+    def _count_reports(self) -> None:
+        """Count the finished rollouts of reports/ not counted yet: all of them at start (so the success rate
+        survives a restart), then what another replica or process wrote, once a minute (README "grayops' own
+        metrics")."""
+        self._next_report_scan = time.monotonic() + REPORT_SCAN_SECONDS
+        try:
+            new = [path for path in self.repo.report_paths() if path not in self._reports_seen]
+            texts = {path: text for path in new if (text := self.repo.read(path)) is not None}
+        except GitError as err:
+            log.warning("cannot read reports/ for the success rate: %s", err)
+            return
+        self._reports_seen.update(new)
+        self.telemetry.count_reports(texts)
 
     def _tick(self) -> TickReport:
         self._sync()

@@ -494,6 +494,12 @@ class GitRepo:
             return self._read_tracked(self._record_tree(), "status/",
                                       lambda p: p.endswith((".yaml", ".yml")))
 
+    def report_paths(self) -> list[str]:
+        """"reports/..." paths of every report tracked in the status location."""
+        with self.lock():
+            run = self._git("ls-files", "-z", "--cached", "--", "reports/", cwd=self._record_tree().path)
+            return sorted(p for p in run.stdout.split("\0") if p.endswith(".md"))
+
     def read(self, path: str) -> str | None:
         """One file's text, None if absent. status/ and reports/ come from the status location."""
         rel = _safe_relpath(path)
