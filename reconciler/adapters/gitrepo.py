@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -50,6 +50,7 @@ import watchfiles
 
 from reconciler.core.effects import Change
 from reconciler.core.fleet import RECORD_DIRECTORIES, is_desired_path
+from reconciler.core.people import is_own
 
 __all__ = [
     "ConflictInfo",
@@ -735,18 +736,17 @@ def _parse_record(record: str, own: tuple[str, str]) -> tuple[Change, str]:
         if sep:
             trailers.append((key.strip().lower(), value.strip()))
     found = dict(reversed(trailers))  # the first of each key
-    ours = (author, email.casefold()) == (own[0], own[1].casefold())
     change = Change(
         commit=sha.strip(),
-        # who asked: a Requested-By trailer is trusted in grayops's own commits only; in a human's it is a claim
-        by=(found.get("requested-by") if ours else None) or author or None,
         action=found.get("grayops-action") or None,
         reason=found.get("grayops-reason") or subject or None,
         author=f"{author} <{email}>" if author or email else None,
         committer=f"{committer} <{committer_email}>" if committer or committer_email else None,
         trailers=tuple(trailers),
     )
-    return change, names
+    # who asked: a Requested-By trailer is trusted in grayops's own commits only; in a human's it is a claim
+    by = (found.get("requested-by") if is_own(change, own) else None) or author or None
+    return replace(change, by=by), names
 
 
 def _take_record(record: str, wanted: set[str], found: dict[str, Change], own: tuple[str, str]) -> None:
