@@ -230,15 +230,16 @@ class Reconciler:
         decisions: dict[str, Decision] = {}
         for name, want in desired.items():
             results = self._results.pop(name, _Results())
+            accepted, refused = self._approvals(fleet, name)
             obs = Observations(
                 instances=observed[name],
                 checks=tuple(results.checks),
                 metrics=tuple(results.metrics),
-                approvals=self._approvals(fleet, name)[0],
+                approvals=accepted,
                 blocked_clusters=blocked_clusters(want.depends_on, versions, observed),
                 apply_errors=results.apply_errors,
                 hold=self._holds.pop(name, None),
-                refused_approvals=self._approvals(fleet, name)[1],
+                refused_approvals=refused,
             )
             decisions[name] = decide(_noted(runtime, self.states.get(name)), want, obs, now)
 
