@@ -189,12 +189,14 @@ class Service:
             repo.integrate()
 
     def _state(self, plugin: str) -> RolloutState | None:
-        from reconciler.shell import load_status, status_path
+        from reconciler.shell import StatusUnreadable, load_status, status_path
 
-        text = self.backend.repo.status_files().get(status_path(plugin))
+        path = status_path(plugin)
+        text = self.backend.repo.status_files().get(path)
         try:
-            return load_status(text) if text else None
-        except (KeyError, ValueError, TypeError):
+            return load_status(text, path) if text else None
+        except StatusUnreadable as err:
+            log.warning("%s", err)
             return None
 
     def _recorded_thread(self, plugin: str) -> tuple[str, str] | None:

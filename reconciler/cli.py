@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,7 +278,7 @@ def _status_files(repo: str, files: dict[str, str]) -> dict[str, str]:
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
     from reconciler.core.report import summarize
-    from reconciler.shell import load_status
+    from reconciler.shell import StatusUnreadable, load_status
 
     source = str(Path(args.workdir) / "repo") if args.workdir else args.repo
     try:
@@ -285,27 +286,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         records = _status_files(source, files)
     except GitError as err:
         return _fail(str(err))
+    refused = _refused_errors(files)
     states = {}
+    unreadable = 0  # each is said in one line, and status exits 1
     for path, text in records.items():
-        if path.startswith("status/") and path.endswith(".yaml"):
+        name = path[len("status/"):-len(".yaml")]
+        if path.startswith("status/") and path.endswith(".yaml") and args.plugin in (None, name):
             try:
-                states[path[len("status/"):-len(".yaml")]] = load_status(text)
-            except (KeyError, ValueError, TypeError) as err:
-                print(f"grayops: {path}: unreadable status ({err})", file=sys.stderr)
+                states[name] = load_status(text, path)
+            except StatusUnreadable as err:
+                unreadable += 1
+                _fail(str(err))
     if args.plugin:
         if args.plugin not in states:
             plugins = sorted(p[len("plugins/"):].rsplit(".", 1)[0] for p in files if p.startswith("plugins/"))
             if args.plugin in plugins:
-                print(f"{args.plugin}: no rollout recorded yet")
-                return 0
+                if not unreadable:
+                    print(f"{args.plugin}: no rollout recorded yet")
+                return _said_refused(refused) or (1 if unreadable else 0)
             return _fail(f"no plugin named {args.plugin!r} (known: {', '.join(plugins) or 'none'})")
         states = {args.plugin: states[args.plugin]}
     if args.json:
         from reconciler.core.model import to_doc
 
         print(json.dumps({name: to_doc(state) for name, state in sorted(states.items())}, indent=2))
-        return 0
-    if not states:
+        return _said_refused(refused) or (1 if unreadable else 0)
+    if not states and not unreadable:
         print("no rollout recorded yet")
     for _name, state in sorted(states.items()):
         print(summarize(state).line())
@@ -317,13 +323,33 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{verdicts}")
             if state.paused_at:
                 print(f"  paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}")
-    return 0
+    return _said_refused(refused) or (1 if unreadable else 0)
+
+
+def _refused_errors(files: dict[str, str]) -> tuple[str, ...]:
+    """The errors that make the reconciler refuse this revision (none when it is valid)."""
+    from policies import builtin_policies
+    from reconciler.core.fleet import FleetInvalid, load_fleet
+
+    try:
+        load_fleet(files, builtin_policies())
+    except FleetInvalid as err:
+        return tuple(str(e) for e in err.errors)
+    return ()
+
+
+def _said_refused(errors: tuple[str, ...]) -> int:
+    """Say that HEAD is refused, with its errors (exit 1); 0 when there are none."""
+    if not errors:
+        return 0
+    return _fail(f"HEAD is refused ({len(errors)} error(s)); a running reconciler keeps the last good revision in "
+                 "force, and pause and rollback still act on the plugin they name:\n  " + "\n  ".join(errors))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
     from reconciler.core.report import report_path
-    from reconciler.shell import load_status
+    from reconciler.shell import StatusUnreadable, load_status
 
     try:
         files = _read_fleet_files(args.repo)
@@ -336,7 +362,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     chosen = reports[-1]
     status = records.get(f"status/{args.plugin}.yaml")
     if status:
-        path = report_path(load_status(status))
+        try:
+            path = report_path(load_status(status, f"status/{args.plugin}.yaml"))
+        except StatusUnreadable as err:
+            log.warning("%s; showing the newest report by name", err)
+            path = chosen
         if path in records:
             chosen = path
     if args.list:
@@ -432,11 +462,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             base = None  # an invalid base: everything counts as changed
     states = {}
     for path, text in files.items():
-        if path.startswith("status/"):
-            try:
-                states[path[len("status/"):-len(".yaml")]] = load_status(text)
-            except (KeyError, ValueError, TypeError):
-                continue
+        if path.startswith("status/") and path.endswith(".yaml"):
+            states[path[len("status/"):-len(".yaml")]] = load_status(text, path)  # unreadable: one line, exit 1
     names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
     sys.stdout.write(planview.RENDERERS[args.format](planview.build(head, names, base, states)))
     return 0
@@ -629,7 +656,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # the one error boundary: one line on stderr, never a traceback unless asked
+        if os.environ.get("GRAYOPS_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        return _fail(_one_line(err))
     return code
+
+
+def _one_line(err: Exception) -> str:
+    """What went wrong, in one line: our own errors say it themselves; anything else is named as unexpected."""
+    from reconciler.adapters.gitrepo import GitError
+    from reconciler.shell import StatusUnreadable
+
+    text = " ".join(str(err).split())
+    if isinstance(err, GitError | StatusUnreadable):
+        return text
+    return f"unexpected {type(err).__name__}: {text} (GRAYOPS_DEBUG=1 shows where)"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ pushed later; the result says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -18,9 +18,12 @@ import yaml
 
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.core import yamledit
+from reconciler.core.brakes import plugin_alone
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState, fmt_time
+from reconciler.core.people import Directory, Role, conflict, version_people
 from reconciler.core.plan import cut, order_instances, select_instances
+from reconciler.core.spec import ApprovalRecord
 from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
 
 log = logging.getLogger(__name__)
@@ -66,13 +69,17 @@ def run_command(
         if once is not None and (done := repo.find_trailer(*once, since=now - ONCE_WINDOW)) is not None:
             return CommandResult(False, f"{once[0]} {once[1]} was already carried out in {done[:10]}",
                                  done, done_before=True)
-        fleet = _fleet(repo)
-        if plugin not in fleet.plugins:
+        fleet, refused = _fleet(repo, command)
+        note = ""
+        if fleet is None:  # a brake at a refused HEAD: it acts on the plugin's own file all the same
+            path, text, note = _brake_file(repo, plugin, refused)
+        elif plugin not in fleet.plugins:
             known = ", ".join(sorted(fleet.plugins)) or "none"
             raise CommandRefused(f"no plugin named {plugin!r} (known: {known})")
-        path = fleet.plugin_paths[plugin]
-        state = _state(repo, plugin)
-        text = repo.read(path) or ""
+        else:
+            path = fleet.plugin_paths[plugin]
+            text = repo.read(path) or ""
+        state = _state(repo, plugin, needed=command not in ("pause", "resume"))
         extra: list[tuple[str, str]] = []
         if command == "pause":
             files = {path: yamledit.set_field(text, ("spec", "paused"), True)}
@@ -87,15 +94,15 @@ def run_command(
             files = {path: yamledit.set_field(text, ("spec", "version"), target)}
             subject, unchanged = f"roll back {plugin} to {target}", f"{plugin} is already at {target}"
         else:
+            assert fleet is not None  # only brakes act at a refused HEAD
             if state is None or state.phase.terminal:
                 raise CommandRefused(f"{plugin} has no rollout in progress to approve")
-            if same_person(by, state.requested_by, fleet.access.identities if fleet.access else {}):
-                raise CommandRefused(f"{by} committed {plugin} {state.target_version} and cannot also approve it "
-                                     "(two-person rule): ask someone else")
+            _two_person_rule(repo, fleet, plugin, state, by)
             batch = batch or _awaiting_batch(fleet, plugin, state)
             _check_batch(fleet, plugin, batch)
             approvals_path = f"approvals/{plugin}.yaml"
-            approved = _approvals_text(repo.read(approvals_path), plugin, state, batch, by, now)
+            accepted = _accepted_approvals(repo, fleet, plugin)
+            approved = _approvals_text(repo.read(approvals_path), plugin, state, batch, by, now, accepted)
             if approved is None:
                 return CommandResult(False, f"batch {batch} of {plugin} {state.target_version} is already approved")
             files = {approvals_path: approved}
@@ -107,9 +114,11 @@ def run_command(
         all_trailers = [*extra, ("Grayops-Action", command), ("Requested-By", by)]
         if reason:
             all_trailers.append(("Grayops-Reason", reason))
+        if note:  # the subject is one line: the note goes in a trailer of its own
+            all_trailers.append(("Grayops-Note", note))
         commit = repo.commit(files, message, [*all_trailers, *trailers, *([once] if once else [])])
         if commit is None:
-            return CommandResult(False, unchanged)
+            return CommandResult(False, unchanged + (f"; {note}" if note else ""))
         pushed = False
         if not remote_down:
             result = repo.push()
@@ -121,32 +130,23 @@ def run_command(
             # (we hold the clone's lock), and that id is the one to quote.
             commit = repo.head()
         where = "pushed" if pushed else "committed in the clone; the remote is unreachable, it is pushed when back"
-        return CommandResult(True, f"{message} ({commit[:10]}, {where})", commit, pushed)
+        return CommandResult(True, f"{message} ({commit[:10]}, {where})" + (f"; {note}" if note else ""), commit,
+                             pushed)
 
 
-def person_key(name: str) -> str:
-    """`U0OPS1 (alice)` -> `u0ops1`: a chat user is known by their ID; anyone else by the name, case-folded."""
-    return name.split(" (", 1)[0].strip().casefold()
-
-
-def same_person(by: str, requested_by: str | None, identities: Mapping[str, Sequence[str]]) -> bool:
-    """Two-person rule: `by` is the one who committed the version change (`requested_by`: its Requested-By
-    trailer, else its git author name). A chat user ID counts together with the names access.yaml's
-    `identities` lists for it, so `U0OPS1 (alice)` is the same person as the git author `Alice Ops` when
-    `identities: {U0OPS1: [Alice Ops]}`."""
-    if not requested_by:
-        return False
-
-    def names(who: str) -> set[str]:
-        key = person_key(who)
-        found = {key}
-        for user, aliases in identities.items():
-            known = {user.casefold(), *(a.casefold() for a in aliases)}
-            if key in known:
-                found |= known
-        return found
-
-    return bool(names(by) & names(requested_by))
+def _two_person_rule(repo: GitRepo, fleet: Fleet, plugin: str, state: RolloutState, by: str) -> None:
+    """Refuse an approval by the version commit's author, committer or requester (README "The two-person
+    rule"); the reconciler judges every approval it reads the same way."""
+    version = repo.change_of(state.desired_commit)
+    if version is None:
+        raise CommandRefused(f"the version commit {state.desired_commit[:10]} of {plugin} is not in the history of "
+                             "the fleet repository, so who committed it is unknown (two-person rule)")
+    found = conflict([Role("the approver", by)], version_people(version, (repo.author_name, repo.author_email)),
+                     Directory.of(fleet.access))
+    if found is not None:
+        other = found[1]
+        raise CommandRefused(f"{by} is the same person as {other.who}, {other.role} ({plugin} "
+                             f"{state.target_version}), and cannot also approve it (two-person rule): ask someone else")
 
 
 def _refresh(repo: GitRepo) -> bool:
@@ -162,20 +162,58 @@ def _refresh(repo: GitRepo) -> bool:
     return False
 
 
-def _fleet(repo: GitRepo) -> Fleet:
+BRAKES = ("pause", "rollback")  # they act even at a refused HEAD (README "Pause and rollback at an invalid HEAD")
+HISTORY_LIMIT = 100  # how far back a broken plugin file's last valid content is looked for
+
+
+def _fleet(repo: GitRepo, command: CommandName) -> tuple[Fleet | None, FleetInvalid | None]:
+    """The revision at HEAD; at a refused one, (None, its errors) for a brake, else CommandRefused."""
     from policies import builtin_policies
 
     try:
-        return load_fleet(repo.desired_files(), builtin_policies())
+        return load_fleet(repo.desired_files(), builtin_policies()), None
     except FleetInvalid as err:
+        if command in BRAKES:
+            return None, err
         raise CommandRefused(f"the fleet repository is invalid at HEAD, fix it first:\n{err}") from None
 
 
-def _state(repo: GitRepo, plugin: str) -> RolloutState | None:
-    from reconciler.shell import load_status, status_path
+def _brake_file(repo: GitRepo, plugin: str, refused: FleetInvalid | None) -> tuple[str, str, str]:
+    """At a refused HEAD: the plugin's file, the text to edit and a note. The text at HEAD when the file reads
+    on its own (so only the brake changes), else its last content that did (which also undoes its breakage)."""
+    errors = refused.errors if refused else ()
+    first = f": {errors[0]}" if errors else ""
+    files = repo.desired_files()
+    path = next((p for p in (f"plugins/{plugin}.yaml", f"plugins/{plugin}.yml") if p in files), None)
+    if path is None:
+        raise CommandRefused(f"no plugin named {plugin!r} at HEAD, and HEAD is refused ({len(errors)} error(s)){first}")
+    note = (f"HEAD is refused ({len(errors)} error(s){first}); the reconciler obeys this brake all the same")
+    if plugin_alone(path, files[path]) is not None:
+        return path, files[path], note
+    for change in repo.history([path], limit=HISTORY_LIMIT):
+        text = repo.file_at(change.commit, path)
+        if plugin_alone(path, text) is not None:
+            assert text is not None
+            return path, text, (f"{path} is invalid at HEAD, so its last valid content (from {change.commit[:10]}) "
+                                f"was edited; {note}")
+    raise CommandRefused(f"{path} is invalid at HEAD and no earlier version of it is valid either; fix it first"
+                         f"{first}")
 
-    text = repo.status_files().get(status_path(plugin))
-    return load_status(text) if text else None
+
+def _state(repo: GitRepo, plugin: str, needed: bool) -> RolloutState | None:
+    """The plugin's recorded rollout. An unreadable status refuses a command that `needed` it; pause and
+    resume go on without it (a brake must work whatever the record says)."""
+    from reconciler.shell import StatusUnreadable, load_status, status_path
+
+    path = status_path(plugin)
+    text = repo.status_files().get(path)
+    try:
+        return load_status(text, path) if text else None
+    except StatusUnreadable as err:
+        if needed:
+            raise CommandRefused(f"{err}; this command needs the recorded rollout") from None
+        log.warning("%s; going on without the recorded rollout", err)
+        return None
 
 
 def _awaiting_batch(fleet: Fleet, plugin: str, state: RolloutState) -> str:
@@ -198,16 +236,24 @@ def _check_batch(fleet: Fleet, plugin: str, batch: str) -> None:
         raise CommandRefused(f"batch {batch!r} of {plugin} does not need an approval (batches that do: {listed})")
 
 
+def _accepted_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> tuple[ApprovalRecord, ...]:
+    from reconciler.shell import judge_plugin_approvals
+
+    return judge_plugin_approvals(repo, fleet, plugin)[0]
+
+
 def _approvals_text(text: str | None, plugin: str, state: RolloutState, batch: str, by: str,
-                    now: datetime) -> str | None:
+                    now: datetime, accepted: Sequence[ApprovalRecord]) -> str | None:
+    """approvals/<plugin>.yaml with this approval added; None when the batch already has one the two-person
+    rule accepts (a refused one, e.g. written by hand by the version's author, does not count)."""
+    for record in accepted:
+        if (record.version == state.target_version and record.batch == batch
+                and state.desired_commit.startswith(record.desired_commit)):
+            return None
     doc = yaml.safe_load(text) if text else None
     if not isinstance(doc, dict):
         doc = {"apiVersion": "grayops.dev/v1", "kind": "Approvals", "metadata": {"name": plugin}, "approvals": []}
     records = doc.setdefault("approvals", []) or []
-    for record in records:
-        if (record.get("version") == state.target_version and record.get("batch") == batch
-                and state.desired_commit.startswith(str(record.get("desiredCommit")))):
-            return None
     records.append({"version": state.target_version, "batch": batch, "desiredCommit": state.desired_commit,
                     "by": by, "at": fmt_time(now)})
     doc["approvals"] = records

@@ -20,10 +20,11 @@ from pathlib import Path
 import yaml
 
 from reconciler.adapters.factory import NotifierBuilder, Runtime, build_runtime
-from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
+from reconciler.core.brakes import with_brakes
 from reconciler.core.effects import (
     Alert,
     Change,
@@ -42,11 +43,13 @@ from reconciler.core.effects import (
 from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import Measurement, Phase, RolloutState, Severity, from_doc, to_doc
+from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
 from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
 from reconciler.core.report import render_report, report_path
 from reconciler.core.spec import MetricSpec, Plugin
 
 log = logging.getLogger("grayops")
+REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
 
 
 def dump_status(state: RolloutState) -> str:
@@ -54,12 +57,53 @@ def dump_status(state: RolloutState) -> str:
     return yamlemit.dump(to_doc(state))
 
 
-def load_status(text: str) -> RolloutState:
-    return from_doc(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+class StatusUnreadable(ValueError):
+    """A status/<plugin>.yaml that cannot be read as a rollout's state; its text is `path: why`, one line."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(f"{path}: {why}")
+
+
+def load_status(text: str, path: str = "status file") -> RolloutState:
+    """The one reader of status/<plugin>.yaml: anything it cannot read raises StatusUnreadable naming `path`."""
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise StatusUnreadable(path, f"unreadable status, not valid YAML ({where}{' '.join(problem.split())})") \
+            from err
+    if not isinstance(doc, dict):
+        raise StatusUnreadable(path, "unreadable status, not a mapping of rollout fields")
+    try:
+        return from_doc(doc)
+    except KeyError as err:
+        raise StatusUnreadable(path, f"unreadable status, a field is missing: {err.args[0]}") from err
+    except (ValueError, TypeError, AttributeError, IndexError, AssertionError) as err:
+        raise StatusUnreadable(path, f"unreadable status, a field has the wrong form ({' '.join(str(err).split())})") \
+            from err
 
 
 def status_path(plugin: str) -> str:
     return f"status/{plugin}.yaml"
+
+
+def approvals_paths(plugin: str) -> list[str]:
+    return [f"approvals/{plugin}.yaml", f"approvals/{plugin}.yml"]
+
+
+def judge_plugin_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> Judged:
+    """The plugin's approvals split by the two-person rule, with what git says about each: who committed the
+    version it approves, and who changed the approvals file since (README "The two-person rule")."""
+    records = tuple(fleet.approvals.get(plugin, ()))
+    evidence = {}
+    for commit in dict.fromkeys(r.desired_commit for r in records):
+        version = repo.change_of(commit)
+        edits = tuple(repo.history(approvals_paths(plugin), since=version.commit)) if version else ()
+        evidence[commit] = ApprovalEvidence(version, edits)
+    return judge_approvals(records, evidence, Directory.of(fleet.access), (repo.author_name, repo.author_email))
 
 
 @dataclass
@@ -99,7 +143,8 @@ class Reconciler:
         self.clock = clock or SystemClock()
         self.poll_override = poll_interval
         self.notifier_builders = notifier_builders
-        self.fleet: Fleet | None = None
+        self.fleet: Fleet | None = None  # in force: the last good revision, with brakes a refused one asks for
+        self._good: Fleet | None = None  # the last good revision as it is
         self.runtime: Runtime | None = None
         self.states: dict[str, RolloutState] = {}
         self.wake = threading.Event()  # set by the remote watcher or a chat command: fetch now
@@ -113,6 +158,9 @@ class Reconciler:
         self._remote_error: str | None = None
         self._selected_in: Fleet | None = None
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
+        self._judged: dict[str, tuple[object, Judged]] = {}
+        self._reports_seen: set[str] = set()
+        self._next_report_scan = 0.0
 
     # --- start ------------------------------------------------------------------------------------------------
 
@@ -120,12 +168,13 @@ class Reconciler:
         """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
         self.repo.ensure_clone()
         self.repo.use_status_branch(self._status_branch(self.repo.read("grayops.yaml")))
+        self._count_reports()
         for path, text in self.repo.status_files().items():
             plugin = path.removeprefix("status/").removesuffix(".yaml")
             try:
-                self.states[plugin] = load_status(text)
-            except (KeyError, ValueError, TypeError, yaml.YAMLError) as err:
-                log.error("%s cannot be read (%s); %s starts without its recorded state", path, err, plugin)
+                self.states[plugin] = load_status(text, path)
+            except StatusUnreadable as err:
+                log.error("%s; %s starts without its recorded state", err, plugin)
 
     def _status_branch(self, settings_text: str | None) -> str | None:
         """status.branch from grayops.yaml as it stands, before the revision is validated (None when unset)."""
@@ -150,8 +199,24 @@ class Reconciler:
     def tick(self) -> TickReport:
         started = time.monotonic()
         report = self._tick()
+        if started >= self._next_report_scan:
+            self._count_reports()
         self.telemetry.tick(time.monotonic() - started, self.fleet is not None)
         return report
+
+    def _count_reports(self) -> None:
+        """Count the finished rollouts of reports/ not counted yet: all of them at start (so the success rate
+        survives a restart), then what another replica or process wrote, once a minute (README "grayops' own
+        metrics")."""
+        self._next_report_scan = time.monotonic() + REPORT_SCAN_SECONDS
+        try:
+            new = [path for path in self.repo.report_paths() if path not in self._reports_seen]
+            texts = {path: text for path in new if (text := self.repo.read(path)) is not None}
+        except GitError as err:
+            log.warning("cannot read reports/ for the success rate: %s", err)
+            return
+        self._reports_seen.update(new)
+        self.telemetry.count_reports(texts)
 
     def _tick(self) -> TickReport:
         self._sync()
@@ -165,14 +230,16 @@ class Reconciler:
         decisions: dict[str, Decision] = {}
         for name, want in desired.items():
             results = self._results.pop(name, _Results())
+            accepted, refused = self._approvals(fleet, name)
             obs = Observations(
                 instances=observed[name],
                 checks=tuple(results.checks),
                 metrics=tuple(results.metrics),
-                approvals=tuple(fleet.approvals.get(name, ())),
+                approvals=accepted,
                 blocked_clusters=blocked_clusters(want.depends_on, versions, observed),
                 apply_errors=results.apply_errors,
                 hold=self._holds.pop(name, None),
+                refused_approvals=refused,
             )
             decisions[name] = decide(_noted(runtime, self.states.get(name)), want, obs, now)
 
@@ -251,6 +318,7 @@ class Reconciler:
                       "\n  ".join(self._refused))
             self._alert_all("invalid_revision", Severity.CRITICAL,
                             f"revision {head} refused, {kept}: {self._refused[0]}")
+            self._take_brakes(files, head)
             return
         wanted = fleet.settings.status.branch
         if self.fleet is not None and wanted and wanted != self.repo.status_branch:
@@ -260,8 +328,18 @@ class Reconciler:
                 self.runtime.close()
             self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.notifier_builders)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
+        self._good = fleet
         log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
                  len(fleet.settings.clusters))
+
+    def _take_brakes(self, files: Mapping[str, str], head: str) -> None:
+        """At a refused revision, obey the pauses and rollbacks its own plugin files ask for (README "Pause and
+        rollback at an invalid HEAD"); the last good revision stays in force for everything else."""
+        if self._good is None:
+            return
+        self.fleet, taken = with_brakes(self._good, files, self.states)
+        for brake in taken:
+            log.warning("revision %s is refused, but %s: obeyed", head, brake)
 
     def _conflict(self, files: tuple[str, ...], saved: str) -> None:
         reason = f"git conflict with a concurrent change to {', '.join(files)}; local commits kept on {saved}"
@@ -297,6 +375,23 @@ class Reconciler:
             )
         return desired
 
+    def _approvals(self, fleet: Fleet, name: str) -> Judged:
+        """The plugin's approvals split by the two-person rule (README "The two-person rule"): git says who
+        committed each approved version and who wrote each approval. Judged again only when they change."""
+        records = tuple(fleet.approvals.get(name, ()))
+        if not records:
+            return (), ()
+        key = (records, fleet.access, tuple(self.repo.read(p) for p in approvals_paths(name)))
+        cached = self._judged.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        judged = judge_plugin_approvals(self.repo, fleet, name)
+        for refused in judged[1]:
+            log.warning("approvals/%s.yaml: the approval of batch %s by %s is refused: %s", name,
+                        refused.record.batch, refused.record.by, refused.reason)
+        self._judged[name] = (key, judged)
+        return judged
+
     def _instances_of(self, fleet: Fleet, name: str) -> tuple[InstanceRef, ...]:
         """The plugin's instances in the revision in force, selected once per revision (a hot path at scale)."""
         if self._selected_in is not fleet:  # a new revision: forget the old one's selections
@@ -330,7 +425,7 @@ class Reconciler:
             files: dict[str, str | None] = {path: dump_status(snapshot)}
             if last and any(isinstance(e, WriteReport) for e in decision.effects):
                 labels = {ref.id: dict(ref.labels) for ref in want.instances}
-                approvals = {a.batch: a.by for a in fleet.approvals.get(state.plugin, ())
+                approvals = {a.batch: a.by for a in self._approvals(fleet, state.plugin)[0]
                              if a.version == state.target_version}
                 files[report_path(state)] = render_report(state, labels, approvals)
             message = f"{state.plugin} {state.target_version}: {transition.reason}"

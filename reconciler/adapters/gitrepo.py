@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -50,6 +50,7 @@ import watchfiles
 
 from reconciler.core.effects import Change
 from reconciler.core.fleet import RECORD_DIRECTORIES, is_desired_path
+from reconciler.core.people import is_own
 from reconciler.core.text import MESSAGE_LIMIT, one_line
 
 __all__ = [
@@ -495,6 +496,12 @@ class GitRepo:
             return self._read_tracked(self._record_tree(), "status/",
                                       lambda p: p.endswith((".yaml", ".yml")))
 
+    def report_paths(self) -> list[str]:
+        """"reports/..." paths of every report tracked in the status location."""
+        with self.lock():
+            run = self._git("ls-files", "-z", "--cached", "--", "reports/", cwd=self._record_tree().path)
+            return sorted(p for p in run.stdout.split("\0") if p.endswith(".md"))
+
     def read(self, path: str) -> str | None:
         """One file's text, None if absent. status/ and reports/ come from the status location."""
         rel = _safe_relpath(path)
@@ -538,15 +545,42 @@ class GitRepo:
             buffer += chunk
             *complete, buffer = buffer.split("\x1e")
             for record in complete:
-                _take_record(record, wanted, found)
+                _take_record(record, wanted, found, self._own)
             return len(found) == len(wanted)
 
-        fmt = "%x1e%H%x1f%an%x1f%s%x1f%(trailers:only,unfold)%x1f"
-        self._git("log", "-z", "--name-only", f"--format={fmt}", "HEAD", "--", *paths, cwd=cwd,
+        self._git("log", "-z", "--name-only", f"--format={_LOG_FORMAT}", "HEAD", "--", *paths, cwd=cwd,
                   on_output=consume)
         if buffer and len(found) < len(wanted):
-            _take_record(buffer, wanted, found)
+            _take_record(buffer, wanted, found, self._own)
         return found
+
+    def change_of(self, commit: str) -> Change | None:
+        """Who made `commit` (a sha or a unique prefix) and its trailers; None when it is not in the clone."""
+        with self.lock():
+            run = self._git("log", "-1", "--no-walk", f"--format={_LOG_FORMAT}", f"{commit}^{{commit}}", "--",
+                            check=False)
+            records = [r for r in run.stdout.split("\x1e") if r] if run.returncode == 0 else []
+            return _parse_record(records[0], self._own)[0] if records else None
+
+    def history(self, paths: Sequence[str], since: str | None = None, limit: int | None = None) -> list[Change]:
+        """The commits up to HEAD (after `since`, when given) that changed any of `paths`, newest first."""
+        with self.lock():
+            args = ["log", f"--format={_LOG_FORMAT}", *([f"-n{limit}"] if limit else []),
+                    f"{since}..HEAD" if since else "HEAD", "--", *(_safe_relpath(p) for p in paths)]
+            run = self._git(*args, check=False)
+            if run.returncode != 0:
+                return []
+            return [_parse_record(r, self._own)[0] for r in run.stdout.split("\x1e") if r.strip()]
+
+    def file_at(self, commit: str, path: str) -> str | None:
+        """A file's text as commit `commit` has it in the main tree; None when absent."""
+        with self.lock():
+            run = self._git("show", f"{commit}:{_safe_relpath(path)}", check=False)
+            return run.stdout if run.returncode == 0 else None
+
+    @property
+    def _own(self) -> tuple[str, str]:
+        return self.author_name, self.author_email
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -707,25 +741,42 @@ def _stream(command: list[str], cwd: Path, on_output: Callable[[str], bool]) -> 
     return _Run(0 if stopped else proc.returncode, "".join(chunks), stderr)
 
 
-def _take_record(record: str, wanted: set[str], found: dict[str, Change]) -> None:
+# One commit of `git log`: sha, author, committer, subject, trailers, then (with --name-only) the paths.
+_LOG_FORMAT = "%x1e%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%s%x1f%(trailers:only,unfold)%x1f"
+
+
+def _parse_record(record: str, own: tuple[str, str]) -> tuple[Change, str]:
+    """A `_LOG_FORMAT` record -> its Change and the rest (the paths it touched, with --name-only)."""
     fields = record.split("\x1f")
-    if len(fields) < 5:
-        return
-    sha, author, subject, trailer_text, names = fields[:5]
-    trailers: dict[str, str] = {}
+    fields += [""] * (8 - len(fields))
+    sha, author, email, committer, committer_email, subject, trailer_text, names = fields[:8]
+    trailers = []
     for line in trailer_text.splitlines():
         key, sep, value = line.partition(":")
         if sep:
-            trailers.setdefault(key.strip().lower(), value.strip())
+            trailers.append((key.strip().lower(), value.strip()))
+    found = dict(reversed(trailers))  # the first of each key
+    change = Change(
+        commit=sha.strip(),
+        action=found.get("grayops-action") or None,
+        reason=found.get("grayops-reason") or subject or None,
+        author=f"{author} <{email}>" if author or email else None,
+        committer=f"{committer} <{committer_email}>" if committer or committer_email else None,
+        trailers=tuple(trailers),
+    )
+    # who asked: a Requested-By trailer is trusted in grayops's own commits only; in a human's it is a claim
+    by = (found.get("requested-by") if is_own(change, own) else None) or author or None
+    return replace(change, by=by), names
+
+
+def _take_record(record: str, wanted: set[str], found: dict[str, Change], own: tuple[str, str]) -> None:
+    if record.count("\x1f") < 7:
+        return
+    change, names = _parse_record(record, own)
     for name in names.split("\0"):
         name = name.lstrip("\n")
         if name in wanted and name not in found:
-            found[name] = Change(
-                commit=sha,
-                by=trailers.get("requested-by") or author or None,
-                action=trailers.get("grayops-action") or None,
-                reason=trailers.get("grayops-reason") or subject or None,
-            )
+            found[name] = change
 
 
 def _message(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:

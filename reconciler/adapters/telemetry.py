@@ -5,8 +5,11 @@ health, fed from the values the shell already has (each tick's `Decision`s, aler
 Must not: decide anything, or block the tick (it only updates in-memory metrics).
 
 Metrics:
-- `version_upgrade_success_rate{plugin}`: succeeded / finished rollouts seen by this process;
-  `version_upgrade_rollouts_total{plugin,result}` (succeeded, rolled_back, failed) behind it
+- `version_upgrade_success_rate{plugin}`: succeeded / finished rollouts, from reports/ at start (so a restart
+  or a failover keeps it) and then as rollouts finish; `version_upgrade_rollouts_total{plugin,result}`
+  (succeeded, rolled_back, failed) behind it
+- `version_upgrade_instance_success_rate{plugin}`: instances upgraded and kept / instances upgraded (succeeded,
+  failed or rolled back) in those rollouts; `version_upgrade_instances_total{plugin,result}` (also skipped)
 - `version_upgrade_batch_duration_minutes{plugin}` (histogram): start to end of each batch that passed or failed
 - `version_rollback_duration_ms{plugin}` (histogram): start to end of each rollback, verified
 - `version_upgrade_alert_total{plugin,type}`: alerts raised, by kind (`plugin="*"` for fleet-wide ones)
@@ -22,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -31,6 +34,7 @@ from reconciler.adapters.httpserver import TEXT, BackgroundServer, Reply
 from reconciler.core.effects import Alert
 from reconciler.core.engine import Decision
 from reconciler.core.model import Phase, RolloutState
+from reconciler.core.report import INSTANCE_RESULTS, Outcome, outcome, read_outcome
 
 _RESULTS = {Phase.SUCCEEDED: "succeeded", Phase.ROLLED_BACK: "rolled_back", Phase.FAILED: "failed"}
 BATCH_MINUTES = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 120)
@@ -50,12 +54,19 @@ class Telemetry:
         self._last_tick: float | None = None
         self._in_force = False
         self._finished: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_RESULTS.values(), 0))
+        self._upgraded: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(INSTANCE_RESULTS.values(), 0))
+        self._counted: set[str] = set()  # rollout ids already counted (seen finishing, or read from a report)
         self._gauged: dict[str, set[tuple[str, ...]]] = defaultdict(set)  # plugin -> label sets of live gauges
         r = self.registry
         self.success_rate = Gauge("version_upgrade_success_rate", "Succeeded / finished rollouts of the plugin.",
                                   ["plugin"], registry=r)
         self.rollouts = Counter("version_upgrade_rollouts", "Finished rollouts by result.", ["plugin", "result"],
                                 registry=r)
+        self.instance_success_rate = Gauge("version_upgrade_instance_success_rate",
+                                           "Instances upgraded and kept / instances upgraded, in finished rollouts.",
+                                           ["plugin"], registry=r)
+        self.instances = Counter("version_upgrade_instances", "Instances of finished rollouts by result.",
+                                 ["plugin", "result"], registry=r)
         self.batch_minutes = Histogram("version_upgrade_batch_duration_minutes",
                                        "Minutes from a batch's start to its end (passed or failed).", ["plugin"],
                                        buckets=BATCH_MINUTES, registry=r)
@@ -107,10 +118,9 @@ class Telemetry:
             if isinstance(effect, Alert):
                 self.alert(plugin, effect.kind)
         for transition in decision.transitions:
-            result = _RESULTS.get(transition.phase)
             after = transition.state or state
-            if result is not None and after.finished == now:
-                self._finish(plugin, result)
+            if transition.phase in _RESULTS and after.finished == now:
+                self.finished(outcome(after))
             if transition.phase in (Phase.ROLLED_BACK, Phase.FAILED) and len(after.history) >= 2 \
                     and after.history[-2].phase is Phase.ROLLING_BACK:
                 began = after.history[-2].at
@@ -120,11 +130,32 @@ class Telemetry:
                 self.batch_minutes.labels(plugin).observe((batch.ended - batch.started).total_seconds() / 60)
         self._in_flight(state)
 
-    def _finish(self, plugin: str, result: str) -> None:
-        self.rollouts.labels(plugin, result).inc()
+    def count_reports(self, reports: Mapping[str, str]) -> None:
+        """Count the finished rollouts reports/ records (path -> text); each rollout is counted once."""
+        for _path, text in sorted(reports.items()):
+            found = read_outcome(text)
+            if found is not None and found.result in _RESULTS:
+                self.finished(found)
+
+    def finished(self, done: Outcome) -> None:
+        """One finished rollout, counted once by its id whether seen finishing or read from its report."""
+        with self._lock:
+            if done.rollout_id in self._counted:
+                return
+            self._counted.add(done.rollout_id)
+        plugin = done.plugin
+        self.rollouts.labels(plugin, _RESULTS[done.result]).inc()
         counts = self._finished[plugin]
-        counts[result] += 1
+        counts[_RESULTS[done.result]] += 1
         self.success_rate.labels(plugin).set(counts["succeeded"] / sum(counts.values()))
+        upgraded = self._upgraded[plugin]
+        for result, count in done.instances.items():
+            if result in upgraded and count:
+                self.instances.labels(plugin, result).inc(count)
+                upgraded[result] += count
+        tried = upgraded["succeeded"] + upgraded["failed"] + upgraded["rolled_back"]
+        if tried:
+            self.instance_success_rate.labels(plugin).set(upgraded["succeeded"] / tried)
 
     def _in_flight(self, state: RolloutState) -> None:
         """Gauges of the batch in flight, replaced as a whole: what ended is removed, not left stale."""

@@ -126,12 +126,31 @@ class MetricResult:
 
 @dataclass(frozen=True)
 class Change:
-    """Who last changed the plugin's file, from the commit's trailers (Requested-By) or its author."""
+    """A commit that changed a file: who asked for it, who wrote it, and its trailers.
+
+    `by` is who asked: the Requested-By trailer of a commit grayops made (a CLI or chat command), else the
+    git author's name; in a human's commit a Requested-By line is only a claim (README "The two-person rule").
+    """
 
     commit: str
     by: str | None = None
     action: str | None = None
     reason: str | None = None
+    author: str | None = None  # "Name <email>"
+    committer: str | None = None  # "Name <email>"
+    trailers: tuple[tuple[str, str], ...] = ()  # (lower-cased key, value), in order
+
+    def trailer(self, key: str) -> str | None:
+        """The first value of trailer `key` (any case), None when absent."""
+        return next((value for name, value in self.trailers if name == key.lower()), None)
+
+
+@dataclass(frozen=True)
+class RefusedApproval:
+    """An approval record the two-person rule refused (README "The two-person rule"), and why."""
+
+    record: ApprovalRecord
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -158,6 +177,7 @@ class Observations:
     blocked_clusters: Mapping[str, str] = field(default_factory=dict)  # cluster -> why it must wait (dependsOn)
     apply_errors: Mapping[str, str] = field(default_factory=dict)  # instance -> why the driver could not change it
     hold: str | None = None  # the shell must stop this rollout (e.g. a git conflict): pause with this reason
+    refused_approvals: tuple[RefusedApproval, ...] = ()  # the two-person rule refused these: alert, never count
 
 
 

@@ -325,7 +325,7 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
                 st = t.alert(st, "approval_needed", Severity.INFO, message, f"approval:{nxt.name}")
                 st = t.transition(st, Phase.AWAITING_APPROVAL, f"batch {nxt.name} awaits approval",
                                   "await-approval", nxt.name)
-            return st, False
+            return _refused_approvals(t, st, nxt.name), False
     batch = BatchState(
         index=len(st.batches),
         name=nxt.name,
@@ -343,11 +343,27 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
 
 
 def _find_approval(approvals: tuple[ApprovalRecord, ...], st: RolloutState, batch: str) -> ApprovalRecord | None:
-    for record in approvals:
-        if (record.version == st.target_version and record.batch == batch
-                and st.desired_commit.startswith(record.desired_commit)):
-            return record
-    return None
+    return next((record for record in approvals if _binds(record, st, batch)), None)
+
+
+def _binds(record: ApprovalRecord, st: RolloutState, batch: str) -> bool:
+    """The approval is for this batch of this rollout: its version and desired commit."""
+    return (record.version == st.target_version and record.batch == batch
+            and st.desired_commit.startswith(record.desired_commit))
+
+
+def _refused_approvals(t: _Tick, st: RolloutState, batch: str) -> RolloutState:
+    """Approvals of this batch the two-person rule refused: each alerts once and is told in the reason."""
+    for refused in t.obs.refused_approvals:
+        key = f"approval-refused:{batch}:{refused.record.by}"
+        if key in st.alerts or not _binds(refused.record, st, batch):
+            continue
+        message = f"the approval by {refused.record.by} was refused: {refused.reason}"
+        st = t.alert(st, "approval_refused", Severity.WARNING,
+                     f"{st.plugin} {st.target_version} batch {batch}: {message}", key)
+        st = t.transition(st, Phase.AWAITING_APPROVAL, f"batch {batch} awaits approval; {message}",
+                          "approval-refused", batch)
+    return st
 
 
 def _advance_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:

@@ -1,15 +1,20 @@
 """Renderings of a rollout for people: the one-line summary, and the Markdown report of a finished rollout.
 
 The report covers the upgrade record teams keep by hand (date, version, environment, operator, result, note)
-plus the batches with their instances, times and verdict values, the rollbacks and the approvals.
+plus the batches with their instances, times and verdict values, the rollbacks and the approvals. Its YAML
+front matter (plugin, version, rolloutId, result, instance counts) is what `read_outcome` reads back, e.g. for
+the success rate of a restarted reconciler.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+
+import yaml
 
 from reconciler.core.model import BatchState, Phase, RolloutState, Step, fmt_time
 from reconciler.core.timing import human_duration
@@ -63,6 +68,64 @@ def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
 
 def report_path(state: RolloutState) -> str:
     return f"reports/{state.plugin}/{state.target_version}-{state.rollout_id}.md"
+
+
+# How a finished rollout's instance counts toward the success rate (README "grayops' own metrics"):
+# verified and kept (succeeded), failed, put back (rolled_back), or left alone (skipped; not an upgrade).
+INSTANCE_RESULTS = {Step.DONE: "succeeded", Step.FAILED: "failed", Step.ROLLBACK_FAILED: "failed",
+                    Step.ROLLED_BACK: "rolled_back", Step.SKIPPED: "skipped"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished rollout ended, as its report's front matter records it."""
+
+    plugin: str
+    rollout_id: str
+    result: Phase  # Succeeded, RolledBack or Failed
+    instances: Mapping[str, int]  # INSTANCE_RESULTS value -> how many
+
+
+def outcome(state: RolloutState) -> Outcome:
+    counts = dict.fromkeys(dict.fromkeys(INSTANCE_RESULTS.values()), 0)
+    for inst in state.instances.values():
+        if inst.step in INSTANCE_RESULTS:
+            counts[INSTANCE_RESULTS[inst.step]] += 1
+    return Outcome(state.plugin, state.rollout_id, state.phase, counts)
+
+
+def _front_matter(state: RolloutState) -> str:
+    """A YAML header that tools (and a restarted reconciler's metrics) read without parsing the tables."""
+    done = outcome(state)
+    counts = ", ".join(f"{result}: {count}" for result, count in done.instances.items())
+    return (f"---\nplugin: {state.plugin}\nversion: \"{state.target_version}\"\nrolloutId: \"{state.rollout_id}\"\n"
+            f"result: {state.phase.value}\nfinished: {_time(state.finished)}\ninstances: {{{counts}}}\n---\n")
+
+
+def read_outcome(text: str) -> Outcome | None:
+    """The outcome a report records: its front matter, or for a report written before it had one, its title,
+    record table and instance table. None when the text is not a finished rollout's report."""
+    if text.startswith("---\n"):
+        try:
+            head = yaml.safe_load(text[4:].split("\n---\n", 1)[0])
+            return Outcome(str(head["plugin"]), str(head["rolloutId"]), Phase(head["result"]),
+                           {str(k): int(v) for k, v in dict(head["instances"]).items()})
+        except (yaml.YAMLError, KeyError, ValueError, TypeError):
+            return None
+    return _outcome_from_tables(text)
+
+
+def _outcome_from_tables(text: str) -> Outcome | None:
+    title = re.match(r"# (\S+) \S+: (\w+)\n", text)
+    rollout = re.search(r"^\| Rollout \| `([0-9a-f]+)`", text, flags=re.M)
+    if title is None or rollout is None or title.group(2) not in {p.value for p in Phase if p.terminal}:
+        return None
+    counts = dict.fromkeys(dict.fromkeys(INSTANCE_RESULTS.values()), 0)
+    table = text.split("\n## Instances\n", 1)[-1].split("\n## ", 1)[0]
+    for row in re.finditer(r"^\| [^|]+ \| [^|]+ \| [^|]+ \| (\w+) \|", table, flags=re.M):
+        if row.group(1) in {s.value for s in INSTANCE_RESULTS}:
+            counts[INSTANCE_RESULTS[Step(row.group(1))]] += 1
+    return Outcome(title.group(1), rollout.group(1), Phase(title.group(2)), counts)
 
 
 def _time(value: datetime | None) -> str:
@@ -146,4 +209,4 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
     lines += [f"- batch {name}: approved by {by}" for name, by in granted] or ["- none required"]
     lines += ["", "## Timeline", ""]
     lines += [f"- {_time(h.at)} **{h.phase.value}** {h.reason}" for h in state.history]
-    return "\n".join(lines) + "\n"
+    return _front_matter(state) + "\n".join(lines) + "\n"

@@ -457,14 +457,38 @@ class AccessRule(Strict):
     tiers: list[str] = Field(default_factory=list)
 
 
+class Person(Strict):
+    """One person under every name they act by (README "The two-person rule")."""
+
+    name: str = Field(min_length=1)
+    slack: str | None = Field(None, description="Slack user ID, e.g. U0OPS1")
+    emails: list[str] = Field(default_factory=list, description="git author and committer emails")
+    aliases: list[str] = Field(default_factory=list, description="git author names and --as names")
+
+
 class Access(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Access"]
     rules: list[AccessRule] = Field(default_factory=list)
+    people: list[Person] = Field(
+        default_factory=list,
+        description="each person's Slack user ID, git emails and names: every rule about a person (the two-person "
+                    "rule) knows them by any of these")
     identities: dict[str, list[str]] = Field(
         default_factory=dict,
-        description="Slack user ID -> the other names this person commits under (git author name, --as name); "
-                    "an approval from any of them of a version this person committed is refused (two-person rule)")
+        description="deprecated, use people: Slack user ID -> the other names this person commits under")
+
+    @field_validator("people")
+    @classmethod
+    def _one_person_per_name(cls, people: list[Person]) -> list[Person]:
+        owner: dict[str, int] = {}
+        for index, person in enumerate(people):
+            for key in dict.fromkeys(k for k in (person.name, person.slack, *person.emails, *person.aliases) if k):
+                folded = " ".join(key.split()).casefold()
+                first = owner.setdefault(folded, index)
+                if first != index:
+                    raise ValueError(f"{key} is listed for both {people[first].name} and {person.name}")
+        return people
 
 
 class ApprovalRecord(Strict):
