@@ -87,6 +87,24 @@ def _verdicts(batch: BatchState) -> str:
     return "; ".join(parts) or "-"
 
 
+def _rollback_took(state: RolloutState) -> str:
+    """How long the rollback took, from its start (the breach or the command) to its verified end."""
+    if state.rollback_started is None:
+        return ""
+    end = state.finished or state.updated
+    took = f"; the rollback took {human_duration((end - state.rollback_started).total_seconds())}"
+    if "rollback-slow" in state.alerts:
+        took += " (longer than the deadline: rollback_slow alerted)"
+    return took
+
+
+def _took(batch: BatchState) -> str:
+    took = _duration(batch.started, batch.ended)
+    if batch.waited_seconds:
+        took += f" (waited {human_duration(batch.waited_seconds)} for dependencies)"
+    return took
+
+
 def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] | None = None,
                   approvals: Mapping[str, str] | None = None) -> str:
     """Markdown for reports/<plugin>/<version>-<rolloutId>.md.
@@ -121,7 +139,7 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         approved = batch.approved_by or approvals.get(batch.name) or "-"
         lines.append(
             f"| {batch.index + 1} | {batch.name} | {len(batch.instances)} | {_time(batch.started)} | "
-            f"{_time(batch.ended)} | {_duration(batch.started, batch.ended)} | {batch.phase.value} | {approved} | "
+            f"{_time(batch.ended)} | {_took(batch)} | {batch.phase.value} | {approved} | "
             f"{_verdicts(batch)} |"
         )
     if not state.batches:
@@ -137,7 +155,8 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
     if rolled or state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):
         failed = [iid for iid in rolled if state.instances[iid].step is Step.ROLLBACK_FAILED]
         lines.append(f"- Rolled back {len(rolled) - len(failed)} instance(s), {len(failed)} failed, "
-                     f"asked by {state.rollback_by or 'grayops'}; rollbacks since the last success: {state.rollbacks}")
+                     f"asked by {state.rollback_by or 'grayops'}; rollbacks since the last success: {state.rollbacks}"
+                     + _rollback_took(state))
     else:
         lines.append("- none")
     lines += ["", "## Approvals", ""]
