@@ -7,8 +7,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout"]
-COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout")
+ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout", "retry"]
+COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout", "retry")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 USAGE: dict[ChatCommand, str] = {
@@ -17,6 +17,7 @@ USAGE: dict[ChatCommand, str] = {
     "rollback": "`/rollback <plugin> [reason]` roll back fast to the last good version (reverts spec.version)",
     "approve": "`/approve <plugin> [batch]` approve the batch waiting for it (or the one named)",
     "rollout": "`/rollout [plugin]` phase, batch n of m, last verdicts, who paused and why",
+    "retry": "`/retry <plugin> [reason]` run again what failed: the failed batch, or a failed rollback",
 }
 HELP = "grayops commands:\n" + "\n".join(f"• {line}" for line in USAGE.values())
 
@@ -58,7 +59,7 @@ def parse(slash: str, text: str) -> Request | None:
     plugin, rest = words[0], words[1:]
     if not _NAME.match(plugin):
         raise Usage(f"{plugin!r} is not a plugin name. Usage: {USAGE[command]}")
-    if command in ("pause", "rollback"):
+    if command in ("pause", "rollback", "retry"):
         return Request(command, plugin, reason=" ".join(rest) or None)
     if command == "approve":
         if len(rest) > 1 or (rest and not _NAME.match(rest[0])):

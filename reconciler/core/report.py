@@ -6,12 +6,15 @@ plus the batches with their instances, times and verdict values, the rollbacks a
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler.core.fleet import Fleet
 from reconciler.core.model import BatchState, Phase, RolloutState, Step, fmt_time
+from reconciler.core.plan import PlannedBatch, cut, order_instances, select_instances
 from reconciler.core.timing import human_duration
 
 
@@ -29,11 +32,17 @@ class Summary:
     reason: str
     paused_by: str | None
     pause_reason: str | None
+    waiting_for: str | None = None
+
+    @property
+    def done_label(self) -> str:
+        """What `done` counts: upgraded instances, or during and after a rollback the ones rolled back."""
+        return "rolled back" if self.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK) else "done"
 
     def line(self) -> str:
         batch = f"batch {self.batch_number}/{self.batches_total} {self.batch}" if self.batch else "no batch yet"
         return (f"{self.plugin:<16} {self.phase.value:<16} {self.from_version or '-'} -> {self.target_version:<10} "
-                f"{batch:<24} {self.done}/{self.total} done  {self.reason}")
+                f"{batch:<24} {self.done}/{self.total} {self.done_label}  {self.reason}")
 
 
 def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
@@ -58,7 +67,39 @@ def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
         reason=state.reason,
         paused_by=state.paused_by,
         pause_reason=state.pause_reason,
+        waiting_for=state.waiting_for,
     )
+
+
+def _unstarted(fleet: Fleet, state: RolloutState) -> list[PlannedBatch]:
+    """The plan of the batches the rollout has not started, from the revision in force (none when the plugin has
+    moved on to another version)."""
+    plugin = fleet.plugins.get(state.plugin)
+    if plugin is None or plugin.spec.version != state.target_version:
+        return []
+    policy = fleet.policies[plugin.spec.policy]
+    assigned = {iid for batch in state.batches for iid in batch.instances}
+    return cut(order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy), policy.batches,
+               assigned)
+
+
+def batches_total(fleet: Fleet, state: RolloutState) -> int:
+    """Started batches plus the plan of the rest (as the reconciler counts them)."""
+    return len(state.batches) + len(_unstarted(fleet, state))
+
+
+def pending_batches(fleet: Fleet, state: RolloutState) -> list[PlannedBatch]:
+    """The batches still to come of a rollout in flight (a finished rollout has none left to come)."""
+    return [] if state.phase.terminal else _unstarted(fleet, state)
+
+
+_FINISHED = re.compile(r"^\| Date \| \S+ to (\S+) ", re.M)
+
+
+def report_finished(text: str) -> str:
+    """When the rollout of a report finished (its Date line; ISO UTC, so it sorts by time), or "" when unknown."""
+    match = _FINISHED.search(text)
+    return match.group(1) if match and match.group(1) != "-" else ""
 
 
 def report_path(state: RolloutState) -> str:
