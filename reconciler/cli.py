@@ -311,17 +311,24 @@ def _fetched_clone(repo: str) -> tuple[str, str] | None:
     return ref, remote
 
 
+def _read_records(source: str, fetch: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """(the fleet's files, its status/ and reports/ files); a local clone is fetched first unless `fetch` is off.
+    Raises GitError."""
+    from reconciler.adapters.snapshot import read_ref
+
+    fetched = _fetched_clone(source) if fetch else None
+    files = read_ref(Path(source), fetched[0]) if fetched else _read_fleet_files(source)
+    return files, _status_files(source, files, fetched[1] if fetched else None)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
-    from reconciler.adapters.snapshot import read_ref
     from reconciler.shell import load_status
 
     # --workdir is the reconciler's own clone, read as it stands; a human's local clone is fetched first.
     source = str(Path(args.workdir) / "repo") if args.workdir else args.repo
     try:
-        fetched = None if args.workdir else _fetched_clone(source)
-        files = read_ref(Path(source), fetched[0]) if fetched else _read_fleet_files(source)
-        records = _status_files(source, files, fetched[1] if fetched else None)
+        files, records = _read_records(source, fetch=not args.workdir)
     except GitError as err:
         return _fail(str(err))
     states = {}
@@ -392,8 +399,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reconciler.shell import load_status
 
     try:
-        files = _read_fleet_files(args.repo)
-        records = _status_files(args.repo, files)
+        _, records = _read_records(args.repo)
     except GitError as err:
         return _fail(str(err))
     # in the order the rollouts finished (a version string such as 1.10.0 does not sort after 1.9.0)

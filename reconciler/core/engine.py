@@ -238,6 +238,9 @@ def _pause_or_resume(t: _Tick, st: RolloutState) -> RolloutState:
 
 def _hold(t: _Tick, st: RolloutState, reason: str, alert_kind: str) -> RolloutState:
     """The engine pauses by itself and records it in git as spec.paused, so /resume is how a human goes on."""
+    if "grayops " not in reason:  # name the commands that decide, unless the reason already does
+        reason += f"; a human must decide: grayops resume {st.plugin}" + (
+            f", or grayops rollback {st.plugin}" if st.from_version else "")
     st = t.alert(st, alert_kind, Severity.CRITICAL, f"{st.plugin} {st.target_version}: {reason}",
                  f"{alert_kind}:{len(st.batches)}:{reason}")
     st = replace(_stop_waiting(t, st), paused_by=ENGINE, pause_reason=reason, paused_at=t.now,

@@ -378,3 +378,13 @@ def test_an_unreachable_instance_is_not_drift() -> None:
     decision = decide(mid.state, desired("1.6.0"), replace(seen, instances=gone), mid.now)
     assert "drift" not in [e.kind for e in decision.effects if isinstance(e, Alert)]
     assert not [e for e in decision.effects if isinstance(e, SetVersion) and e.instance == "canary-1/plugins"]
+
+
+def test_every_hold_for_a_human_names_the_commands_that_decide() -> None:
+    state, world, now = installed("1.5.0")
+    world.query_error = True
+    held = run(desired("1.6.0"), world, state, now)
+    assert held.state is not None and held.state.phase is Phase.PAUSED
+    assert "a human must decide: grayops resume billing, or grayops rollback billing" in held.state.reason
+    alert = next(e for e in held.effects if isinstance(e, Alert) and e.kind == "metrics_error")
+    assert "grayops resume billing" in alert.message
