@@ -164,9 +164,11 @@ class Reconciler:
         observed = self._observe(fleet, runtime, desired)
         versions = {name: d.version for name, d in desired.items()}
         decisions: dict[str, Decision] = {}
-        for name, want in desired.items():
+        for name in _dependencies_first(desired):  # so a waiting rollout sees where its dependencies stand now
+            want = desired[name]
             results = self._results.pop(name, _Results())
-            situations = {dep: situation(self.states.get(dep), versions.get(dep)) for dep in want.depends_on}
+            situations = {dep: situation(decisions[dep].state if dep in decisions else self.states.get(dep),
+                                         versions.get(dep)) for dep in want.depends_on}
             obs = Observations(
                 instances=observed[name],
                 checks=tuple(results.checks),
@@ -446,6 +448,22 @@ class Reconciler:
         if self._remote_error is not None:
             log.info("git remote reachable again; pushing %d commit(s)", self.repo.unpushed())
         self._remote_error = None
+
+
+def _dependencies_first(desired: Mapping[str, Desired]) -> list[str]:
+    """Plugin names with each one's dependencies (dependsOn) before it; cycles are refused by validation."""
+    ordered: dict[str, None] = {}
+
+    def visit(name: str, path: frozenset[str]) -> None:
+        if name in ordered or name in path or name not in desired:
+            return
+        for dep in desired[name].depends_on:
+            visit(dep, path | {name})
+        ordered[name] = None
+
+    for name in desired:
+        visit(name, frozenset())
+    return list(ordered)
 
 
 def _retries(files: Mapping[str, str]) -> dict[str, tuple[RetryRecord, ...]]:
