@@ -32,7 +32,6 @@ class Summary:
     reason: str
     paused_by: str | None
     pause_reason: str | None
-    waiting_for: str | None = None
 
     @property
     def done_label(self) -> str:
@@ -67,7 +66,6 @@ def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
         reason=state.reason,
         paused_by=state.paused_by,
         pause_reason=state.pause_reason,
-        waiting_for=state.waiting_for,
     )
 
 
