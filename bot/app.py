@@ -35,7 +35,7 @@ from reconciler.core.text import one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
 
-SLASH_COMMANDS = ("/pause", "/resume", "/rollback", "/approve", "/rollout")
+SLASH_COMMANDS = ("/pause", "/resume", "/rollback", "/approve", "/rollout", "/retry")
 EVENTS_PATH = "/slack/events"
 
 
@@ -94,7 +94,7 @@ def create_app(backend: Backend, client: WebClient, signing_secret: str | None,
 
     for slash in SLASH_COMMANDS:
         app.command(slash)(on_command)
-    app.action(re.compile(rf"^{ACTION_PREFIX}(pause|resume|rollback|approve)$"))(on_button)
+    app.action(re.compile(rf"^{ACTION_PREFIX}(pause|resume|rollback|approve|retry)$"))(on_button)
     return app, service
 
 

@@ -13,8 +13,8 @@ from typing import Literal
 
 from reconciler.core.text import REASON_LIMIT, one_line, slack_escape
 
-ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout"]
-COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout")
+ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout", "retry"]
+COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout", "retry")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_TEXT = 300  # characters of a command's text: a plugin name, a batch name or a reason, quoted or not
 
@@ -24,6 +24,7 @@ USAGE: dict[ChatCommand, str] = {
     "rollback": "`/rollback <plugin> [reason]` roll back fast to the last good version (reverts spec.version)",
     "approve": "`/approve <plugin> [batch]` approve the batch waiting for it (or the one named)",
     "rollout": "`/rollout [plugin]` phase, batch n of m, last verdicts, who paused and why",
+    "retry": "`/retry <plugin> [reason]` run again what failed: the failed batch, or a failed rollback",
 }
 HELP = "grayops commands:\n" + "\n".join(f"• {line}" for line in USAGE.values())
 
@@ -68,7 +69,7 @@ def parse(slash: str, text: str) -> Request | None:
     plugin, rest = words[0], words[1:]
     if not _NAME.match(plugin):
         raise Usage(f"{_shown(plugin)} is not a plugin name. Usage: {USAGE[command]}")
-    if command in ("pause", "rollback"):
+    if command in ("pause", "rollback", "retry"):
         reason = one_line(" ".join(rest), MAX_TEXT)
         if len(reason) > REASON_LIMIT:
             raise Usage(f"the reason is too long ({len(reason)} characters, at most {REASON_LIMIT}). "

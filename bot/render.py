@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core.effects import Event
+from reconciler.core.engine import retry_point
 from reconciler.core.model import Phase, RolloutState, Severity
 from reconciler.core.text import slack_escape
 
@@ -59,6 +60,8 @@ def summary(state: RolloutState, batches_total: int) -> str:
     """Plain lines, for /rollout and as the notification text of the rollout message."""
     lines = [f"{PHASE_ICON[state.phase]} *{title(state)}* — {state.phase.value}: {slack_escape(state.reason)}",
              batch_line(state, batches_total), verdicts_line(state)]
+    if state.waiting_for:
+        lines.insert(2, f":hourglass: waiting for {state.waiting_for}")
     paused = paused_line(state)
     if paused:
         lines.append(paused)
@@ -81,9 +84,10 @@ def rollout_message(state: RolloutState, batches_total: int) -> tuple[str, list[
 
 
 def _buttons(state: RolloutState) -> list[Block]:
-    if state.phase.terminal or state.phase is Phase.ROLLING_BACK:
-        return []
     plugin = state.plugin
+    retry = [_button("retry", "Retry", plugin, "primary")] if retry_point(state) is not None else []
+    if state.phase.terminal or state.phase is Phase.ROLLING_BACK:
+        return retry
     buttons: list[Block] = []
     if state.phase is Phase.PAUSED:
         buttons.append(_button("resume", "Resume", plugin, "primary"))
@@ -91,6 +95,7 @@ def _buttons(state: RolloutState) -> list[Block]:
         buttons.append(_button("pause", "Pause", plugin))
     if state.phase is Phase.AWAITING_APPROVAL:
         buttons.append(_button("approve", "Approve", plugin, "primary"))
+    buttons += retry
     if state.from_version:
         rollback = _button("rollback", "Roll back", plugin, "danger")
         rollback["confirm"] = {

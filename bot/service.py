@@ -29,7 +29,7 @@ from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.commands import CommandRefused, run_command
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState
-from reconciler.core.plan import cut, order_instances, select_instances
+from reconciler.core.report import batches_total
 from reconciler.core.text import NAME_LIMIT, one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
@@ -39,7 +39,8 @@ COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome
 DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
 
 USER_ID_LIMIT = 40  # Slack user IDs are about 11 characters
-VERB = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked", "approve": "approved"}
+VERB = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked", "approve": "approved",
+        "retry": "retry asked"}
 
 
 @dataclass(frozen=True)
@@ -237,17 +238,6 @@ class Service:
             else:
                 lines.append(f"{title(state)}: {state.phase.value}, {batch_line(state, batches_total(fleet, state))}")
         return "\n".join(lines) or "no plugins in the fleet repository"
-
-
-def batches_total(fleet: Fleet, state: RolloutState) -> int:
-    """Started batches plus the plan of the rest (as the reconciler counts them)."""
-    plugin = fleet.plugins.get(state.plugin)
-    if plugin is None or plugin.spec.version != state.target_version:
-        return len(state.batches)
-    policy = fleet.policies[plugin.spec.policy]
-    assigned = {iid for batch in state.batches for iid in batch.instances}
-    ordered = order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy)
-    return len(state.batches) + len(cut(ordered, policy.batches, assigned))
 
 
 def payload_user(body: dict[str, Any]) -> User:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from bot.host import HostedBot
     from reconciler.adapters.kube.lease import LeaderElector
     from reconciler.core.fleet import Fleet
+    from reconciler.core.model import RolloutState
     from reconciler.shell import Reconciler
 
 log = logging.getLogger("grayops")
@@ -42,6 +43,7 @@ examples:
   grayops status --repo ./fleet billing
   grayops pause billing --repo ./fleet --reason "incident 42" --as alice
   grayops approve billing --batch wave-2 --as bob --repo ./fleet
+  grayops retry billing --repo ./fleet --as bob --reason "fault fixed"    run a failed batch again
 """
 
 
@@ -260,30 +262,74 @@ def _read_fleet_files(repo: str) -> dict[str, str]:
     return read_repo(repo)
 
 
-def _status_files(repo: str, files: dict[str, str]) -> dict[str, str]:
-    """status/ files: from the same files, or from the status branch grayops.yaml names."""
+def _status_files(repo: str, files: dict[str, str], remote: str | None = None) -> dict[str, str]:
+    """status/ files: from the same files, or from the status branch grayops.yaml names (read at `remote`'s copy
+    of it when the repository is a local clone that was fetched)."""
     import yaml
 
-    from reconciler.adapters.snapshot import read_repo
+    from reconciler.adapters.snapshot import read_ref, read_repo
 
     try:
         settings = yaml.safe_load(files.get("grayops.yaml", "")) or {}
         branch = ((settings.get("status") or {}).get("branch")) if isinstance(settings, dict) else None
     except yaml.YAMLError:
         branch = None
-    source = read_repo(repo, branch=branch) if branch else files
+    if branch and remote:
+        source = read_ref(Path(repo), f"{remote}/{branch}")
+    else:
+        source = read_repo(repo, branch=branch) if branch else files
     return {p: t for p, t in source.items() if p.startswith(("status/", "reports/"))}
+
+
+def _fetched_clone(repo: str) -> tuple[str, str] | None:
+    """A local clone is fetched and read at its remote's copy of the checked-out branch (its upstream, else
+    origin's branch of the same name), where the reconciler pushes status: (that ref, the remote). None for
+    anything else, or when it cannot be fetched: the clone is then read as it is on disk, and stderr says so."""
+    import subprocess
+
+    from reconciler.adapters.snapshot import is_worktree
+
+    if not (Path(repo).is_dir() and is_worktree(repo)):
+        return None
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    branch = git("branch", "--show-current")
+    remotes = (git("remote") or "").split()
+    remote = git("config", f"branch.{branch}.remote") or ("origin" if "origin" in remotes else None)
+    if not branch or remote is None:
+        print(f"grayops: {repo} is read as it is on disk (no remote to fetch)", file=sys.stderr)
+        return None
+    if git("fetch", "--quiet", remote) is None:
+        print(f"grayops: {repo} is read as it is on disk ({remote} could not be fetched)", file=sys.stderr)
+        return None
+    ref = git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}") or f"{remote}/{branch}"
+    if git("rev-parse", "--verify", "--quiet", ref) is None:
+        print(f"grayops: {repo} is read as it is on disk ({ref} does not exist)", file=sys.stderr)
+        return None
+    return ref, remote
+
+
+def _read_records(source: str, fetch: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """(the fleet's files, its status/ and reports/ files); a local clone is fetched first unless `fetch` is off.
+    Raises GitError."""
+    from reconciler.adapters.snapshot import read_ref
+
+    fetched = _fetched_clone(source) if fetch else None
+    files = read_ref(Path(source), fetched[0]) if fetched else _read_fleet_files(source)
+    return files, _status_files(source, files, fetched[1] if fetched else None)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
-    from reconciler.core.report import summarize
     from reconciler.shell import StatusUnreadable, load_status
 
+    # --workdir is the reconciler's own clone, read as it stands; a human's local clone is fetched first.
     source = str(Path(args.workdir) / "repo") if args.workdir else args.repo
     try:
-        files = _read_fleet_files(source)
-        records = _status_files(source, files)
+        files, records = _read_records(source, fetch=not args.workdir)
     except GitError as err:
         return _fail(str(err))
     refused = _refused_errors(files)
@@ -313,16 +359,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _said_refused(refused) or (1 if unreadable else 0)
     if not states and not unreadable:
         print("no rollout recorded yet")
+    fleet = _fleet_of(files)
     for _name, state in sorted(states.items()):
-        print(summarize(state).line())
-        if args.plugin:
-            for batch in state.batches:
-                verdicts = ", ".join(f"{m.name}={m.last.value if m.last and m.last.value is not None else '-'}"
-                                     f" {m.last.verdict.value if m.last else ''}" for m in batch.metrics)
-                print(f"  batch {batch.name:<10} {batch.phase.value:<9} {len(batch.instances):>4} instance(s)  "
-                      f"{verdicts}")
-            if state.paused_at:
-                print(f"  paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}")
+        _print_status(state, fleet, detail=bool(args.plugin))
     return _said_refused(refused) or (1 if unreadable else 0)
 
 
@@ -346,17 +385,52 @@ def _said_refused(errors: tuple[str, ...]) -> int:
                  "force, and pause and rollback still act on the plugin they name:\n  " + "\n  ".join(errors))
 
 
+def _fleet_of(files: dict[str, str]) -> Fleet | None:
+    """The revision's fleet, for the plan of what is left; None when it is invalid (started batches only)."""
+    from policies import builtin_policies
+    from reconciler.core.fleet import FleetInvalid, load_fleet
+
+    try:
+        return load_fleet(files, builtin_policies())
+    except FleetInvalid:
+        return None
+
+
+def _print_status(state: RolloutState, fleet: Fleet | None, detail: bool) -> None:
+    """One line per rollout (batch n of the planned total); with `detail`, every batch, the ones to come too."""
+    from reconciler.core.report import batches_total, pending_batches, summarize
+
+    print(summarize(state, batches_total(fleet, state) if fleet else None).line())
+    if state.waiting_for:
+        print(f"  waiting for {state.waiting_for}")
+    if not detail:
+        return
+    for batch in state.batches:
+        verdicts = ", ".join(f"{m.name}={_number(m.last.value if m.last else None)}"
+                             f" {m.last.verdict.value if m.last else ''}" for m in batch.metrics)
+        print(f"  batch {batch.name:<10} {batch.phase.value:<9} {len(batch.instances):>4} instance(s)  {verdicts}")
+    for planned in pending_batches(fleet, state) if fleet else ():
+        print(f"  batch {planned.name:<10} {'Pending':<9} {len(planned.instances):>4} instance(s)")
+    if state.paused_at:
+        print(f"  paused by {state.paused_by or 'unknown'}: {state.pause_reason or 'no reason given'}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
-    from reconciler.core.report import report_path
+    from reconciler.core.report import report_finished, report_path
     from reconciler.shell import StatusUnreadable, load_status
 
     try:
-        files = _read_fleet_files(args.repo)
-        records = _status_files(args.repo, files)
+        _, records = _read_records(args.repo)
     except GitError as err:
         return _fail(str(err))
-    reports = sorted(p for p in records if p.startswith(f"reports/{args.plugin}/"))
+    # in the order the rollouts finished (a version string such as 1.10.0 does not sort after 1.9.0)
+    reports = sorted((p for p in records if p.startswith(f"reports/{args.plugin}/")),
+                     key=lambda p: (report_finished(records[p]), p))
     if not reports:
         return _fail(f"no report for {args.plugin!r} yet (reports are written when a rollout ends)")
     chosen = reports[-1]
@@ -558,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", help="the reconciler's own clone and sim state (default: under ~/.local/state)")
     run.add_argument("--once", action="store_true",
                      help="exit once nothing is progressing (every rollout succeeded, rolled back, failed, paused, "
-                          "awaiting approval or waiting for a window)")
+                          "awaiting approval, waiting for a window, or waiting for a dependency that is)")
     run.add_argument("--interval", type=float, default=1.0, help="seconds between ticks (default: 1)")
     run.add_argument("--poll", type=float, default=None,
                      help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
@@ -604,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("pause", "stop starting new work (commits spec.paused: true)"),
                        ("resume", "continue where it stopped (commits spec.paused: false)"),
                        ("rollback", "roll back fast to the last good version (commits the revert of spec.version)"),
-                       ("approve", "approve a batch that needs it (commits approvals/<plugin>.yaml)")):
+                       ("approve", "approve a batch that needs it (commits approvals/<plugin>.yaml)"),
+                       ("retry", "run again what failed: the failed batch of a Failed rollout or of one paused after "
+                                 "it, or a failed rollback (commits a retry record in approvals/<plugin>.yaml)")):
         p = sub.add_parser(name, help=text, description=text.capitalize() + ". A command that changes nothing "
                            "makes no commit.")
         p.add_argument("plugin")

@@ -1,4 +1,4 @@
-"""Commands as commits: pause, resume, rollback and approve, shared by the CLI and the chat bot.
+"""Commands as commits: pause, resume, rollback, approve and retry, shared by the CLI and the chat bot.
 
 Each command edits one human-owned file in the fleet repository (keeping its comments), commits it with
 trailers saying who asked and why, and pushes. A command that changes nothing makes no commit. When the
@@ -19,8 +19,9 @@ import yaml
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.core import yamledit
 from reconciler.core.brakes import plugin_alone
+from reconciler.core.engine import retry_point
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
-from reconciler.core.model import RolloutState, fmt_time
+from reconciler.core.model import Phase, RolloutState, fmt_time
 from reconciler.core.people import Directory, Role, conflict, version_people
 from reconciler.core.plan import cut, order_instances, select_instances
 from reconciler.core.spec import ApprovalRecord
@@ -28,7 +29,7 @@ from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
 
 log = logging.getLogger(__name__)
 
-CommandName = Literal["pause", "resume", "rollback", "approve"]
+CommandName = Literal["pause", "resume", "rollback", "approve", "retry"]
 ONCE_WINDOW = timedelta(days=1)  # how far back a repeated request is looked for (Slack's are 5 minutes old at most)
 
 
@@ -93,6 +94,16 @@ def run_command(
                 raise CommandRefused(f"no last good version is known for {plugin}; commit the version to run instead")
             files = {path: yamledit.set_field(text, ("spec", "version"), target)}
             subject, unchanged = f"roll back {plugin} to {target}", f"{plugin} is already at {target}"
+        elif command == "retry":
+            assert fleet is not None  # only brakes act at a refused HEAD
+            state, batch = _retryable(fleet, plugin, state)
+            asked = _retry_files(repo, plugin, path, text, state, batch, by, now)
+            if asked is None:
+                return CommandResult(False, f"a retry of batch {batch} of {plugin} {state.target_version} is already "
+                                            "asked for")
+            files = asked
+            subject, unchanged = f"retry {plugin} {state.target_version} batch {batch}", ""
+            extra = [("Grayops-Batch", batch), ("Desired-Commit", state.desired_commit)]
         else:
             assert fleet is not None  # only brakes act at a refused HEAD
             if state is None or state.phase.terminal:
@@ -240,6 +251,44 @@ def _accepted_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> tuple[Appro
     from reconciler.shell import judge_plugin_approvals
 
     return judge_plugin_approvals(repo, fleet, plugin)[0]
+
+
+def _retryable(fleet: Fleet, plugin: str, state: RolloutState | None) -> tuple[RolloutState, str]:
+    """The rollout and batch a retry runs again; refused when nothing failed."""
+    point = retry_point(state) if state is not None else None
+    if state is None or point is None:
+        where = f" ({state.phase.value}: {state.reason})" if state is not None else ""
+        hint = f"; grayops resume {plugin} continues a paused rollout" if state and state.phase is Phase.PAUSED else ""
+        raise CommandRefused(f"nothing failed to retry in {plugin}{where}{hint}")
+    version = fleet.plugins[plugin].spec.version
+    if version not in (state.target_version, state.from_version):
+        raise CommandRefused(f"{plugin} {version} is committed now; a retry applies to the failed rollout of "
+                             f"{state.target_version} only")
+    return state, point[0]
+
+
+def _retry_files(repo: GitRepo, plugin: str, path: str, text: str, state: RolloutState, batch: str, by: str,
+                 now: datetime) -> dict[str, str] | None:
+    """The retry record in approvals/<plugin>.yaml, bound to this rollout and this failure; and for a rollout the
+    engine paused after the failure, spec.paused back to false in the same commit. None when already asked."""
+    point = retry_point(state)
+    assert point is not None
+    failed_at = fmt_time(point[1])
+    approvals_path = f"approvals/{plugin}.yaml"
+    current = repo.read(approvals_path)
+    doc = yaml.safe_load(current) if current else None
+    if not isinstance(doc, dict):
+        doc = {"apiVersion": "grayops.dev/v1", "kind": "Approvals", "metadata": {"name": plugin}, "approvals": []}
+    records = doc.get("retries") or []
+    if any(r.get("rolloutId") == state.rollout_id and r.get("failedAt") == failed_at for r in records):
+        return None
+    records.append({"version": state.target_version, "rolloutId": state.rollout_id, "batch": batch,
+                    "failedAt": failed_at, "by": by, "at": fmt_time(now)})
+    doc["retries"] = records
+    files = {approvals_path: yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)}
+    if state.phase is Phase.PAUSED:
+        files[path] = yamledit.set_field(text, ("spec", "paused"), False)
+    return files
 
 
 def _approvals_text(text: str | None, plugin: str, state: RolloutState, batch: str, by: str,

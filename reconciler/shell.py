@@ -40,13 +40,13 @@ from reconciler.core.effects import (
     SetVersion,
     WriteReport,
 )
-from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide
+from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide, situation
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import Measurement, Phase, RolloutState, Severity, from_doc, to_doc
 from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
 from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
 from reconciler.core.report import render_report, report_path
-from reconciler.core.spec import MetricSpec, Plugin
+from reconciler.core.spec import Approvals, MetricSpec, Plugin, RetryRecord
 
 log = logging.getLogger("grayops")
 REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
@@ -161,6 +161,7 @@ class Reconciler:
         self._judged: dict[str, tuple[object, Judged]] = {}
         self._reports_seen: set[str] = set()
         self._next_report_scan = 0.0
+        self._retries: dict[str, tuple[RetryRecord, ...]] = {}
 
     # --- start ------------------------------------------------------------------------------------------------
 
@@ -228,18 +229,22 @@ class Reconciler:
         observed = self._observe(fleet, runtime, desired)
         versions = {name: d.version for name, d in desired.items()}
         decisions: dict[str, Decision] = {}
-        for name, want in desired.items():
+        for name in _dependencies_first(desired):  # so a waiting rollout sees where its dependencies stand now
+            want = desired[name]
             results = self._results.pop(name, _Results())
             accepted, refused = self._approvals(fleet, name)
+            situations = {dep: situation(decisions[dep].state if dep in decisions else self.states.get(dep),
+                                         versions.get(dep)) for dep in want.depends_on}
             obs = Observations(
                 instances=observed[name],
                 checks=tuple(results.checks),
                 metrics=tuple(results.metrics),
                 approvals=accepted,
-                blocked_clusters=blocked_clusters(want.depends_on, versions, observed),
+                blocked_clusters=blocked_clusters(want.depends_on, versions, observed, situations),
                 apply_errors=results.apply_errors,
                 hold=self._holds.pop(name, None),
                 refused_approvals=refused,
+                retries=self._retries.get(name, ()),
             )
             decisions[name] = decide(_noted(runtime, self.states.get(name)), want, obs, now)
 
@@ -257,21 +262,31 @@ class Reconciler:
         return TickReport(dict(self.states), transitions, self._refused, self._remote_error)
 
     def idle(self) -> bool:
-        """Nothing is moving: every rollout settled, nothing waiting to be judged, nothing left to push."""
+        """Nothing is moving: every rollout settled (or waiting for dependencies that are), nothing waiting to be
+        judged, nothing left to push."""
         if self.fleet is None:
             return True
-        for name, plugin in self.fleet.plugins.items():
-            state, version = self.states.get(name), plugin.spec.version
-            if state is None:
-                return False
-            if state.target_version == version:
-                if not state.phase.settled or (state.revert_pending and state.phase is Phase.ROLLED_BACK):
-                    return False  # moving, or the revert of spec.version is not in force yet
-            elif not (state.phase is Phase.ROLLED_BACK and version == state.from_version):
-                return False
+        if not all(self._held(name) for name in self.fleet.plugins):
+            return False
         if self._results:
             return False
         return self._remote_error is not None or self.repo.unpushed() == 0
+
+    def _held(self, name: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Nothing moves for this plugin without a human or a clock: its rollout is settled, or it waits for
+        dependencies (dependsOn) that are held themselves, e.g. one awaiting an approval."""
+        assert self.fleet is not None
+        state, plugin = self.states.get(name), self.fleet.plugins.get(name)
+        if state is None or plugin is None:
+            return False
+        version = plugin.spec.version
+        if state.target_version != version:
+            return state.phase is Phase.ROLLED_BACK and version == state.from_version
+        if state.phase.settled:
+            return not (state.revert_pending and state.phase is Phase.ROLLED_BACK)  # the revert is not in force yet
+        if state.waiting_for is None or name in seen:
+            return False
+        return all(self._held(dep, seen | {name}) for dep in plugin.spec.depends_on)
 
     def batch_totals(self) -> dict[str, int]:
         """How many batches each rollout has in all: the started ones plus the plan of the rest."""
@@ -329,6 +344,7 @@ class Reconciler:
             self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.notifier_builders)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
         self._good = fleet
+        self._retries = _retries(files)
         log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
                  len(fleet.settings.clusters))
 
@@ -527,6 +543,36 @@ class Reconciler:
         if self._remote_error is not None:
             log.info("git remote reachable again; pushing %d commit(s)", self.repo.unpushed())
         self._remote_error = None
+
+
+def _dependencies_first(desired: Mapping[str, Desired]) -> list[str]:
+    """Plugin names with each one's dependencies (dependsOn) before it; cycles are refused by validation."""
+    ordered: dict[str, None] = {}
+
+    def visit(name: str, path: frozenset[str]) -> None:
+        if name in ordered or name in path or name not in desired:
+            return
+        for dep in desired[name].depends_on:
+            visit(dep, path | {name})
+        ordered[name] = None
+
+    for name in desired:
+        visit(name, frozenset())
+    return list(ordered)
+
+
+def _retries(files: Mapping[str, str]) -> dict[str, tuple[RetryRecord, ...]]:
+    """`grayops retry` records, per plugin, from approvals/<plugin>.yaml of a revision already validated."""
+    found: dict[str, tuple[RetryRecord, ...]] = {}
+    for path, text in files.items():
+        if not (path.startswith("approvals/") and path.endswith((".yaml", ".yml"))) or "retries" not in text:
+            continue
+        try:
+            record = Approvals.model_validate(yaml.safe_load(text))
+        except (ValueError, yaml.YAMLError):
+            continue  # load_fleet refused it already, so it is not in force
+        found[record.metadata.name] = tuple(record.retries)
+    return found
 
 
 def _noted(runtime: Runtime, state: RolloutState | None) -> RolloutState | None:

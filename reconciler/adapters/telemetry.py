@@ -121,9 +121,10 @@ class Telemetry:
             after = transition.state or state
             if transition.phase in _RESULTS and after.finished == now:
                 self.finished(outcome(after))
-            if transition.phase in (Phase.ROLLED_BACK, Phase.FAILED) and len(after.history) >= 2 \
-                    and after.history[-2].phase is Phase.ROLLING_BACK:
-                began = after.history[-2].at
+            if transition.phase in (Phase.ROLLED_BACK, Phase.FAILED) and after.rollback_started is not None \
+                    and len(after.history) >= 2 and after.history[-2].phase is Phase.ROLLING_BACK:
+                # from the rollback's recorded start (the breach or the command), across ticks and restarts
+                began = after.rollback_started
                 self.rollback_ms.labels(plugin).observe((now - began).total_seconds() * 1000)
         for batch in state.batches:
             if batch.ended == now and any(t.batch == batch.name for t in decision.transitions):

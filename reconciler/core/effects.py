@@ -13,7 +13,7 @@ from typing import Literal
 
 from reconciler.core.model import Measurement, Phase, Severity
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import ApprovalRecord, Check, MetricSpec, PolicySpec
+from reconciler.core.spec import ApprovalRecord, Check, MetricSpec, PolicySpec, RetryRecord
 
 CheckStage = Literal["pre", "verify"]
 
@@ -169,15 +169,36 @@ class Desired:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """A cluster where a dependency (dependsOn) is not ready at its desired version yet: the plugin waits there."""
+
+    dependency: str
+    version: str | None  # the dependency's desired version
+    cluster: str
+    situation: str = ""  # where the dependency's rollout stands, e.g. "batch all awaits approval"
+
+    @property
+    def what(self) -> str:
+        """What is waited for, as status and chat show it: `auth 2.0 (batch all awaits approval)`."""
+        return f"{self.dependency} {self.version}" + (f" ({self.situation})" if self.situation else "")
+
+    @property
+    def message(self) -> str:
+        return f"{self.dependency} is not ready at {self.version} on {self.cluster} yet" + (
+            f" ({self.situation})" if self.situation else "")
+
+
+@dataclass(frozen=True)
 class Observations:
     instances: Mapping[str, InstanceObservation] = field(default_factory=dict)
     checks: tuple[CheckResult, ...] = ()
     metrics: tuple[MetricResult, ...] = ()
     approvals: tuple[ApprovalRecord, ...] = ()
-    blocked_clusters: Mapping[str, str] = field(default_factory=dict)  # cluster -> why it must wait (dependsOn)
+    blocked_clusters: Mapping[str, Blocked] = field(default_factory=dict)  # cluster -> why it must wait (dependsOn)
     apply_errors: Mapping[str, str] = field(default_factory=dict)  # instance -> why the driver could not change it
     hold: str | None = None  # the shell must stop this rollout (e.g. a git conflict): pause with this reason
     refused_approvals: tuple[RefusedApproval, ...] = ()  # the two-person rule refused these: alert, never count
+    retries: tuple[RetryRecord, ...] = ()  # `grayops retry` records of approvals/<plugin>.yaml
 
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from reconciler.core.analysis import judge, track
 from reconciler.core.effects import (
     Alert,
+    Blocked,
     CheckResult,
     CommitSpec,
     Desired,
@@ -40,10 +41,12 @@ from reconciler.core.model import (
     InstanceState,
     MetricTrack,
     Phase,
+    Reading,
     RolloutState,
     Severity,
     Step,
     Verdict,
+    fmt_time,
 )
 from reconciler.core.plan import cut, order_instances
 from reconciler.core.spec import ApprovalRecord, MetricSpec
@@ -117,6 +120,7 @@ def decide(state: RolloutState | None, desired: Desired, obs: Observations, now:
     if st is None:
         return Decision(None)
     st = _observe(tick, st)
+    st = _retry(tick, st)
     if not st.phase.terminal:
         st = _pause_or_resume(tick, st)
         st = _roll_back(tick, st) if st.phase is Phase.ROLLING_BACK else _progress(tick, st)
@@ -135,9 +139,13 @@ def _select_rollout(t: _Tick, st: RolloutState | None) -> RolloutState | None:
                          f"{d.plugin} {d.version} was rolled back; it is not retried until a new version is committed",
                          f"no-retry:{d.version}")
         return st
-    if st is not None and d.version == st.from_version and st.phase is not Phase.FAILED:
-        if st.phase is Phase.ROLLED_BACK:
-            return st  # spec.version says what runs again: nothing to do
+    if st is not None and d.version == st.from_version:
+        if st.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):
+            return st  # the rollback is under way or done: spec.version says what runs (again)
+        if st.phase is Phase.FAILED:
+            # The rollback that this set-back asked for failed: held for a human (`grayops retry`). A set-back
+            # committed after a failure is a new rollout of the old version.
+            return st if st.rollback_started is not None and not st.revert_pending else _new_rollout(t, st)
         return _begin_rollback(t, st, f"spec.version set back to {d.version} by {d.change.by or 'a commit'}"
                                + (f": {d.change.reason}" if d.change.reason else ""), d.change.by or ENGINE,
                                revert=False)
@@ -218,7 +226,7 @@ def _pause_or_resume(t: _Tick, st: RolloutState) -> RolloutState:
             return st if st.spec_paused_seen else replace(st, spec_paused_seen=True)
         by = d.change.by or "a commit"
         reason = f"paused by {by}" + (f": {d.change.reason}" if d.change.reason else "")
-        st = replace(st, paused_by=d.change.by, pause_reason=d.change.reason, paused_at=t.now,
+        st = replace(_stop_waiting(t, st), paused_by=d.change.by, pause_reason=d.change.reason, paused_at=t.now,
                      spec_paused_seen=True)
         return t.transition(st, Phase.PAUSED, reason, "pause", _batch_name(st))
     if t.obs.hold and st.phase is not Phase.PAUSED:
@@ -230,42 +238,115 @@ def _pause_or_resume(t: _Tick, st: RolloutState) -> RolloutState:
 
 def _hold(t: _Tick, st: RolloutState, reason: str, alert_kind: str) -> RolloutState:
     """The engine pauses by itself and records it in git as spec.paused, so /resume is how a human goes on."""
+    if "grayops " not in reason:  # name the commands that decide, unless the reason already does
+        reason += f"; a human must decide: grayops resume {st.plugin}" + (
+            f", or grayops rollback {st.plugin}" if st.from_version else "")
     st = t.alert(st, alert_kind, Severity.CRITICAL, f"{st.plugin} {st.target_version}: {reason}",
                  f"{alert_kind}:{len(st.batches)}:{reason}")
-    st = replace(st, paused_by=ENGINE, pause_reason=reason, paused_at=t.now, spec_paused_seen=False)
+    st = replace(_stop_waiting(t, st), paused_by=ENGINE, pause_reason=reason, paused_at=t.now,
+                 spec_paused_seen=False)
     return t.transition(st, Phase.PAUSED, f"paused: {reason}", "pause", _batch_name(st))
 
 
 def _resume(t: _Tick, st: RolloutState) -> RolloutState:
     paused_for = (t.now - st.paused_at).total_seconds() if st.paused_at else 0.0
     batch = st.current_batch
-    instances = dict(st.instances)
-    if batch is not None:
-        reopened = batch.phase is BatchPhase.FAILED  # the human takes the failed batch on: it runs again
-        for iid in batch.instances:
-            inst = instances[iid]
-            if reopened and inst.step is Step.FAILED:
-                instances[iid] = replace(inst, step=Step.PENDING, message="", requested=False)
-            else:
-                instances[iid] = replace(inst, requested=False)
-        batch = replace(
+    if batch is not None and batch.phase is BatchPhase.FAILED:
+        st = _reopen(t, st, batch)  # the human takes the failed batch on: it runs again
+    elif batch is not None:
+        st = _replace_batch(st, replace(
             batch,
-            phase=BatchPhase.UPGRADING if reopened else batch.phase,
             # the bake resumes where it stopped: time paused is no evidence
-            bake_started=None if reopened or batch.bake_started is None
-            else batch.bake_started + timedelta(seconds=paused_for),
-            ended=None,
-            reason="",
+            bake_started=None if batch.bake_started is None else batch.bake_started + timedelta(seconds=paused_for),
             paused_seconds=batch.paused_seconds + paused_for,
-            metrics=tuple(MetricTrack(m.name, m.last, 0 if reopened else m.failures, m.readings)
+            metrics=tuple(replace(m, consecutive_errors=0, no_data_since=None, inconclusives=0)
                           for m in batch.metrics),
             last_query=None,
-        )
-        st = _replace_batch(st, batch)
+        ))
+        st = replace(st, instances={**st.instances, **{iid: replace(st.instances[iid], requested=False)
+                                                       for iid in batch.instances}})
+    instances = dict(st.instances)
+    for iid in _passed_instances(st):  # a failed re-convergence is tried again (drift is seen again)
+        if instances[iid].step is Step.FAILED and instances[iid].message.startswith(_RECONVERGE):
+            instances[iid] = replace(instances[iid], step=Step.DONE, message="")
     st = replace(st, instances=instances, paused_by=None, pause_reason=None, paused_at=None,
                  spec_paused_seen=False)
     by = t.desired.change.by or "a commit"
     return t.transition(st, Phase.PROGRESSING, f"resumed by {by}", "resume", _batch_name(st))
+
+
+def _reopen(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    """Run a failed batch again: its failed instances from the start, its timeout and its bake afresh, and
+    its alerts may fire again."""
+    instances = dict(st.instances)
+    for iid in batch.instances:
+        inst = instances[iid]
+        if inst.step is Step.FAILED:
+            instances[iid] = replace(inst, step=Step.PENDING, message="", requested=False)
+        else:
+            instances[iid] = replace(inst, requested=False)
+    batch = replace(batch, phase=BatchPhase.UPGRADING, started=t.now, bake_started=None, ended=None, reason="",
+                    paused_seconds=0.0, waited_seconds=0.0, last_query=None,
+                    metrics=tuple(MetricTrack(m.name, m.last, readings=m.readings) for m in batch.metrics))
+    alerts = frozenset(key for key in st.alerts if key.startswith(("approval:", "drift:")))
+    return replace(_replace_batch(st, batch), instances=instances, alerts=alerts, finished=None)
+
+
+# --- retry --------------------------------------------------------------------------------------------------
+
+
+def retry_point(st: RolloutState) -> tuple[str, datetime] | None:
+    """What `grayops retry` runs again, as (batch, when it failed): the failed batch of a rollout that failed or
+    was paused for a human after it, or the failed rollback of a Failed rollout. None when nothing failed."""
+    if not st.batches:
+        return None
+    batch = st.batches[-1]
+    if st.phase is Phase.FAILED and st.finished is not None and (
+            batch.phase is BatchPhase.FAILED or _rollback_failed(st)):
+        return batch.name, st.finished
+    if st.phase is Phase.PAUSED and batch.phase is BatchPhase.FAILED and batch.ended is not None:
+        return batch.name, batch.ended
+    return None
+
+
+def _rollback_failed(st: RolloutState) -> bool:
+    return any(inst.step is Step.ROLLBACK_FAILED for inst in st.instances.values())
+
+
+def _retry(t: _Tick, st: RolloutState) -> RolloutState:
+    """A `grayops retry` record bound to this rollout and to this very failure runs the failed part again."""
+    point = retry_point(st)
+    if point is None:
+        return st
+    batch_name, failed_at = point
+    record = next((r for r in t.obs.retries if r.version == st.target_version and r.rollout_id == st.rollout_id
+                   and r.batch == batch_name and r.failed_at == fmt_time(failed_at)), None)
+    if record is None:
+        return st
+    st = replace(st, finished=None, paused_by=None, pause_reason=None, paused_at=None, spec_paused_seen=False)
+    if st.phase is Phase.FAILED and _rollback_failed(st):
+        instances = dict(st.instances)
+        for iid, inst in st.instances.items():
+            if inst.step is Step.ROLLBACK_FAILED:
+                assert inst.rollback_to is not None
+                t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version))
+                instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
+        again = sum(inst.step is Step.ROLLING_BACK for inst in instances.values())
+        alerts = frozenset(key for key in st.alerts if key not in ("rollback-failed", "rollback-slow"))
+        st = replace(st, instances=instances, rollback_started=t.now, alerts=alerts)
+        return t.transition(st, Phase.ROLLING_BACK, f"rollback retried by {record.by}: {again} instance(s)",
+                            "retry", batch_name)
+    st = _reopen(t, st, st.batches[-1])
+    return t.transition(st, Phase.PROGRESSING, f"batch {batch_name} retried by {record.by}", "retry", batch_name)
+
+
+def _way_forward(st: RolloutState, rollback: bool = True) -> str:
+    """The commands that decide, for every message that asks a human to."""
+    plugin = st.plugin
+    steps = [f"grayops retry {plugin}"]
+    if rollback and st.from_version:
+        steps.append(f"grayops rollback {plugin}")
+    return "a human must decide: " + ", or ".join([*steps, "commit a new version"])
 
 
 def _batch_name(st: RolloutState) -> str | None:
@@ -283,11 +364,14 @@ def _replace_batch(st: RolloutState, batch: BatchState) -> RolloutState:
 
 
 def _progress(t: _Tick, st: RolloutState) -> RolloutState:
+    if st.phase is not Phase.PAUSED:
+        st = _drift(t, st)
+    st = _reconverge(t, st)
     for _ in range(len(t.desired.policy.batches) + len(st.batches) + 2):  # a bounded number of batch moves
         batch = st.current_batch
         if batch is None:
-            if st.phase is Phase.PAUSED:
-                return st
+            if st.phase is Phase.PAUSED or _reconverging(st):
+                return st  # nothing new starts, and nothing succeeds, while drift is being re-converged
             st, started = _start_next_batch(t, st)
             if not started:
                 return st
@@ -326,6 +410,10 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
                 st = t.transition(st, Phase.AWAITING_APPROVAL, f"batch {nxt.name} awaits approval",
                                   "await-approval", nxt.name)
             return _refused_approvals(t, st, nxt.name), False
+    waiting = _waiting_on(t, [ref.id for ref in nxt.instances])
+    if waiting is not None:  # every instance of it waits for a dependency: the batch (and its timeout) waits too
+        return _wait(t, st, nxt.name, waiting), False
+    st = replace(st, waiting_for=None, waiting_since=None)
     batch = BatchState(
         index=len(st.batches),
         name=nxt.name,
@@ -378,7 +466,10 @@ def _advance_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutStat
         first = st.instances[failed[0]]
         return _fail_batch(t, st, batch, f"{len(failed)} of {len(batch.instances)} instance(s) failed "
                            f"(budget {policy.failure_budget}); {failed[0]}: {first.message}")
-    running = (t.now - batch.started).total_seconds() - batch.paused_seconds
+    if batch.phase is BatchPhase.UPGRADING:
+        st = _wait_inside(t, st, batch)
+        batch = st.batches[batch.index]
+    running = _running(t, st, batch)
     if running > policy.batch_timeout:
         st = t.alert(st, "batch_timeout", Severity.CRITICAL,
                      f"{st.plugin} {st.target_version}: batch {batch.name} has run {human_duration(running)}, "
@@ -404,6 +495,66 @@ def _bake_of(t: _Tick, batch: BatchState) -> float:
     return spec.bake if spec else 0.0
 
 
+# --- waiting for dependencies -------------------------------------------------------------------------------
+
+
+def _waiting_on(t: _Tick, instances: list[str]) -> str | None:
+    """What these instances wait for when every one of them waits for a dependency; None when any may go."""
+    found: dict[str, None] = {}
+    for iid in instances:
+        blocked = t.obs.blocked_clusters.get(cluster_of(iid))
+        if blocked is None:
+            return None
+        found[blocked.what] = None
+    return ", ".join(found) or None
+
+
+def _wait(t: _Tick, st: RolloutState, batch: str, what: str) -> RolloutState:
+    """Waiting for a dependency is shown (status, chat, the record), once per change of what it waits for."""
+    if st.waiting_for == what:
+        return st
+    phase = st.phase if st.phase in (Phase.PENDING, Phase.PROGRESSING) else (
+        Phase.PROGRESSING if st.batches else Phase.PENDING)
+    st = replace(st, waiting_for=what, waiting_since=st.waiting_since or t.now)
+    return t.transition(st, phase, f"batch {batch} waits for {what}", "wait-dependency", batch)
+
+
+def _wait_inside(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    """A started batch waits when none of its instances moves and every one still to start waits for a
+    dependency; that time is not counted against batchTimeout."""
+    steps = [st.instances[iid].step for iid in batch.instances]
+    to_start = [iid for iid, step in zip(batch.instances, steps, strict=True) if step is Step.PENDING]
+    moving = any(step in (Step.UPGRADING, Step.VERIFYING) for step in steps)
+    what = None if moving or not to_start else _waiting_on(t, to_start)
+    if what is not None:
+        return _wait(t, st, batch.name, what)
+    if st.waiting_for is None:
+        return st
+    was = st.waiting_for
+    st = _stop_waiting(t, st)
+    return t.transition(st, Phase.PROGRESSING, f"batch {batch.name} goes on: {was} is ready", "dependency-ready",
+                        batch.name)
+
+
+def _stop_waiting(t: _Tick, st: RolloutState) -> RolloutState:
+    """The wait ends: the batch in flight keeps how long it waited."""
+    if st.waiting_since is None and st.waiting_for is None:
+        return st
+    batch = st.current_batch
+    if batch is not None and st.waiting_since is not None and batch.phase is BatchPhase.UPGRADING:
+        waited = (t.now - max(st.waiting_since, batch.started)).total_seconds()
+        st = _replace_batch(st, replace(batch, waited_seconds=batch.waited_seconds + max(0.0, waited)))
+    return replace(st, waiting_for=None, waiting_since=None)
+
+
+def _running(t: _Tick, st: RolloutState, batch: BatchState) -> float:
+    """How long the batch has run, for batchTimeout: time paused or waiting for a dependency is left out."""
+    running = (t.now - batch.started).total_seconds() - batch.paused_seconds - batch.waited_seconds
+    if st.waiting_since is not None:
+        running -= (t.now - max(st.waiting_since, batch.started)).total_seconds()
+    return running
+
+
 def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
     """Move each instance of the batch one step: pre-check, upgrade (at most maxParallel at once), verify."""
     policy, target = t.desired.policy, st.target_version
@@ -416,7 +567,7 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
                 continue
             blocked = t.obs.blocked_clusters.get(cluster_of(iid))
             if blocked:
-                instances[iid] = replace(inst, message=f"waiting: {blocked}")
+                instances[iid] = replace(inst, message=f"waiting: {blocked.message}")
                 continue
             seen = t.obs.instances.get(iid)
             if seen is not None and not seen.reachable:  # do not start work on a cluster that does not answer
@@ -527,11 +678,16 @@ def _bake(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
     tracks = {m.name: m for m in batch.metrics}
     for name in specs.keys() - tracks.keys():  # the policy gained a metric mid-bake
         tracks[name] = MetricTrack(name)
+    bake_started = batch.bake_started
+    assert bake_started is not None
     for result in t.obs.metrics:
         if result.rollout_id != st.rollout_id or result.batch != batch.name or result.metric not in specs:
             continue
         reading = judge(specs[result.metric], result.measurement, t.now)
-        tracks[result.metric] = track(tracks[result.metric], reading)
+        before = tracks[result.metric]
+        interval = specs[result.metric].interval or analysis.interval
+        tracks[result.metric] = replace(track(before, reading), covered=before.covered + _covers(
+            before, reading, bake_started, interval, analysis.no_data))
         if reading.verdict is Verdict.FAILED:
             spec = specs[result.metric]
             current = tracks[result.metric]
@@ -573,12 +729,11 @@ def _bake(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
                 if analysis.no_data == "fail":
                     return _fail_batch(t, st, batch, f"no data for {name} for {human_duration(silent)}")
 
-    assert batch.bake_started is not None
-    baked = (t.now - batch.bake_started).total_seconds()
+    baked = (t.now - bake_started).total_seconds()
     bake = _bake_of(t, batch)
     intervals = {n: spec.interval or analysis.interval for n, spec in specs.items()}
     if baked >= bake and all(
-        _conclusive(tracks[n], batch.bake_started.timestamp() + bake - intervals[n], analysis.no_data, specs[n].count)
+        tracks[n].covered >= bake - _EPSILON and _conclusive(tracks[n], analysis.no_data, specs[n].count)
         for n in specs
     ):
         return _pass_batch(t, st, batch)
@@ -604,15 +759,34 @@ def _due(current: MetricTrack, interval: float, fastest: float, now: datetime) -
     return interval <= fastest or last is None or (now - last.at).total_seconds() >= interval
 
 
-def _conclusive(current: MetricTrack, fresh_after: float, no_data: str, count: int | None = None) -> bool:
-    """The bake may pass on this metric: its latest reading is recent and good (or no data, when ignored),
-    after at least `count` readings when the metric asks for that many."""
+_EPSILON = 1e-6  # seconds: sums of intervals are floats
+
+
+def _good(verdict: Verdict, no_data: str) -> bool:
+    """Evidence that the batch is healthy: a successful reading, or no data when the policy ignores it."""
+    return verdict is Verdict.SUCCESSFUL or (verdict is Verdict.INCONCLUSIVE and no_data == "ignore")
+
+
+def _covers(before: MetricTrack, reading: Reading, bake_started: datetime, interval: float, no_data: str) -> float:
+    """Seconds of the bake a reading is evidence for: a good reading covers the time since the reading before
+    it (or the bake's start), at most one interval (what its query looks at). So time the reconciler was
+    stopped, and time of Error or Inconclusive readings, never counts: after a restart one reading covers one
+    interval, not the whole gap."""
+    if not _good(reading.verdict, no_data):
+        return 0.0
+    since = max(before.last.at, bake_started) if before.last is not None else bake_started
+    return max(0.0, min((reading.at - since).total_seconds(), interval))
+
+
+def _conclusive(current: MetricTrack, no_data: str, count: int | None = None) -> bool:
+    """The bake may pass on this metric: its latest reading is good, after at least `count` readings when the
+    metric asks for that many."""
     last = current.last
-    if last is None or last.at.timestamp() < fresh_after:
+    if last is None:
         return False
     if count is not None and current.readings < count:
         return False
-    return last.verdict is Verdict.SUCCESSFUL or (last.verdict is Verdict.INCONCLUSIVE and no_data == "ignore")
+    return _good(last.verdict, no_data)
 
 
 def _pass_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
@@ -631,10 +805,10 @@ def _fail_batch(t: _Tick, st: RolloutState, batch: BatchState, why: str) -> Roll
     if policy.rollback.on_failure and st.rollbacks < policy.rollback.limit:
         return _begin_rollback(t, st, reason, ENGINE, revert=True)
     if not policy.rollback.on_failure:
-        hold = f"{reason}; rollback on failure is off, a human must decide"
+        hold = f"{reason}; rollback on failure is off, {_way_forward(st)}"
     else:
         hold = (f"{reason}; rollback limit reached ({st.rollbacks} of {policy.rollback.limit} since the last "
-                "success), a human must decide")
+                f"success), {_way_forward(st)}")
     return _hold(t, st, hold, "rollback_limit")
 
 
@@ -646,7 +820,8 @@ def _begin_rollback(t: _Tick, st: RolloutState, why: str, by: str, revert: bool)
     unknown = [iid for iid in touched if st.instances[iid].rollback_to is None]
     if unknown:
         message = (f"{why}; cannot roll back: no known good version for {len(unknown)} instance(s) "
-                   f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); a human must decide")
+                   f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}); "
+                   f"{_way_forward(st, rollback=False)}")
         st = t.alert(st, "no_good_version", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {message}",
                      "no-good-version")
         st = replace(st, finished=t.now)
@@ -658,8 +833,9 @@ def _begin_rollback(t: _Tick, st: RolloutState, why: str, by: str, revert: bool)
         assert inst.rollback_to is not None
         t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version))
         instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
-    st = replace(st, instances=instances, rollbacks=st.rollbacks + 1, rollback_by=by, revert_pending=revert,
-                 paused_at=None, paused_by=None, pause_reason=None, spec_paused_seen=False)
+    st = replace(_stop_waiting(t, st), instances=instances, rollbacks=st.rollbacks + 1, rollback_by=by,
+                 rollback_started=t.now, revert_pending=revert, paused_at=None, paused_by=None, pause_reason=None,
+                 spec_paused_seen=False)
     reason = f"{why}; rolling back {len(touched)} instance(s)"
     st = t.transition(st, Phase.ROLLING_BACK, reason, "rollback", _batch_name(st))
     return _roll_back(t, st)
@@ -675,13 +851,14 @@ def _roll_back(t: _Tick, st: RolloutState) -> RolloutState:
                                           Step.ROLLBACK_FAILED, "rollback")
     st = replace(st, instances=instances)
     if any(inst.step is Step.ROLLING_BACK for inst in instances.values()):
-        return st
+        return _watch_deadline(t, st)
     back = [iid for iid, inst in instances.items() if inst.step is Step.ROLLED_BACK]
     failed = sorted(iid for iid, inst in instances.items() if inst.step is Step.ROLLBACK_FAILED)
     st = replace(st, finished=t.now)
     t.effects.append(WriteReport(st.plugin))
     if failed:
-        message = (f"rollback failed on {len(failed)} instance(s): {failed[0]}: {instances[failed[0]].message}")
+        message = (f"rollback failed on {len(failed)} instance(s): {failed[0]}: {instances[failed[0]].message}; "
+                   f"{_way_forward(st, rollback=False)} (retry runs the rollback again)")
         st = t.alert(st, "rollback_failed", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {message}",
                      "rollback-failed")
         return t.transition(st, Phase.FAILED, message, "fail", _batch_name(st))
@@ -693,6 +870,20 @@ def _roll_back(t: _Tick, st: RolloutState) -> RolloutState:
     return t.transition(st, Phase.ROLLED_BACK,
                         f"rolled back {len(back)} instance(s) to {', '.join(targets)}", "rolled-back",
                         _batch_name(st))
+
+
+def _watch_deadline(t: _Tick, st: RolloutState) -> RolloutState:
+    """A rollback still running past rollback.deadline alerts once (seed 000: back within 3 minutes)."""
+    deadline = t.desired.policy.rollback.deadline
+    if st.rollback_started is None or (t.now - st.rollback_started).total_seconds() <= deadline:
+        return st
+    waiting = sorted(iid for iid, inst in st.instances.items() if inst.step is Step.ROLLING_BACK)
+    took = human_duration((t.now - st.rollback_started).total_seconds())
+    first = st.instances[waiting[0]].message or "not back yet"
+    return t.alert(st, "rollback_slow", Severity.CRITICAL,
+                   f"{st.plugin} {st.target_version}: the rollback has run {took}, longer than its "
+                   f"{format_duration(deadline)} deadline; {len(waiting)} instance(s) not back yet ({waiting[0]}: "
+                   f"{first})", "rollback-slow")
 
 
 def _succeed(t: _Tick, st: RolloutState) -> RolloutState:
@@ -710,6 +901,70 @@ def _succeed(t: _Tick, st: RolloutState) -> RolloutState:
     if skipped:
         reason += f"; {len(skipped)} skipped (offline)"
     return t.transition(st, Phase.SUCCEEDED, reason, "succeed")
+
+
+# --- drift -------------------------------------------------------------------------------------------------
+
+_RECONVERGE = "re-convergence"  # what an instance of a passed batch does when it drifted: its messages start so
+
+
+def _passed_instances(st: RolloutState) -> list[str]:
+    return [iid for batch in st.batches if batch.phase is BatchPhase.PASSED for iid in batch.instances
+            if iid in st.instances]
+
+
+def _reconverging(st: RolloutState) -> bool:
+    return any(st.instances[iid].step in (Step.UPGRADING, Step.VERIFYING) for iid in _passed_instances(st))
+
+
+def _drift(t: _Tick, st: RolloutState) -> RolloutState:
+    """An instance of a passed batch that no longer runs the version (a lost fleet state, a hand-made change)
+    is drift: alert, and upgrade it again, or with `drift: pause` hold for a human first (resume re-converges)."""
+    drifted: dict[str, str | None] = {}
+    for iid in _passed_instances(st):
+        seen = t.obs.instances.get(iid)
+        if st.instances[iid].step is Step.DONE and seen is not None and seen.reachable \
+                and seen.version != st.target_version:
+            drifted[iid] = seen.version
+    if not drifted:
+        return st
+    keys = frozenset(f"drift:{iid}@{version}" for iid, version in drifted.items())
+    first = min(drifted)
+    what = (f"{len(drifted)} instance(s) of passed batches no longer run {st.target_version} ({first} runs "
+            f"{drifted[first] or 'nothing'})")
+    if t.desired.policy.drift == "pause" and not keys <= st.alerts:
+        st = replace(st, alerts=st.alerts | keys)
+        return _hold(t, st, f"drift: {what}; grayops resume {st.plugin} re-converges them, or grayops rollback "
+                     f"{st.plugin}", "drift")
+    if not keys <= st.alerts:
+        st = t.alert(st, "drift", Severity.WARNING, f"{st.plugin} {st.target_version}: drift: {what}; re-converging",
+                     min(keys - st.alerts))
+        st = replace(st, alerts=st.alerts | keys)
+    instances = dict(st.instances)
+    for iid, version in drifted.items():
+        t.effects.append(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version))
+        instances[iid] = replace(instances[iid], step=Step.UPGRADING, started=t.now, requested=True,
+                                 message=f"{_RECONVERGE}: it ran {version or 'nothing'}")
+    st = replace(st, instances=instances)
+    return t.transition(st, st.phase, f"drift: {what}; re-converging", "reconverge", _batch_name(st))
+
+
+def _reconverge(t: _Tick, st: RolloutState) -> RolloutState:
+    """Drifted instances move back to the version like an upgrade; one that fails holds for a human."""
+    moving = [iid for iid in _passed_instances(st) if st.instances[iid].step in (Step.UPGRADING, Step.VERIFYING)]
+    if not moving:
+        return st
+    instances = dict(st.instances)
+    for iid in moving:
+        instances[iid] = _advance_one(t, st, iid, instances[iid], st.target_version, Step.DONE, Step.FAILED,
+                                      _RECONVERGE)
+    st = replace(st, instances=instances)
+    failed = [iid for iid in moving if instances[iid].step is Step.FAILED]
+    if failed and st.phase is not Phase.PAUSED:
+        return _hold(t, st, f"drift: {failed[0]}: {instances[failed[0]].message}; a human must decide: grayops "
+                     f"resume {st.plugin} (re-converges again), or grayops rollback {st.plugin}, or commit a new "
+                     "version", "drift")
+    return st
 
 
 def _pending_commits(t: _Tick, st: RolloutState) -> RolloutState:
@@ -739,13 +994,30 @@ def blocked_clusters(
     depends_on: tuple[str, ...],
     desired_versions: Mapping[str, str],
     observed: Mapping[str, Mapping[str, InstanceObservation]],
-) -> dict[str, str]:
-    """Clusters where a dependency is not yet ready at its desired version: the plugin must wait there."""
-    blocked: dict[str, str] = {}
+    situations: Mapping[str, str] | None = None,
+) -> dict[str, Blocked]:
+    """Clusters where a dependency is not yet ready at its desired version: the plugin must wait there.
+    `situations` says where each dependency's rollout stands (see `situation`)."""
+    blocked: dict[str, Blocked] = {}
     for dependency in depends_on:
         want = desired_versions.get(dependency)
         for iid, seen in observed.get(dependency, {}).items():
             if not (seen.version == want and seen.ready):
                 cluster = cluster_of(iid)
-                blocked.setdefault(cluster, f"{dependency} is not ready at {want} on {cluster} yet")
+                blocked.setdefault(cluster, Blocked(dependency, want, cluster, (situations or {}).get(dependency, "")))
     return blocked
+
+
+def situation(state: RolloutState | None, version: str | None) -> str:
+    """Where a dependency's rollout to `version` stands, for the rollouts that wait for it."""
+    if state is None or state.target_version != version:
+        return f"its rollout to {version} has not started"
+    if state.waiting_for:
+        return f"waiting for {state.waiting_for}"
+    if state.phase in (Phase.AWAITING_APPROVAL, Phase.WAITING_WINDOW, Phase.PAUSED):
+        return state.reason  # e.g. "batch all awaits approval", "paused by alice: incident 42"
+    if state.phase is Phase.PROGRESSING and state.batches:
+        return f"rolling out {version}, batch {state.batches[-1].name}"
+    return {Phase.PENDING: "pending", Phase.PROGRESSING: f"rolling out {version}", Phase.ROLLING_BACK: "rolling back",
+            Phase.SUCCEEDED: "succeeded", Phase.ROLLED_BACK: "rolled back",
+            Phase.FAILED: "failed"}[state.phase]

@@ -120,6 +120,7 @@ class MetricTrack:
     consecutive_errors: int = 0
     no_data_since: datetime | None = None
     inconclusives: int = 0  # transient: counted against the metric's inconclusiveLimit
+    covered: float = 0.0  # seconds of the bake covered by good readings: only these count toward `bake`
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class BatchState:
     ended: datetime | None = None
     approved_by: str | None = None
     paused_seconds: float = 0.0
+    waited_seconds: float = 0.0  # time it waited for a dependency (dependsOn): not counted against batchTimeout
     metrics: tuple[MetricTrack, ...] = ()
     reason: str = ""
     last_query: datetime | None = None  # transient
@@ -183,7 +185,10 @@ class RolloutState:
     paused_at: datetime | None = None
     spec_paused_seen: bool = False  # spec.paused was true since the pause began, so false now means resume
     rollback_by: str | None = None
+    rollback_started: datetime | None = None  # when the rollback (automatic or asked) began
     revert_pending: bool = False  # spec.version must be reverted to from_version by a commit
+    waiting_for: str | None = None  # the dependencies (dependsOn) it waits for, and where their rollouts stand
+    waiting_since: datetime | None = None
     alerts: frozenset[str] = frozenset()
     history: tuple[HistoryEntry, ...] = ()
     # Opaque notes of adapters about this rollout (e.g. the Slack message's channel and ts), carried unchanged
@@ -267,7 +272,11 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
             "specSeen": state.spec_paused_seen,
         },
         "rollbackBy": state.rollback_by,
+        "rollbackStarted": fmt_time(state.rollback_started),
         "revertPending": state.revert_pending,
+        "waiting": None if state.waiting_for is None else {
+            "for": state.waiting_for, "since": fmt_time(state.waiting_since),
+        },
         "alerts": sorted(state.alerts),
         "batches": [
             {
@@ -281,8 +290,10 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
                 "end": fmt_time(b.ended),
                 "approvedBy": b.approved_by,
                 "pausedSeconds": round(b.paused_seconds, 3),
+                "waitedSeconds": round(b.waited_seconds, 3),
                 "verdicts": {
-                    m.name: {"last": _reading_doc(m.last), "failures": m.failures, "readings": m.readings}
+                    m.name: {"last": _reading_doc(m.last), "failures": m.failures, "readings": m.readings,
+                             "coveredSeconds": round(m.covered, 3)}
                     for m in b.metrics
                 },
             }
@@ -300,6 +311,7 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
 def from_doc(doc: Mapping[str, Any]) -> RolloutState:
     """The inverse of `to_doc`; raises KeyError or ValueError on a document it cannot read."""
     paused = doc.get("paused") or {}
+    waiting = doc.get("waiting") or {}
     last_good = dict(doc.get("lastGood") or {})
     instances: dict[str, InstanceState] = {}
     for iid, item in (doc.get("instances") or {}).items():
@@ -323,9 +335,11 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
             ended=parse_time(b.get("end")),
             approved_by=b.get("approvedBy"),
             paused_seconds=float(b.get("pausedSeconds") or 0.0),
+            waited_seconds=float(b.get("waitedSeconds") or 0.0),
             reason=b.get("reason") or "",
             metrics=tuple(
-                MetricTrack(name, _reading_from(name, v.get("last")), v.get("failures", 0), v.get("readings", 0))
+                MetricTrack(name, _reading_from(name, v.get("last")), v.get("failures", 0), v.get("readings", 0),
+                            covered=float(v.get("coveredSeconds") or 0.0))
                 for name, v in (b.get("verdicts") or {}).items()
             ),
         )
@@ -356,7 +370,10 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
         paused_at=parse_time(paused.get("at")),
         spec_paused_seen=bool(paused.get("specSeen")),
         rollback_by=doc.get("rollbackBy"),
+        rollback_started=parse_time(doc.get("rollbackStarted")),
         revert_pending=bool(doc.get("revertPending")),
+        waiting_for=waiting.get("for"),
+        waiting_since=parse_time(waiting.get("since")),
         alerts=frozenset(doc.get("alerts") or ()),
         history=tuple(
             HistoryEntry(parse_time(h["at"]), Phase(h["phase"]), h["reason"])  # type: ignore[arg-type]

@@ -16,7 +16,9 @@ from datetime import datetime
 
 import yaml
 
+from reconciler.core.fleet import Fleet
 from reconciler.core.model import BatchState, Phase, RolloutState, Step, fmt_time
+from reconciler.core.plan import PlannedBatch, cut, order_instances, select_instances
 from reconciler.core.timing import human_duration
 
 
@@ -35,10 +37,15 @@ class Summary:
     paused_by: str | None
     pause_reason: str | None
 
+    @property
+    def done_label(self) -> str:
+        """What `done` counts: upgraded instances, or during and after a rollback the ones rolled back."""
+        return "rolled back" if self.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK) else "done"
+
     def line(self) -> str:
         batch = f"batch {self.batch_number}/{self.batches_total} {self.batch}" if self.batch else "no batch yet"
         return (f"{self.plugin:<16} {self.phase.value:<16} {self.from_version or '-'} -> {self.target_version:<10} "
-                f"{batch:<24} {self.done}/{self.total} done  {self.reason}")
+                f"{batch:<24} {self.done}/{self.total} {self.done_label}  {self.reason}")
 
 
 def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
@@ -64,6 +71,37 @@ def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
         paused_by=state.paused_by,
         pause_reason=state.pause_reason,
     )
+
+
+def _unstarted(fleet: Fleet, state: RolloutState) -> list[PlannedBatch]:
+    """The plan of the batches the rollout has not started, from the revision in force (none when the plugin has
+    moved on to another version)."""
+    plugin = fleet.plugins.get(state.plugin)
+    if plugin is None or plugin.spec.version != state.target_version:
+        return []
+    policy = fleet.policies[plugin.spec.policy]
+    assigned = {iid for batch in state.batches for iid in batch.instances}
+    return cut(order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy), policy.batches,
+               assigned)
+
+
+def batches_total(fleet: Fleet, state: RolloutState) -> int:
+    """Started batches plus the plan of the rest (as the reconciler counts them)."""
+    return len(state.batches) + len(_unstarted(fleet, state))
+
+
+def pending_batches(fleet: Fleet, state: RolloutState) -> list[PlannedBatch]:
+    """The batches still to come of a rollout in flight (a finished rollout has none left to come)."""
+    return [] if state.phase.terminal else _unstarted(fleet, state)
+
+
+_FINISHED = re.compile(r"^\| Date \| \S+ to (\S+) ", re.M)
+
+
+def report_finished(text: str) -> str:
+    """When the rollout of a report finished (its Date line; ISO UTC, so it sorts by time), or "" when unknown."""
+    match = _FINISHED.search(text)
+    return match.group(1) if match and match.group(1) != "-" else ""
 
 
 def report_path(state: RolloutState) -> str:
@@ -150,6 +188,24 @@ def _verdicts(batch: BatchState) -> str:
     return "; ".join(parts) or "-"
 
 
+def _rollback_took(state: RolloutState) -> str:
+    """How long the rollback took, from its start (the breach or the command) to its verified end."""
+    if state.rollback_started is None:
+        return ""
+    end = state.finished or state.updated
+    took = f"; the rollback took {human_duration((end - state.rollback_started).total_seconds())}"
+    if "rollback-slow" in state.alerts:
+        took += " (longer than the deadline: rollback_slow alerted)"
+    return took
+
+
+def _took(batch: BatchState) -> str:
+    took = _duration(batch.started, batch.ended)
+    if batch.waited_seconds:
+        took += f" (waited {human_duration(batch.waited_seconds)} for dependencies)"
+    return took
+
+
 def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] | None = None,
                   approvals: Mapping[str, str] | None = None) -> str:
     """Markdown for reports/<plugin>/<version>-<rolloutId>.md.
@@ -184,7 +240,7 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         approved = batch.approved_by or approvals.get(batch.name) or "-"
         lines.append(
             f"| {batch.index + 1} | {batch.name} | {len(batch.instances)} | {_time(batch.started)} | "
-            f"{_time(batch.ended)} | {_duration(batch.started, batch.ended)} | {batch.phase.value} | {approved} | "
+            f"{_time(batch.ended)} | {_took(batch)} | {batch.phase.value} | {approved} | "
             f"{_verdicts(batch)} |"
         )
     if not state.batches:
@@ -200,7 +256,8 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
     if rolled or state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):
         failed = [iid for iid in rolled if state.instances[iid].step is Step.ROLLBACK_FAILED]
         lines.append(f"- Rolled back {len(rolled) - len(failed)} instance(s), {len(failed)} failed, "
-                     f"asked by {state.rollback_by or 'grayops'}; rollbacks since the last success: {state.rollbacks}")
+                     f"asked by {state.rollback_by or 'grayops'}; rollbacks since the last success: {state.rollbacks}"
+                     + _rollback_took(state))
     else:
         lines.append("- none")
     lines += ["", "## Approvals", ""]

@@ -266,6 +266,8 @@ class AnalysisSpec(Strict):
 class RollbackSpec(Strict):
     on_failure: bool = True
     limit: int = Field(3, ge=0)
+    deadline: Duration = Field(180.0, description="a rollback still running after this alerts rollback_slow "
+                                                   "(critical) once; seed 000 asks for 3 minutes")
 
 
 class PolicySpec(Strict):
@@ -283,6 +285,9 @@ class PolicySpec(Strict):
     offline: Literal["wait", "skip", "fail"] = Field(
         "wait", description="an instance whose cluster is unreachable: wait for it (with an alert), skip it (left "
                             "out, not counted against the failure budget) or fail it")
+    drift: Literal["reconverge", "pause"] = Field(
+        "reconverge", description="an instance of a passed batch that no longer runs the version: alert drift and "
+                                  "upgrade it again (reconverge), or pause for a human first (pause)")
 
     @model_validator(mode="after")
     def _batches_grow_to_all(self) -> PolicySpec:
@@ -446,7 +451,7 @@ class Settings(Strict):
 
 # --- Access and approvals ---------------------------------------------------------------------------------
 
-Command = Literal["pause", "resume", "rollback", "approve", "rollout"]
+Command = Literal["pause", "resume", "rollback", "approve", "rollout", "retry"]
 
 
 class AccessRule(Strict):
@@ -499,11 +504,26 @@ class ApprovalRecord(Strict):
     at: str
 
 
+class RetryRecord(Strict):
+    """`grayops retry`: run again what failed in one rollout (its failed batch, or its failed rollback), once.
+
+    Bound to the rollout and to the failure it answers (`failedAt`, as status/<plugin>.yaml records it), so a
+    record never re-runs a later failure of the same batch."""
+
+    version: Version
+    rollout_id: str = Field(pattern=r"^[0-9a-f]{10}$")
+    batch: Name
+    failed_at: str
+    by: str
+    at: str
+
+
 class Approvals(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Approvals"]
     metadata: Metadata
     approvals: list[ApprovalRecord] = Field(default_factory=list)
+    retries: list[RetryRecord] = Field(default_factory=list)
 
 
 FILE_KINDS: dict[str, type[Strict]] = {

@@ -17,6 +17,7 @@ import pytest
 
 from reconciler.core.effects import (
     Alert,
+    Blocked,
     Change,
     CheckResult,
     CommitSpec,
@@ -81,7 +82,7 @@ class World:
     results: list[Any] = field(default_factory=list)
     applied: list[SetVersion] = field(default_factory=list)
     approvals: tuple[ApprovalRecord, ...] = ()
-    blocked: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, Blocked] = field(default_factory=dict)
     max_in_flight: int = 0
 
     def observe(self) -> Observations:
@@ -462,7 +463,7 @@ def test_an_approval_gate_needs_a_record_bound_to_version_batch_and_commit() -> 
 
 def test_dependencies_hold_instances_on_clusters_where_they_are_not_ready() -> None:
     state, world, now = installed("1.5.0")
-    world.blocked = {"prod-1": "auth is not ready at 2.0 on prod-1 yet"}
+    world.blocked = {"prod-1": Blocked("auth", "2.0", "prod-1")}
     policy = make_policy(batches=[{"name": "all", "size": "100%", "bake": "1s"}], maxParallel=10,
                          batchTimeout="1h")
     result = run(desired("1.6.0", policy), world, state, now, ticks=30)
@@ -477,8 +478,10 @@ def test_dependencies_hold_instances_on_clusters_where_they_are_not_ready() -> N
 def test_blocked_clusters_come_from_the_dependency_observations() -> None:
     seen = {"auth": {"a/plugins": InstanceObservation("2.0", True), "b/plugins": InstanceObservation("1.9", True),
                      "c/plugins": InstanceObservation("2.0", False)}}
-    assert blocked_clusters(("auth",), {"auth": "2.0"}, seen) == {
-        "b": "auth is not ready at 2.0 on b yet", "c": "auth is not ready at 2.0 on c yet"}
+    blocked = blocked_clusters(("auth",), {"auth": "2.0"}, seen, {"auth": "batch all awaits approval"})
+    assert {cluster: b.message for cluster, b in blocked.items()} == {
+        "b": "auth is not ready at 2.0 on b yet (batch all awaits approval)",
+        "c": "auth is not ready at 2.0 on c yet (batch all awaits approval)"}
 
 
 # --- humans: pause, resume, rollback, new versions and policies mid-rollout ---------------------------------
