@@ -199,6 +199,11 @@ def _rollback_took(state: RolloutState) -> str:
     return took
 
 
+def _cell(text: str) -> str:
+    """Free text (reasons, names, messages) inside a Markdown table cell: one line, and a `|` cannot end the cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def _took(batch: BatchState) -> str:
     took = _duration(batch.started, batch.ended)
     if batch.waited_seconds:
@@ -226,9 +231,9 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         f"| Plugin | {state.plugin} |",
         f"| Version | {state.from_version or '(none)'} -> {state.target_version} |",
         f"| Environment | {environment} |",
-        f"| Operator | {state.requested_by or 'unknown'} |",
+        f"| Operator | {_cell(state.requested_by or 'unknown')} |",
         f"| Result | {state.phase.value} |",
-        f"| Note | {state.reason} |",
+        f"| Note | {_cell(state.reason)} |",
         f"| Rollout | `{state.rollout_id}`, desired commit `{state.desired_commit[:12]}`, policy `{state.policy}` |",
         "",
         "## Batches",
@@ -240,8 +245,8 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         approved = batch.approved_by or approvals.get(batch.name) or "-"
         lines.append(
             f"| {batch.index + 1} | {batch.name} | {len(batch.instances)} | {_time(batch.started)} | "
-            f"{_time(batch.ended)} | {_took(batch)} | {batch.phase.value} | {approved} | "
-            f"{_verdicts(batch)} |"
+            f"{_time(batch.ended)} | {_took(batch)} | {batch.phase.value} | {_cell(approved)} | "
+            f"{_cell(_verdicts(batch))} |"
         )
     if not state.batches:
         lines.append("| - | no batch started | | | | | | | |")
@@ -250,7 +255,7 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
     batch_of = {iid: b.name for b in state.batches for iid in b.instances}
     for iid, inst in sorted(state.instances.items()):
         lines.append(f"| {iid} | {batch_of.get(iid, '-')} | {inst.version or '-'} | {inst.step.value} | "
-                     f"{inst.rollback_to or '-'} | {inst.message or ''} |")
+                     f"{inst.rollback_to or '-'} | {_cell(inst.message or '')} |")
     lines += ["", "## Rollbacks", ""]
     rolled = [iid for iid, inst in state.instances.items() if inst.step in (Step.ROLLED_BACK, Step.ROLLBACK_FAILED)]
     if rolled or state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):
