@@ -3,6 +3,8 @@
 `put` never waits: when the queue is full the oldest item is dropped (and counted). The sender calls
 `deliver(item)` in order; `RetryAfter` (a 429) waits the time asked, any other exception is a transient
 fault retried with backoff (`min_backoff`, doubling up to `max_backoff`), `Drop` gives the item up.
+`close` refuses new items and waits (bounded) until the queued ones are delivered: a settings change replaces
+the notifiers, and their last messages must still go out, in order, before the new ones.
 """
 
 from __future__ import annotations
@@ -40,14 +42,19 @@ class Outbox(Generic[T]):
         self._max_wait = max_wait
         self._cond = threading.Condition()
         self._busy = False
-        self._closed = False
+        self._closed = False  # no more puts; the queue is still sent
+        self._abandoned = False  # close() waited long enough: stop sending
         self.dropped = 0
         self.delivered = 0
         self._thread = threading.Thread(target=self._run, name=f"grayops-{name}", daemon=True)
         self._thread.start()
 
-    def put(self, item: T) -> None:
+    def put(self, item: T) -> bool:
+        """Queue `item`; False (and a warning) once the outbox is closed."""
         with self._cond:
+            if self._closed:
+                log.warning("%s: closed, not queued: %.200r", self.name, item)
+                return False
             if len(self._items) >= self._limit:
                 self._items.popleft()
                 self.dropped += 1
@@ -56,6 +63,7 @@ class Outbox(Generic[T]):
                                 self.dropped)
             self._items.append(item)
             self._cond.notify_all()
+            return True
 
     def pending(self) -> int:
         with self._cond:
@@ -66,11 +74,22 @@ class Outbox(Generic[T]):
         with self._cond:
             return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
 
-    def close(self) -> None:
-        """Stop taking work; what is queued is still sent, in the background, then the thread ends."""
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop taking work and send what is queued, retrying as usual, for up to `timeout` seconds; then give
+        the rest up (counted as dropped). True when everything was delivered (or dropped as undeliverable)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            drained = self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
+            if not drained:
+                log.warning("%s: closed after %gs with %d undelivered item(s) dropped", self.name, timeout,
+                            len(self._items) + (1 if self._busy else 0))
+                self.dropped += len(self._items)  # the one in flight is counted by its sender
+                self._items.clear()
+                self._abandoned = True
+                self._cond.notify_all()
+        self._thread.join(timeout=1.0)
+        return drained
 
     def _run(self) -> None:
         while True:
@@ -89,7 +108,7 @@ class Outbox(Generic[T]):
 
     def _send(self, item: T) -> None:
         backoff = self._min_backoff
-        while not self._closed:
+        while not self._abandoned:
             try:
                 self._deliver(item)
                 self.delivered += 1
@@ -106,4 +125,5 @@ class Outbox(Generic[T]):
                 backoff = min(backoff * 2, self._max_backoff)
                 log.warning("%s: delivery failed (%s), retrying in %gs", self.name, err, wait)
             with self._cond:
-                self._cond.wait_for(lambda: self._closed, wait)
+                self._cond.wait_for(lambda: self._abandoned, wait)
+        self.dropped += 1  # abandoned by close()

@@ -72,14 +72,20 @@ def _fail(message: str, code: int = 1) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from policies import builtin_policies
-    from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher
+    from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, RemoteWatcher, WorkdirBusy
     from reconciler.progress import configure_logging
-    from reconciler.shell import Reconciler
+    from reconciler.shell import Reconciler, TickReport
 
     display = configure_logging(args.log_level, live=not args.no_progress)
     workdir = Path(args.workdir or _default_workdir(args.repo)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    try:
+        repo.hold_workdir()  # one reconciler per workdir, for the process's lifetime
+    except WorkdirBusy as err:
+        if display is not None:
+            display.close()
+        return _fail(f"cannot start: {err}")
     from reconciler.adapters.telemetry import Telemetry, TelemetryServer, parse_listen
 
     telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
@@ -111,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(elector)
     exporter = None
     stopping = False
+    report: TickReport | None = None
+    failed_ticks = 0  # in a row, because of a git error
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -125,7 +133,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             if elector is not None and not elector.is_leader():  # only the Lease's holder acts
                 reconciler.wake.wait(min(args.interval, elector.renew))
                 continue
-            report = reconciler.tick()
+            try:
+                report = reconciler.tick()
+                failed_ticks = 0
+            except WorkdirBusy as err:  # the workdir was deleted, and another reconciler took the new one
+                return _fail(f"stopping: {err}")
+            except GitError as err:
+                # e.g. the workdir deleted under us (rm -rf) and caught half way: the next tick clones again
+                failed_ticks += 1
+                if failed_ticks >= 3 and not repo.lost():
+                    raise
+                log.warning("a git command failed during a tick, trying again: %s", err)
+                reconciler.wake.wait(args.interval)
+                continue
             if exporter is None and args.sim_metrics_port is not None and reconciler.runtime and reconciler.runtime.sim:
                 from reconciler.adapters.sim_exporter import SimExporter
 
@@ -152,8 +172,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             exporter.stop()
         if display is not None:
             display.close()
+        if reconciler.runtime is not None:
+            reconciler.runtime.close()  # the notifiers deliver what they queued (bounded)
     for name, state in sorted(reconciler.states.items()):
         log.info("%s %s: %s (%s)", name, state.target_version, state.phase.value, state.reason)
+    unpushed = repo.unpushed() if args.once else 0
+    if unpushed:
+        why = report.remote_error if report is not None and report.remote_error else "the remote did not take them"
+        return _fail(f"{unpushed} commit(s) left unpushed in {repo.path}: {why}")
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.adapters.factory import NotifierBuilder, Runtime, build_runtime
-from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
+from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, Rewrite
 from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
@@ -155,7 +155,10 @@ class Reconciler:
         self._results: dict[str, _Results] = defaultdict(_Results)
         self._holds: dict[str, str] = {}
         self._next_fetch = 0.0
-        self._remote_error: str | None = None
+        self._remote_error: str | None = None  # why commits are not being pushed, while that lasts
+        self._troubles: dict[str, str] = {}  # remote_unreachable / push_refused -> git's message: alerted once
+        self._push_due = True  # a refused push is tried again after each fetch, not on every tick
+        self._unpushed = 0  # commits not yet pushed, as of the last push: what a deleted clone loses
         self._selected_in: Fleet | None = None
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
@@ -306,6 +309,8 @@ class Reconciler:
     # --- sync -------------------------------------------------------------------------------------------------
 
     def _sync(self) -> None:
+        if self.repo.lost():
+            self._reclone()
         due = time.monotonic() >= self._next_fetch
         if due or self.wake.is_set():
             self.wake.clear()
@@ -313,11 +318,14 @@ class Reconciler:
             try:
                 self.repo.fetch()
                 self._remote_back()
+                self._push_due = True
             except RemoteUnavailable as err:
                 self._remote_down(str(err))
+                self._push_due = False  # a push would wait for the same remote
             conflict = self.repo.integrate()
             if conflict is not None:
                 self._conflict(conflict.files, conflict.saved_branch)
+            self._rewritten(self.repo.take_rewrites())
         files = self.repo.desired_files()
         key = hash(tuple(sorted(files.items())))
         if key == self._fleet_key or key == self._refused_key:
@@ -360,11 +368,58 @@ class Reconciler:
     def _conflict(self, files: tuple[str, ...], saved: str) -> None:
         reason = f"git conflict with a concurrent change to {', '.join(files)}; local commits kept on {saved}"
         log.error(reason)
-        for path in files:
-            if path.startswith("plugins/"):
-                self._holds[path.removeprefix("plugins/").rsplit(".", 1)[0]] = reason
+        self._hold([p for p in files if p.startswith("plugins/")], reason)
         if not any(p.startswith("plugins/") for p in files):
             self._alert_all("git_conflict", Severity.CRITICAL, reason)
+
+    def _hold(self, paths: Sequence[str], reason: str) -> None:
+        """Pause the rollouts of the plugins these paths belong to, at the next decision (the engine records it)."""
+        for path in paths:
+            top, _, rest = path.partition("/")
+            if top in ("plugins", "status", "approvals", "reports") and rest:
+                first = rest.split("/", 1)[0]  # reports/<plugin>/..., else <top>/<plugin>.yaml
+                self._holds[first if top == "reports" else first.rsplit(".", 1)[0]] = reason
+
+    def _rewritten(self, rewrites: Sequence[Rewrite]) -> None:
+        """A human rewrote the remote's history (a force-push): follow it, never push it back. Our commits are on
+        a branch; the record of what really happened is written again; the rollouts it touched pause."""
+        for rewrite in rewrites:
+            reason = (f"the remote's history of {rewrite.branch} was rewritten (force-push): grayops follows it; "
+                      f"{rewrite.dropped} commit(s) it no longer has are kept on {rewrite.saved_branch}")
+            log.error(reason)
+            self._alert_all("history_rewritten", Severity.CRITICAL, reason)
+            self._record_again()
+            self._hold(rewrite.files, reason)
+
+    def _record_again(self) -> None:
+        """Commit each rollout's status where the rewritten history lost it: status/ says what happened."""
+        recorded = self.repo.status_files()
+        for name, state in sorted(self.states.items()):
+            text = dump_status(state)
+            if recorded.get(status_path(name)) != text:
+                self.repo.commit({status_path(name): text}, f"{name} {state.target_version}: status recorded again "
+                                 "after the remote's history was rewritten",
+                                 [("Grayops-Rollout", state.rollout_id), ("Grayops-Action", "record"),
+                                  ("Requested-By", ENGINE), ("Desired-Commit", state.desired_commit)], status=True)
+
+    def _reclone(self) -> None:
+        """The clone was deleted under us (rm -rf of the workdir): clone again and resume from status/ at the
+        remote's HEAD, as after a restart. Commits not yet pushed are gone."""
+        lost = self._unpushed
+        log.error("the clone in %s is gone; cloning %s again (%d commit(s) not yet pushed are lost)",
+                  self.repo.workdir, self.repo.remote, lost)
+        try:
+            self.states = {}
+            self._results.clear()
+            self._holds.clear()
+            self.start()
+        except RemoteUnavailable as err:
+            self._remote_down(str(err))
+            raise
+        self._unpushed = 0
+        self._alert_all("clone_lost", Severity.CRITICAL,
+                        f"the clone in {self.repo.workdir} was deleted; cloned again, {lost} commit(s) not yet pushed "
+                        "are lost; the rollouts resume from status/ at the remote's HEAD")
 
     # --- desired state and observation ------------------------------------------------------------------------
 
@@ -519,30 +574,57 @@ class Reconciler:
         self.runtime.notifier.notify(Event("*", "", "", kind, severity, message, Phase.PENDING, now))
 
     def _push(self) -> None:
-        """Push what was committed; while the remote is down, wait for a fetch to succeed before trying again."""
-        if self._remote_error is not None or self.repo.unpushed() == 0:
+        """Push what was committed. While the remote is unreachable or refuses our pushes, try again only after a
+        fetch succeeds (each poll), not on every tick."""
+        self._unpushed = self.repo.unpushed()
+        if self._unpushed == 0:
+            self._remote_back("push_refused", "nothing left to push")
+            return
+        if not self._push_due:
             return
         result = self.repo.push()
+        self._unpushed = result.pending
+        self._push_due = result.pending == 0  # else wait for the next fetch
         if result.conflict is not None or result.error:
             self.telemetry.push_failed()
         if result.conflict is not None:
             self._conflict(result.conflict.files, result.conflict.saved_branch)
+        elif result.error and result.pending and result.failure in ("refused", "unreachable"):
+            self._remote_down(result.error, "push_refused" if result.failure == "refused" else "remote_unreachable")
         elif result.error and result.pending:
-            self._remote_down(result.error)
+            log.warning("%d commit(s) not pushed yet, tried again after the next fetch: %s", result.pending,
+                        result.error)
+        else:
+            self._remote_back("push_refused", "accepted again")
+            self._remote_back("remote_unreachable")
+        self._rewritten(self.repo.take_rewrites())  # a retried push may have found the remote rewritten
 
-    def _remote_down(self, error: str) -> None:
-        if self._remote_error is None:
+    def _remote_down(self, error: str, cause: str = "remote_unreachable") -> None:
+        """Alert once per cause (the remote unreachable, or refusing our pushes) until it clears: a remote that
+        stays down, or a hook that declines every push, is one alert, not one per fetch."""
+        if cause not in self._troubles:
             pending = self.repo.unpushed()
-            log.warning("git remote unreachable; working on the local clone (%d commit(s) to push): %s", pending,
-                        error)
-            self._alert_all("remote_unreachable", Severity.WARNING,
-                            f"git remote unreachable, {pending} commit(s) kept locally until it is back: {error}")
-        self._remote_error = error
+            if cause == "push_refused":
+                message = (f"git push refused by the remote, {pending} commit(s) kept in the clone and tried again "
+                           f"after each fetch until it takes them: {error}")
+                log.error(message)
+                self._alert_all(cause, Severity.CRITICAL, message)
+            else:
+                log.warning("git remote unreachable; working on the local clone (%d commit(s) to push): %s", pending,
+                            error)
+                self._alert_all(cause, Severity.WARNING,
+                                f"git remote unreachable, {pending} commit(s) kept locally until it is back: {error}")
+        self._troubles[cause] = error
+        self._remote_error = next(iter(self._troubles.values()))
 
-    def _remote_back(self) -> None:
-        if self._remote_error is not None:
-            log.info("git remote reachable again; pushing %d commit(s)", self.repo.unpushed())
-        self._remote_error = None
+    def _remote_back(self, cause: str = "remote_unreachable", how: str = "") -> None:
+        """The cause cleared: one log line says so (the next one alerts again)."""
+        if self._troubles.pop(cause, None) is not None:
+            if cause == "push_refused":
+                log.info("git push no longer refused: %s", how)
+            else:
+                log.info("git remote reachable again; pushing %d commit(s)", self.repo.unpushed())
+        self._remote_error = next(iter(self._troubles.values()), None)
 
 
 def _dependencies_first(desired: Mapping[str, Desired]) -> list[str]:

@@ -1,15 +1,22 @@
 """The reconciler's own clone of the fleet repository: read the desired state, commit the record, push.
 
-Owns everything the reconciler does with git (DESIGN.md section 3): cloning into `workdir/repo`, fetching,
-bringing local commits onto the remote branch (fast-forward or rebase, never a merge commit, never a
-force-push), committing files with trailers, pushing with retry, reading who last changed a file, and
-watching a local remote for new pushes (`RemoteWatcher`).
+Owns everything the reconciler does with git (README "Git as the record"): cloning into `workdir/repo`,
+fetching, bringing local commits onto the remote branch (fast-forward or rebase, never a merge commit, never a
+force-push), following a remote whose history a human rewrote, committing files with trailers, pushing with
+retry, reading who last changed a file, and watching a local remote for new pushes (`RemoteWatcher`).
 
 Layout of `workdir`:
-    repo/            the clone; its branch `branch` holds the desired state (and the record when
-                     `status_branch` is None)
-    status-tree/     a second worktree on `status_branch` holding `status/` and `reports/` (only when set)
-    .grayops.lock    flock'ed by every public method, so a CLI command and the daemon can share the clone
+    repo/               the clone; its branch `branch` holds the desired state (and the record when
+                        `status_branch` is None)
+    status-tree/        a second worktree on `status_branch` holding `status/` and `reports/` (only when set)
+    .grayops.lock       flock'ed by every public method, so a CLI command and the daemon can share the clone
+    .grayops-run.lock   flock'ed by `grayops run` for its lifetime (`hold_workdir`), its pid inside: one
+                        reconciler per workdir
+
+In the clone, `refs/grayops/synced/<branch>` is the remote commit last integrated or pushed: when it is no longer
+an ancestor of the fetched remote branch, the remote's history was rewritten (a force-push). Our commits are then
+kept on `grayops/rewritten-*`, the branch follows the remote, and a notice waits in `.git/grayops-rewrites` for
+`take_rewrites()` (whichever process sharing the clone integrated first, the reconciler hears of it).
 
 Every git command goes through `GitRepo._git` (subprocess, `git` on PATH), which is the one place where a
 failed command becomes an exception:
@@ -19,10 +26,11 @@ failed command becomes an exception:
     │                         authentication failed, the repository is gone, or a network timeout)
     └── MergeConflict         our local commits do not rebase cleanly onto the remote branch; raised by
                               the rebase step and turned into a `ConflictInfo` by `integrate()` and `push()`
+    WorkdirBusy               (not a GitError) another `grayops run` holds the workdir; raised by `hold_workdir()`
 
-`push()` never raises for a down remote or a conflict: it reports them in its `PushResult`, and the
-commits stay local until a later call pushes them. Remote URLs are stripped of `user:password@` before they
-appear in a log line or an exception message.
+`push()` never raises for a down remote, a refusal or a conflict: it reports them in its `PushResult`
+(`failure` says which), and the commits stay local until a later call pushes them. Remote URLs are stripped of
+`user:password@` before they appear in a log line or an exception message.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import codecs
 import fcntl
 import io
+import json
 import logging
 import os
 import re
@@ -43,7 +52,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 from urllib.parse import unquote, urlparse
 
 import watchfiles
@@ -61,6 +70,8 @@ __all__ = [
     "PushResult",
     "RemoteUnavailable",
     "RemoteWatcher",
+    "Rewrite",
+    "WorkdirBusy",
     "local_remote_path",
     "redact_url",
 ]
@@ -72,6 +83,11 @@ NETWORK_TIMEOUT = 120.0
 CLONE_TIMEOUT = 900.0
 STATUS_PREFIXES = RECORD_DIRECTORIES  # what lives on the status branch when one is configured
 _CONFLICT_PREFIX = "grayops/conflict-"
+_REWRITTEN_PREFIX = "grayops/rewritten-"
+RUN_LOCK = ".grayops-run.lock"
+_REWRITES_FILE = "grayops-rewrites"  # in the clone's git dir: rewrites followed, not yet reported
+# A remote that failed our ref update because another push moved it meanwhile: a race, retried like a rejection.
+_TRANSIENT_REFUSALS = ("failed to update ref", "failed to lock")
 # Variables that would point git at another repository than the one we pass with cwd (e.g. inside a hook).
 _REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
              "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES")
@@ -109,10 +125,33 @@ class MergeConflict(GitError):
         self.files = tuple(files)
 
 
+class WorkdirBusy(Exception):
+    """Another process holds the workdir for its lifetime (a second `grayops run` on it would act twice)."""
+
+    def __init__(self, workdir: Path, pid: int | None) -> None:
+        holder = f"pid {pid}" if pid is not None else "a process that has not written its pid yet"
+        super().__init__(f"{workdir} is in use by another grayops run ({holder}); one reconciler per workdir")
+        self.workdir = workdir
+        self.pid = pid
+
+
 @dataclass(frozen=True)
 class ConflictInfo:
     files: tuple[str, ...]  # paths that conflicted, relative to the tree
     saved_branch: str  # local branch that keeps the commits that could not be rebased
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """The remote's history of `branch` was rewritten (force-pushed); the clone now follows it."""
+
+    branch: str
+    saved_branch: str  # local branch that keeps what we had: the commits the remote dropped, and our unpushed ones
+    files: tuple[str, ...]  # paths whose content differs between what we had and the remote now
+    dropped: int  # our commits (pushed before, or not yet) that are no longer on the branch
+
+
+PushFailure = Literal["unreachable", "refused", "busy", "conflict"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +160,9 @@ class PushResult:
     pending: int  # local commits not yet on the remote after this call
     conflict: ConflictInfo | None = None
     error: str | None = None
+    # Why commits were left unpushed: the remote could not be reached; it refused them (a hook, a checked-out
+    # branch: a human must act); it kept moving under us (retry later); or a conflict (see `conflict`).
+    failure: PushFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +199,7 @@ class GitRepo:
         self._rlock = threading.RLock()
         self._depth = 0
         self._lock_fd: int | None = None
+        self._run_fd: int | None = None  # the workdir held by `grayops run`
         self._last_fetched: str | None = None
         self._tracked: dict[Path, set[str]] = {}  # paths this object committed, hence known to git
 
@@ -188,6 +231,43 @@ class GitRepo:
                     os.close(self._lock_fd)
                     self._lock_fd = None
 
+    def hold_workdir(self) -> None:
+        """Hold the workdir until `release_workdir()` or the process ends: `grayops run` calls it once, so a
+        second reconciler on the same workdir stops at once instead of committing every transition twice.
+
+        Raises WorkdirBusy naming the holder's pid. CLI commands and the bot only take `lock()`, per operation,
+        and keep sharing the clone with the reconciler.
+        """
+        path = self.workdir / RUN_LOCK
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _holder_pid(fd)
+            os.close(fd)
+            raise WorkdirBusy(self.workdir, pid) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.release_workdir()
+        self._run_fd = fd
+
+    def release_workdir(self) -> None:
+        if self._run_fd is not None:
+            os.close(self._run_fd)  # closing the descriptor releases the flock
+            self._run_fd = None
+
+    def _hold_again_if_deleted(self) -> None:
+        """After the workdir was deleted, our lock is on a file nobody can see: take the new one (or give way)."""
+        if self._run_fd is None:
+            return
+        try:
+            same = os.stat(self.workdir / RUN_LOCK).st_ino == os.fstat(self._run_fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            self.hold_workdir()
+
     # --- setup --------------------------------------------------------------------------------------------
 
     @property
@@ -199,10 +279,13 @@ class GitRepo:
         """Clone the remote if there is no clone yet, else reuse it (unpushed commits are kept).
 
         Also repairs what a killed process can leave behind: an unfinished rebase is aborted and files
-        written but never committed are reset, so the clone is clean before anything else runs.
+        written but never committed are reset, so the clone is clean before anything else runs. After the
+        workdir was deleted under a running reconciler (`lost()`), this clones again and holds the new workdir.
         """
         with self.lock():
+            self._hold_again_if_deleted()
             if not self._is_clone():
+                self._tracked.clear()
                 self._clone()
             else:
                 self._remove_stale_locks(self._main)
@@ -220,6 +303,16 @@ class GitRepo:
                 self._ensure_status_tree(self._status)
                 self._recover(self._status)
             self._last_fetched = self._rev(f"origin/{self.branch}")
+            for tree in self._trees():
+                self._baseline(tree)
+
+    def lost(self) -> bool:
+        """The clone is gone (its workdir deleted while we run): `ensure_clone()` makes a new one."""
+        git_dir = self.path / ".git"
+        needed = [git_dir / "HEAD", git_dir / "config", git_dir / "objects", git_dir / "refs"]
+        if self._status is not None:
+            needed.append(self._status.path / ".git")
+        return not all(path.exists() for path in needed)
 
     def use_status_branch(self, branch: str | None) -> None:
         """Keep status/ and reports/ on `branch` from now on (None: on the desired-state branch).
@@ -235,6 +328,7 @@ class GitRepo:
             if self._status is not None:
                 self._ensure_status_tree(self._status)
                 self._recover(self._status)
+                self._baseline(self._status)
 
     def _is_clone(self) -> bool:
         if not (self.path / ".git").exists():
@@ -335,9 +429,11 @@ class GitRepo:
         """Fetch the remote. True when origin/<branch> moved since the clone was opened or last fetched.
 
         Our own plain pushes do not count; commits that push() fetched and rebased onto during a retry do,
-        so a caller never misses a human commit.
+        so a caller never misses a human commit. A held workdir whose lock file was deleted is held again
+        (WorkdirBusy if another reconciler took it meanwhile).
         """
         with self.lock():
+            self._hold_again_if_deleted()
             before = self._last_fetched
             if before is None:
                 before = self._rev(f"origin/{self.branch}")
@@ -354,6 +450,8 @@ class GitRepo:
 
         No local commits: fast-forward. Local commits: rebase them. A conflict: abort, keep the local
         commits on `grayops/conflict-<UTC time>`, reset the branch to the remote one, and say which files.
+        A remote whose history was rewritten is followed, never overwritten: what we had is kept on
+        `grayops/rewritten-<UTC time>`, the branch is reset to the remote one, and `take_rewrites()` says so.
         """
         with self.lock():
             conflicts = [c for tree in self._trees() if (c := self._integrate(tree)) is not None]
@@ -367,25 +465,78 @@ class GitRepo:
 
     def _integrate(self, tree: _Tree) -> ConflictInfo | None:
         upstream = f"refs/remotes/origin/{tree.branch}"
-        if not self._ref_exists(upstream):
+        remote_tip = self._rev(upstream)
+        if remote_tip is None:
             return None  # the remote has no such branch yet: our first push creates it
+        conflict = None
+        synced = self._rev(_synced_ref(tree))
         if not self._has_commits(tree):
             self._git("reset", "--quiet", "--hard", upstream, cwd=tree.path)
-            return None
-        if self._is_ancestor(upstream, "HEAD", tree):
-            return None  # nothing new upstream
-        if self._is_ancestor("HEAD", upstream, tree):
+        elif synced is not None and synced != remote_tip and not self._is_ancestor(synced, remote_tip, tree):
+            self._follow_rewrite(tree, remote_tip, synced)
+        elif self._is_ancestor(upstream, "HEAD", tree):
+            pass  # nothing new upstream
+        elif self._is_ancestor("HEAD", upstream, tree):
             self._git("merge", "--quiet", "--ff-only", upstream, cwd=tree.path)
-            return None
-        try:
-            self._rebase(tree, upstream)
-            return None
-        except MergeConflict as conflict:
-            saved = self._save_branch(tree)
-            self._git("reset", "--quiet", "--hard", upstream, cwd=tree.path)
-            log.warning("local commits on %s conflict with the remote in %s; kept on branch %s",
-                        tree.branch, ", ".join(conflict.files) or "?", saved)
-            return ConflictInfo(files=conflict.files, saved_branch=saved)
+        else:
+            try:
+                self._rebase(tree, upstream)
+            except MergeConflict as err:
+                saved = self._save_branch(tree, _CONFLICT_PREFIX)
+                self._git("reset", "--quiet", "--hard", upstream, cwd=tree.path)
+                log.warning("local commits on %s conflict with the remote in %s; kept on branch %s",
+                            tree.branch, ", ".join(err.files) or "?", saved)
+                conflict = ConflictInfo(files=err.files, saved_branch=saved)
+        if synced != remote_tip:
+            self._mark_synced(tree, remote_tip)
+        return conflict
+
+    def _follow_rewrite(self, tree: _Tree, remote_tip: str, synced: str) -> None:
+        """The remote dropped commits it had (ours, or anyone's): keep what we had on a branch, follow the remote.
+
+        Rebasing or pushing our branch would put the dropped commits back: a human's force-push silently undone.
+        """
+        saved = self._save_branch(tree, _REWRITTEN_PREFIX)
+        files = [f for f in self._git("diff", "--name-only", "-z", remote_tip, saved, cwd=tree.path
+                                      ).stdout.split("\0") if f]
+        dropped = int(self._git("rev-list", "--count", f"{remote_tip}..{saved}", cwd=tree.path).stdout.strip() or 0)
+        self._git("reset", "--quiet", "--hard", remote_tip, cwd=tree.path)
+        log.warning("the remote's history of %s was rewritten (%s is no longer in it): following it; %d commit(s) "
+                    "of ours kept on branch %s", tree.branch, synced[:12], dropped, saved)
+        notice = Rewrite(tree.branch, saved, tuple(files), dropped)
+        with open(self._rewrites_path(), "a", encoding="utf-8") as out:
+            out.write(json.dumps({"branch": notice.branch, "saved_branch": notice.saved_branch,
+                                  "files": list(notice.files), "dropped": notice.dropped}) + "\n")
+
+    def take_rewrites(self) -> list[Rewrite]:
+        """The rewritten remote histories followed since the last call (by any process sharing the clone)."""
+        with self.lock():
+            path = self._rewrites_path()
+            text = _read_text(path)
+            if not text:
+                return []
+            path.unlink()
+            rewrites = []
+            for line in text.splitlines():
+                try:
+                    doc = json.loads(line)
+                    rewrites.append(Rewrite(str(doc["branch"]), str(doc["saved_branch"]),
+                                            tuple(str(f) for f in doc["files"]), int(doc["dropped"])))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring an unreadable line in %s: %r", path, line)
+            return rewrites
+
+    def _rewrites_path(self) -> Path:
+        return self.path / ".git" / _REWRITES_FILE
+
+    def _baseline(self, tree: _Tree) -> None:
+        """Start watching for rewrites from what the clone last saw of the remote (a clone from before)."""
+        if self._rev(_synced_ref(tree)) is None and (tip := self._rev(f"refs/remotes/origin/{tree.branch}")):
+            self._mark_synced(tree, tip)
+
+    def _mark_synced(self, tree: _Tree, commit: str) -> None:
+        """The remote's history now contains `commit` (a sha or a ref): what a later fetch must still contain."""
+        self._git("update-ref", _synced_ref(tree), commit)
 
     def _rebase(self, tree: _Tree, upstream: str) -> None:
         run = self._git("rebase", "--quiet", upstream, cwd=tree.path, check=False)
@@ -397,8 +548,8 @@ class GitRepo:
         raise MergeConflict(f"rebase of {tree.branch} onto {upstream} failed: {run.stderr.strip()}",
                             [f for f in files if f])
 
-    def _save_branch(self, tree: _Tree) -> str:
-        base = _CONFLICT_PREFIX + _stamp() + ("" if tree is self._main else "-status")
+    def _save_branch(self, tree: _Tree, prefix: str) -> str:
+        base = prefix + _stamp() + ("" if tree is self._main else "-status")
         name, n = base, 1
         while self._ref_exists(f"refs/heads/{name}"):
             n += 1
@@ -409,27 +560,31 @@ class GitRepo:
     def push(self, attempts: int = 5, backoff: float = 0.2) -> PushResult:
         """Push local commits; on a rejection fetch, rebase and retry with exponential backoff. Never forced.
 
-        `pushed` says whether this call pushed anything; a down remote or a conflict is reported in the
-        result (never raised) and the commits stay local.
+        A branch is pushed only while the remote branch is where we last fetched it (`--force-with-lease` with
+        that commit, which our branch descends from: the update is a fast-forward of it). So a remote that moved
+        meanwhile, by a human's push or force-push, is fetched and integrated first: a rewritten history is
+        followed, never pushed over. `pushed` says whether this call pushed anything; a down remote, a refusal
+        or a conflict is reported in the result (`failure`, never raised) and the commits stay local.
         """
         with self.lock():
             pushed = False
             origin_before = self._rev(f"origin/{self.branch}")
             for attempt in range(max(1, attempts)):
-                refs = [f"refs/heads/{t.branch}:refs/heads/{t.branch}"
-                        for t in self._trees() if self._ahead(t)]
-                if not refs:
+                trees = [t for t in self._trees() if self._ahead(t)]
+                if not trees:
                     return PushResult(pushed=pushed, pending=0)
                 try:
-                    outcome = self._push(refs)
+                    outcome = self._push(trees)
                 except RemoteUnavailable as exc:
                     # the caller reports it, once: a reconciler retries every tick while the remote is down
                     log.debug("push failed, %d commit(s) kept locally: %s", self.unpushed(), exc)
-                    return PushResult(pushed=pushed, pending=self.unpushed(), error=str(exc))
+                    return PushResult(pushed, self.unpushed(), error=str(exc), failure="unreachable")
                 pushed = pushed or outcome.any_pushed
                 if outcome.error is not None:
-                    return PushResult(pushed=pushed, pending=self.unpushed(), error=outcome.error)
+                    return PushResult(pushed, self.unpushed(), error=outcome.error, failure="refused")
                 if not outcome.rejected:
+                    for tree in trees:
+                        self._mark_synced(tree, f"refs/heads/{tree.branch}")  # what the remote has now
                     if attempt == 0 and self._last_fetched == origin_before:
                         # Only our own commits moved origin/<branch>: not news for the next fetch().
                         self._last_fetched = self._rev(f"origin/{self.branch}")
@@ -438,18 +593,20 @@ class GitRepo:
                 try:
                     self._fetch()
                 except RemoteUnavailable as exc:
-                    return PushResult(pushed=pushed, pending=self.unpushed(), error=str(exc))
+                    return PushResult(pushed, self.unpushed(), error=str(exc), failure="unreachable")
                 conflict = self.integrate()
                 if conflict is not None:
-                    return PushResult(pushed=pushed, pending=self.unpushed(), conflict=conflict,
-                                      error=f"conflict in {', '.join(conflict.files) or '?'}")
+                    return PushResult(pushed, self.unpushed(), conflict=conflict,
+                                      error=f"conflict in {', '.join(conflict.files) or '?'}", failure="conflict")
                 if attempt + 1 < attempts:
                     time.sleep(backoff * (2**attempt))
-            return PushResult(pushed=pushed, pending=self.unpushed(),
-                              error=f"push still rejected after {attempts} attempt(s)")
+            return PushResult(pushed, self.unpushed(), error=f"push still rejected after {attempts} attempt(s): "
+                              "the remote branch kept moving", failure="busy")
 
-    def _push(self, refs: Sequence[str]) -> _PushOutcome:
-        run = self._git("push", "--porcelain", "origin", *refs, remote=True, check=False)
+    def _push(self, trees: Sequence[_Tree]) -> _PushOutcome:
+        refs = [f"refs/heads/{t.branch}:refs/heads/{t.branch}" for t in trees]
+        leases = [lease for t in trees if (lease := self._lease(t)) is not None]
+        run = self._git("push", "--porcelain", *leases, "origin", *refs, remote=True, check=False)
         lines = [line.split("\t") for line in run.stdout.splitlines() if "\t" in line]
         ref_lines = [parts for parts in lines if len(parts) >= 3 and ":" in parts[1]]
         any_pushed = any(parts[0] in (" ", "*") for parts in ref_lines)
@@ -459,11 +616,21 @@ class GitRepo:
         if not failed:
             raise RemoteUnavailable(f"cannot push to {redact_url(self.remote)}: {_git_complaint(run.stderr)}",
                                     returncode=run.returncode, stderr=run.stderr)
-        hard = [parts for parts in failed if not parts[2].startswith("[rejected]")]
-        if hard:  # e.g. a hook on the server declined: retrying will not help
-            detail = "; ".join(f"{parts[1]} {parts[2]}" for parts in hard)
-            return _PushOutcome(any_pushed=any_pushed, error=f"push refused by the remote: {detail}")
+        # [rejected]: not a fast-forward, or the remote moved since our fetch. A remote that failed our ref update
+        # because another push landed meanwhile is the same race. Anything else (a hook declined, the branch is
+        # checked out in a non-bare remote, a protected branch) is a refusal that retrying will not change.
+        hard = [parts for parts in failed
+                if not parts[2].startswith("[rejected]") and not any(t in parts[2] for t in _TRANSIENT_REFUSALS)]
+        if hard:
+            return _PushOutcome(any_pushed=any_pushed, error=_refusal(hard, run.stderr))
         return _PushOutcome(any_pushed=any_pushed, rejected=True)
+
+    def _lease(self, tree: _Tree) -> str | None:
+        """Push only if the remote branch is still at what we fetched (absent: still absent)."""
+        expect = self._rev(f"refs/remotes/origin/{tree.branch}")
+        if expect is not None and not self._is_ancestor(expect, f"refs/heads/{tree.branch}", tree):
+            return None  # not integrated yet (a process killed in between): a plain push, refused unless a fast-forward
+        return f"--force-with-lease=refs/heads/{tree.branch}:{expect or ''}"
 
     def unpushed(self) -> int:
         """Local commits not on the remote-tracking branches (as of the last fetch or push)."""
@@ -830,6 +997,29 @@ def _stamp() -> str:
 
 def _show(command: Sequence[str]) -> str:
     return redact_url(" ".join(command[:3]) + (" ..." if len(command) > 3 else ""))
+
+
+def _refusal(failed: Sequence[Sequence[str]], stderr: str) -> str:
+    """`push of main refused by the remote: pre-receive hook declined (pushes are frozen until 18:00)`: git's
+    reason for each refused branch, and the first thing the remote itself said (a hook's message)."""
+    reasons = []
+    for parts in failed:
+        branch = parts[1].rpartition(":")[2].removeprefix("refs/heads/")
+        found = re.search(r"\((.*)\)\s*$", parts[2])
+        reasons.append(f"{branch} refused by the remote: {found.group(1) if found else parts[2]}")
+    said = next((text for line in stderr.splitlines()
+                 if line.startswith("remote:") and (text := line[len("remote:"):].strip())), None)
+    return redact_url("push of " + "; ".join(reasons) + (f" ({said})" if said else ""))
+
+
+def _synced_ref(tree: _Tree) -> str:
+    return f"refs/grayops/synced/{tree.branch}"
+
+
+def _holder_pid(fd: int) -> int | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 64).decode("ascii", errors="replace").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _git_complaint(stderr: str) -> str:

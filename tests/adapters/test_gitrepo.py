@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher, redact_url
+from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher, WorkdirBusy, redact_url
 
 PLUGIN_X = "kind: Plugin\nmetadata:\n  name: x\nspec:\n  version: 1.5.0\n  paused: false\n"
 
@@ -290,3 +290,147 @@ def test_lock_is_exclusive_across_objects_and_reentrant(repo: GitRepo) -> None:
         repo.head()  # public methods take the lock again inside
     assert acquired.wait(2.0)
     thread.join()
+
+
+# --- a remote that refuses, is busy, or had its history rewritten ------------------------------------------
+
+
+def hook(remote: Path, script: str) -> None:
+    """A pre-receive hook on `remote` (sh); it runs with the remote as its working directory."""
+    path = remote / "hooks" / "pre-receive"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def test_a_push_refused_by_a_non_bare_remote_says_why(tmp_path: Path) -> None:
+    checked_out = tmp_path / "checked-out"
+    git(tmp_path, "init", "-q", "-b", "main", str(checked_out))
+    human_commit(checked_out, {"grayops.yaml": "kind: Settings\n"}, "seed", push=False)
+    repo = GitRepo(str(checked_out), tmp_path / "work")
+    repo.ensure_clone()
+    repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x", status=True)
+    result = repo.push(backoff=0.01)
+    assert (result.pushed, result.pending, result.failure) == (False, 1, "refused")
+    assert result.error is not None
+    assert "refused by the remote: branch is currently checked out" in result.error
+    assert "refusing to update checked out branch" in result.error  # git's own words, from the remote
+    assert "unreachable" not in result.error
+
+
+def test_a_push_declined_by_a_hook_carries_the_hook_s_message(repo: GitRepo, remote: Path) -> None:
+    hook(remote, 'echo "pushes are frozen until 18:00" >&2\nexit 1\n')
+    repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x", status=True)
+    result = repo.push(backoff=0.01)
+    assert (result.pushed, result.pending, result.failure) == (False, 1, "refused")
+    assert result.error == ("push of main refused by the remote: pre-receive hook declined "
+                            "(pushes are frozen until 18:00)")
+
+
+def test_a_human_push_landing_during_ours_is_fetched_rebased_and_retried(repo: GitRepo, remote: Path,
+                                                                          human: Path) -> None:
+    # The human's push lands while ours is being received: the remote fails our ref update
+    # ("[remote rejected] (failed to update ref)"). That is a race like any other, not a refusal.
+    human_commit(human, {"plugins/y.yaml": "kind: Plugin\nv: 2\n"}, "Edit y", push=False)
+    hook(remote, f"""if [ ! -e raced ]; then
+  touch raced
+  for v in $(env | sed -n 's/^\\(GIT_[A-Z_]*\\)=.*/\\1/p'); do unset $v; done
+  cd {human} && git push -q origin HEAD:main >&2
+fi
+exit 0
+""")
+    ours = repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x", status=True)
+    result = repo.push(backoff=0.01)
+    assert (remote / "raced").exists()  # the race did happen
+    assert (result.pushed, result.pending, result.error) == (True, 0, None)
+    subjects = git(remote, "log", "--format=%s", "main").splitlines()
+    assert subjects[:2] == ["status: x", "Edit y"]
+    assert ours not in git(remote, "log", "--format=%H", "main")  # ours was rebased onto theirs, not forced
+
+
+def force_push(human: Path, commit: str) -> None:
+    git(human, "push", "-q", "-f", "origin", f"{commit}:main")
+
+
+def test_a_force_pushed_remote_is_followed_and_our_commits_kept_on_a_branch(repo: GitRepo, remote: Path,
+                                                                            human: Path) -> None:
+    seed = remote_head(remote)
+    git(human, "pull", "-q", "origin", "main")
+    bump = human_commit(human, {"plugins/x.yaml": PLUGIN_X.replace("1.5.0", "1.6.0")}, "x 1.6.0")
+    repo.fetch()
+    repo.integrate()
+    ours = repo.commit({"status/x.yaml": "phase: rolling 1.6.0\n"}, "status: x rolling", status=True)
+    assert repo.push().pending == 0
+    force_push(human, seed)  # a human rewinds main: the bump and our status are gone from the remote
+    assert repo.fetch() is True
+    assert repo.integrate() is None  # not a conflict: we follow the remote
+    assert repo.head() == seed == remote_head(remote)
+    assert "1.5.0" in repo.desired_files()["plugins/x.yaml"]
+    [rewrite] = repo.take_rewrites()
+    assert rewrite.branch == "main" and rewrite.saved_branch.startswith("grayops/rewritten-")
+    assert git(repo.path, "rev-parse", rewrite.saved_branch) == ours  # nothing of ours is lost
+    assert (rewrite.dropped, sorted(rewrite.files)) == (2, ["plugins/x.yaml", "status/x.yaml"])
+    assert repo.take_rewrites() == []  # reported once
+    # What we commit next goes on top of the remote's new history; the bump never comes back.
+    repo.commit({"status/x.yaml": "phase: paused\n"}, "status: x paused", status=True)
+    assert repo.push().pending == 0
+    history = git(remote, "log", "--format=%H", "main").split()
+    assert seed in history and bump not in history and ours not in history
+
+
+def test_a_force_push_between_two_fetches_is_not_undone_by_our_next_push(repo: GitRepo, remote: Path,
+                                                                         human: Path) -> None:
+    seed = remote_head(remote)
+    first = repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x rolling", status=True)
+    assert repo.push().pending == 0
+    force_push(human, seed)  # no fetch of ours sees it before our next push
+    repo.commit({"status/x.yaml": "phase: done\n"}, "status: x done", status=True)
+    result = repo.push(backoff=0.01)
+    assert (result.pushed, result.pending, result.error) == (False, 0, None)
+    assert remote_head(remote) == seed  # the rewound history stands
+    [rewrite] = repo.take_rewrites()
+    assert rewrite.dropped == 2 and first in git(repo.path, "log", "--format=%H", rewrite.saved_branch)
+
+
+def test_a_rewrite_seen_by_a_command_sharing_the_clone_still_reaches_the_reconciler(repo: GitRepo, remote: Path,
+                                                                                    human: Path) -> None:
+    seed = remote_head(remote)
+    repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x rolling", status=True)
+    assert repo.push().pending == 0
+    force_push(human, seed)
+    command = GitRepo(repo.remote, repo.workdir)  # e.g. `grayops pause --workdir` on the reconciler's workdir
+    command.fetch()
+    assert command.integrate() is None
+    assert [r.dropped for r in repo.take_rewrites()] == [1]
+
+
+# --- the workdir: one reconciler, and a clone deleted under it ---------------------------------------------
+
+
+def test_the_workdir_is_held_by_one_reconciler_and_shared_with_commands(repo: GitRepo) -> None:
+    repo.hold_workdir()
+    second = GitRepo(repo.remote, repo.workdir)
+    with pytest.raises(WorkdirBusy) as busy:
+        second.hold_workdir()
+    assert busy.value.pid == os.getpid()
+    assert f"pid {os.getpid()}" in str(busy.value) and str(repo.workdir) in str(busy.value)
+    second.ensure_clone()  # commands keep using the clone
+    assert second.head() == repo.head()
+    repo.release_workdir()
+    second.hold_workdir()
+    second.release_workdir()
+
+
+def test_a_deleted_workdir_is_cloned_again_and_stays_held(repo: GitRepo, remote: Path) -> None:
+    repo.hold_workdir()
+    repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x rolling", status=True)
+    import shutil
+
+    shutil.rmtree(repo.workdir)
+    assert repo.lost()
+    repo.ensure_clone()
+    assert not repo.lost()
+    assert repo.head() == remote_head(remote) and repo.unpushed() == 0  # the unpushed commit went with it
+    assert repo.status_files() == {"status/x.yaml": "phase: idle\n"}
+    with pytest.raises(WorkdirBusy):
+        GitRepo(repo.remote, repo.workdir).hold_workdir()  # the new workdir is ours too
+    repo.release_workdir()

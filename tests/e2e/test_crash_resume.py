@@ -1,6 +1,10 @@
 """kill -9 at random moments: the reconciler converges, every recorded status is consistent, no batch skips its
 gate and no passed batch is done again.
 
+A kill is timed by what the process has done, not by the clock (a loaded machine makes a clock-timed kill land
+before anything happened): right after its next step of a kind picked at random, a new commit in its clone
+(committed, maybe not pushed), a new commit on the remote (pushed) or a change to the simulated fleet (acted on).
+
 The record checked is the remote's history of status/billing.yaml, commit by commit, as an auditor would read it.
 """
 
@@ -12,13 +16,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import Human, git, grayops, plugin_yaml, remote_status, settings_yaml
+from tests.conftest import Human, git, grayops, plugin_yaml, remote_status, settings_yaml, wait_for
 
 BAKE = 0.6
 POLICY = f"""\
@@ -33,13 +36,14 @@ spec:
     - {{name: wave-2, size: 50%, bake: {BAKE}s}}
     - {{name: all, size: 100%, bake: {BAKE}s}}
   maxParallel: 3
-  instanceTimeout: 30s
+  instanceTimeout: 300s  # wall time, kills and restarts included: it only bounds a failure
   verify: [{{type: exec, command: [redis-cli, ping], expect: PONG}}]
   analysis:
     interval: 150ms
     metrics: [{{name: error_rate, max: 0.05}}]
 """
 SIM = "sim:\n  upgradeSeconds: 0.2\n  faults:\n    - {version: \"1.6.0\", errorRate: 0.3}\n"
+SETTLED = ("Succeeded", "RolledBack", "Failed")
 
 
 def start(human: Human, workdir: Path) -> subprocess.Popen[bytes]:
@@ -48,12 +52,50 @@ def start(human: Human, workdir: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def kill_at_random(human: Human, workdir: Path, rng: random.Random, times: int) -> list[str]:
-    """Start, kill -9 after a random moment, again; returns the phase the remote recorded after each kill."""
+def commits(repo: Path, ref: str) -> int:
+    """grayops' commits on `ref` (the human's do not count: a first clone is not work done)."""
+    done = subprocess.run(["git", "rev-list", "--count", "--author=grayops", ref], cwd=repo, capture_output=True,
+                          text=True, check=False)
+    return int(done.stdout.strip()) if done.returncode == 0 else 0
+
+
+class Work:
+    """Whether the reconciler did something since this was made, seen one way: a commit in its clone (committed,
+    maybe not pushed), a commit on the remote (pushed), or a change to the simulated fleet (acted on)."""
+
+    KINDS = ("committed", "pushed", "acted")
+
+    def __init__(self, human: Human, workdir: Path, kind: str) -> None:
+        self.human, self.workdir, self.kind = human, workdir, kind
+        self.before = self.look()
+
+    def look(self) -> int | bytes:
+        if self.kind == "committed":
+            return commits(self.workdir / "repo", "HEAD") if (self.workdir / "repo").exists() else 0
+        if self.kind == "pushed":
+            return commits(self.human.remote, "main")
+        path = self.workdir / "sim-fleet.json"
+        return path.read_bytes() if path.exists() else b""
+
+    def done(self) -> bool:
+        return self.look() != self.before
+
+
+def settled(human: Human, version: str) -> bool:
+    """The rollout of `version` has ended on the remote: a restarted reconciler does nothing more."""
+    status = remote_status(human, "billing") or {}
+    return status.get("targetVersion") == version and status.get("phase") in SETTLED
+
+
+def kill_at_random(human: Human, workdir: Path, rng: random.Random, times: int, version: str) -> list[str]:
+    """Start, kill -9 right after its next step of a random kind, again; returns the phase the remote recorded
+    after each kill."""
     phases = []
     for _ in range(times):
+        work = Work(human, workdir, rng.choice(Work.KINDS))  # the random moment: right after its next step of a kind
         process = start(human, workdir)
-        time.sleep(rng.uniform(0.3, 1.2))
+        wait_for(lambda: work.done() or settled(human, version), timeout=120,  # noqa: B023 (used at once)
+                 what=f"the reconciler's next step ({work.kind})", every=0.01)
         process.send_signal(signal.SIGKILL)
         process.wait()
         phases.append((remote_status(human, "billing") or {}).get("phase", "none"))
@@ -122,7 +164,7 @@ def test_kill_9_at_random_moments_converges_without_skipping_or_redoing_a_gate(f
     human, workdir, rng = fleet_repo, tmp_path / "work", random.Random(20261122)
     human.commit("fleet", {"grayops.yaml": settings_yaml({"canary": 1, "staging": 3, "prod": 8}, SIM),
                            "policies/fast.yaml": POLICY, "plugins/billing.yaml": plugin_yaml("billing", "1.5.0")})
-    phases = kill_at_random(human, workdir, rng, times=10)
+    phases = kill_at_random(human, workdir, rng, times=10, version="1.5.0")
     assert sum(p not in ("none", "Succeeded") for p in phases) >= 5, phases  # killed mid-rollout, mostly
     converge(human, workdir)
     status = remote_status(human, "billing")
@@ -133,7 +175,7 @@ def test_kill_9_at_random_moments_converges_without_skipping_or_redoing_a_gate(f
     # a bad version, killed again and again while it is judged and rolled back
     human.pull()
     human.commit("billing 1.6.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.6.0")})
-    phases = kill_at_random(human, workdir, rng, times=4)
+    phases = kill_at_random(human, workdir, rng, times=4, version="1.6.0")
     assert phases.count("RolledBack") < 4, phases
     converge(human, workdir)
     status = remote_status(human, "billing")
