@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from slack_sdk import WebClient
 
 from bot.notifier import DEFAULT_API_URL, SlackNotifier
-from bot.webhook import WebhookNotifier
+from reconciler.adapters.notify.webhook import WebhookNotifier
+from reconciler.adapters.ports import Notifier
 from reconciler.core.spec import Settings
 from reconciler.core.spec import SlackNotifier as SlackSettings
 from reconciler.core.spec import WebhookNotifier as WebhookSettings
@@ -30,10 +31,10 @@ def slack_client(token: str, env: Mapping[str, str] | None = None) -> WebClient:
     return WebClient(token=token, base_url=api_url(env), timeout=10)
 
 
-def build_notifiers(settings: Settings, env: Mapping[str, str] | None = None) -> list[object]:
+def build_notifiers(settings: Settings, env: Mapping[str, str] | None = None) -> list[Notifier]:
     env = env if env is not None else os.environ
     tiers = {c.name: c.labels["tier"] for c in settings.clusters if "tier" in c.labels}
-    built: list[object] = []
+    built: list[Notifier] = []
     for spec in settings.notifiers:
         if isinstance(spec, SlackSettings):
             token = env.get("SLACK_BOT_TOKEN")

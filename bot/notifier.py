@@ -20,8 +20,8 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.outbox import Drop, Outbox, RetryAfter
 from bot.render import event_line, rollout_message
+from reconciler.adapters.notify.outbox import Drop, Outbox, RetryAfter
 from reconciler.core.effects import Event
 from reconciler.core.model import RolloutState, Severity
 

@@ -8,27 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-from reconciler.adapters.notify import FanOut, LogNotifier
-from reconciler.adapters.ports import Clock, ClusterDriver, MetricsSource, Notifier
+from reconciler.adapters.notify.fanout import FanOut
+from reconciler.adapters.notify.log import LogNotifier
+from reconciler.adapters.ports import Clock, Closable, ClusterDriver, MetricsSource, Notifier, RolloutWatcher
 from reconciler.adapters.sim import SimFleet, SimMetrics
 from reconciler.adapters.unavailable import UnavailableMetrics
-from reconciler.core.model import RolloutState
 from reconciler.core.spec import Settings
-
-
-@runtime_checkable
-class RolloutWatcher(Protocol):
-    """A notifier that shows whole rollouts (the Slack message per rollout), not only events."""
-
-    def observe(self, state: RolloutState, batches_total: int) -> None:
-        """The rollout's state after a transition or alert; must only queue, never block."""
-        ...
-
-    def notes(self, state: RolloutState) -> Mapping[str, str]:
-        """The rollout's notes to keep in its status file (e.g. the Slack message's ts)."""
-        ...
 
 
 @dataclass
@@ -50,7 +36,7 @@ class Runtime:
             close()
 
 
-NotifierBuilder = Callable[[Settings], Sequence[object]]
+NotifierBuilder = Callable[[Settings], Sequence[Notifier]]
 """Notifiers from grayops.yaml's `notifiers` (Slack, webhook), given by the program that wires grayops together:
 `grayops run` passes the bot's builder, so this package does not depend on the bot."""
 
@@ -79,9 +65,8 @@ def build_runtime(settings: Settings, workdir: Path, clock: Clock,
         from reconciler.adapters.kube.driver import KubernetesDriver
 
         drivers["kubernetes"] = KubernetesDriver([c for c in settings.clusters if c.driver == "kubernetes"], metrics)
-    notifiers: list[object] = [LogNotifier(), *(n for build in notifier_builders for n in build(settings))]
+    notifiers: list[Notifier] = [LogNotifier(), *(n for build in notifier_builders for n in build(settings))]
     watchers = [n for n in notifiers if isinstance(n, RolloutWatcher)]
-    closers = [close for adapter in (*drivers.values(), *notifiers)
-               if callable(close := getattr(adapter, "close", None))]
+    closers = [adapter.close for adapter in (*drivers.values(), *notifiers) if isinstance(adapter, Closable)]
     return Runtime(drivers, metrics, FanOut(notifiers), sim, {c.name: c.driver for c in settings.clusters},
                    watchers, closers)

@@ -1,13 +1,13 @@
-"""The ports: one small Protocol per concern. Adding a provider is one new file and one line in a factory."""
+"""The ports: one small Protocol per concern. Adding an adapter is one new file and one line in `registry`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.core.effects import CheckResult, CheckStage, Event, InstanceObservation, SetVersion
-from reconciler.core.model import Measurement
+from reconciler.core.model import Measurement, RolloutState
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import Check, MetricSpec, Plugin
 
@@ -50,3 +50,23 @@ class Notifier(Protocol):
         """Deliver or queue; must not block the reconciler for long, and must not raise."""
         ...
 
+
+
+@runtime_checkable
+class RolloutWatcher(Protocol):
+    """A notifier that shows whole rollouts (the Slack message per rollout), not only events."""
+
+    def observe(self, state: RolloutState, batches_total: int) -> None:
+        """The rollout's state after a transition or alert; must only queue, never block."""
+        ...
+
+    def notes(self, state: RolloutState) -> Mapping[str, str]:
+        """The rollout's notes to keep in its status file (e.g. the Slack message's ts)."""
+        ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """An adapter that runs something in the background (informers, a sender thread) to stop when replaced."""
+
+    def close(self) -> None: ...

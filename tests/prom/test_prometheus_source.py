@@ -203,7 +203,7 @@ class TestBaselineThroughTheShell:
 
     def runtime(self, url: str):  # type: ignore[no-untyped-def]
         from reconciler.adapters.factory import Runtime
-        from reconciler.adapters.notify import LogNotifier
+        from reconciler.adapters.notify.log import LogNotifier
 
         return Runtime({}, source(url), LogNotifier())
 

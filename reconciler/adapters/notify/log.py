@@ -1,4 +1,4 @@
-"""Notifiers: where transitions and alerts go. The log notifier is the default and always on."""
+"""The log notifier: every transition and alert as one log line. The default, and always on."""
 
 from __future__ import annotations
 
@@ -21,16 +21,3 @@ class LogNotifier:
         else:  # alert messages name their plugin and version themselves
             log.log(_LEVELS[event.severity], "ALERT %s (%s): %s", event.kind, event.severity.value, event.message)
 
-
-class FanOut:
-    """Every notifier gets every event; one that raises is logged and skipped, never stopping the others."""
-
-    def __init__(self, notifiers: list[object]) -> None:
-        self.notifiers = notifiers
-
-    def notify(self, event: Event) -> None:
-        for notifier in self.notifiers:
-            try:
-                notifier.notify(event)  # type: ignore[attr-defined]
-            except Exception:  # a notifier must never stop the reconciler
-                logging.getLogger(__name__).exception("notifier %s failed", type(notifier).__name__)

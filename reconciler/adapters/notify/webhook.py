@@ -1,4 +1,4 @@
-"""The generic webhook notifier: every alert as the event `plugin.version.gray.alert` (seed 000), JSON, signed.
+"""The generic webhook notifier: every alert as the event `plugin.version.gray.alert` (README "Slack"), JSON, signed.
 
 The body is signed with HMAC-SHA256 under a secret read from the environment variable that grayops.yaml
 names (`secretEnv`): header `X-Grayops-Signature: sha256=<hex>` over the exact body bytes; receivers compare
@@ -18,7 +18,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlparse
 
-from bot.outbox import Drop, Outbox, RetryAfter
+from reconciler.adapters.notify.outbox import Drop, Outbox, RetryAfter
 from reconciler.core.effects import Event
 from reconciler.core.model import fmt_time
 
