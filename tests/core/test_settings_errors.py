@@ -75,6 +75,24 @@ def test_each_adapter_setting_error_is_one_line_as_before(settings: str, expecte
     assert errors_of(settings) == [expected]
 
 
+@pytest.mark.parametrize(("settings", "expected"), [
+    pytest.param(HEAD + "  - {name: a, kubeContext: x}\n",
+                 "grayops.yaml:4: clusters[0].kubeContext: unknown field; allowed: driver, labels, name",
+                 id="kubernetes-field-on-a-sim-cluster"),
+    pytest.param(ONE + "metrics: {provider: sim, queries: {error_rate: up}}\n",
+                 "grayops.yaml:5: metrics.queries: unknown field; allowed: provider", id="prometheus-field-for-sim"),
+    pytest.param(ONE + "notifiers: [{type: email}]\n",
+                 "grayops.yaml:5: notifiers[0].type: Input should be 'log', 'webhook' or 'slack'",
+                 id="unknown-notifier-names-the-known-ones"),
+    pytest.param(ONE + "notifiers:\n  - url: https://h\n",
+                 "grayops.yaml:6: notifiers[0].type: required field is missing", id="notifier-without-type"),
+])
+def test_a_field_only_another_adapter_reads_is_refused(settings: str, expected: str) -> None:
+    """Before the registry these were accepted and ignored (one model held every adapter's fields); now each
+    adapter's model is closed, and an unknown notifier type points at `type`, like an unknown driver."""
+    assert errors_of(settings) == [expected]
+
+
 def test_every_adapter_section_accepts_what_it_did() -> None:
     settings = (HEAD + "  - {name: a, labels: {tier: prod}}\n"
                 "  - {name: b, driver: kubernetes, kubeContext: b, kubeconfig: /etc/kubeconfig}\n"
