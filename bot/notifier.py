@@ -28,7 +28,6 @@ from reconciler.core.model import RolloutState, Severity
 log = logging.getLogger(__name__)
 
 CHANNEL_NOTE, TS_NOTE = "slackChannel", "slackTs"
-DEFAULT_API_URL = "https://slack.com/api/"
 
 
 def route(default: str, plugin_channels: Mapping[str, str], tier_channels: Mapping[str, str], plugin: str,

@@ -21,6 +21,7 @@ from reconciler.core import yamledit
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState, fmt_time
 from reconciler.core.plan import cut, order_instances, select_instances
+from reconciler.core.spec import AdapterModels
 from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,15 @@ def run_command(
     batch: str | None = None,
     trailers: Sequence[tuple[str, str]] = (),
     once: tuple[str, str] | None = None,
+    *,
+    adapters: AdapterModels,
 ) -> CommandResult:
     """Carry out one command on the fleet repository behind `repo`; raises CommandRefused.
 
     `by` and `reason` are made one line and capped (they become the subject and trailers). `once` is a trailer
     naming this request (e.g. a Slack trigger id): it is added to the commit, and when a commit of the last day
-    already carries it, nothing is done again.
+    already carries it, nothing is done again. `adapters` are the registry's settings models, which grayops.yaml
+    is checked with (the program's wiring gives its own, Slack included).
     """
     by = one_line(by, NAME_LIMIT) or "unknown"
     reason = (one_line(reason, REASON_LIMIT) if reason else "") or None
@@ -66,7 +70,7 @@ def run_command(
         if once is not None and (done := repo.find_trailer(*once, since=now - ONCE_WINDOW)) is not None:
             return CommandResult(False, f"{once[0]} {once[1]} was already carried out in {done[:10]}",
                                  done, done_before=True)
-        fleet = _fleet(repo)
+        fleet = _fleet(repo, adapters)
         if plugin not in fleet.plugins:
             known = ", ".join(sorted(fleet.plugins)) or "none"
             raise CommandRefused(f"no plugin named {plugin!r} (known: {known})")
@@ -162,11 +166,11 @@ def _refresh(repo: GitRepo) -> bool:
     return False
 
 
-def _fleet(repo: GitRepo) -> Fleet:
+def _fleet(repo: GitRepo, adapters: AdapterModels) -> Fleet:
     from policies import builtin_policies
 
     try:
-        return load_fleet(repo.desired_files(), builtin_policies())
+        return load_fleet(repo.desired_files(), builtin_policies(), adapters=adapters)
     except FleetInvalid as err:
         raise CommandRefused(f"the fleet repository is invalid at HEAD, fix it first:\n{err}") from None
 

@@ -12,16 +12,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from reconciler.adapters.factory import NotifierBuilder, Runtime, build_runtime
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, SystemClock
+from reconciler.adapters.registry import Registry, Runtime, default_registry
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
 from reconciler.core.effects import (
@@ -89,7 +89,7 @@ class Reconciler:
         builtin_policies: Mapping[str, str],
         clock: Clock | None = None,
         poll_interval: float | None = None,
-        notifier_builders: Sequence[NotifierBuilder] = (),
+        registry: Registry | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.repo = repo
@@ -98,7 +98,7 @@ class Reconciler:
         self.builtins = builtin_policies
         self.clock = clock or SystemClock()
         self.poll_override = poll_interval
-        self.notifier_builders = notifier_builders
+        self.registry = registry or default_registry()  # the adapters grayops.yaml may name
         self.fleet: Fleet | None = None
         self.runtime: Runtime | None = None
         self.states: dict[str, RolloutState] = {}
@@ -241,7 +241,7 @@ class Reconciler:
         if key == self._fleet_key or key == self._refused_key:
             return
         try:
-            fleet = load_fleet(files, self.builtins)
+            fleet = load_fleet(files, self.builtins, adapters=self.registry.models)
         except FleetInvalid as err:
             self._refused_key = key
             self._refused = tuple(str(e) for e in err.errors)
@@ -258,7 +258,7 @@ class Reconciler:
         if self.fleet is None or fleet.settings != self.fleet.settings or self.runtime is None:
             if self.runtime is not None:
                 self.runtime.close()
-            self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.notifier_builders)
+            self.runtime = self.registry.build_runtime(fleet.settings, self.workdir, self.clock)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
         log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
                  len(fleet.settings.clusters))

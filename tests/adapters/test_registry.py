@@ -103,15 +103,15 @@ def test_a_registered_notifier_is_validated_built_and_notified(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("entry", "expected"), [
-    pytest.param("  - {type: echo, prefx: x}\n", "grayops.yaml:5: notifiers[0].prefx: unknown field; did you mean "
-                 "'prefix'?", id="typo"),
-    pytest.param("  - type: echo\n", "grayops.yaml:5: notifiers[0].prefix: required field is missing",
+    pytest.param("  - {type: echo, prefix: '>', prefx: x}\n", "grayops.yaml:6: notifiers[0].prefx: unknown field; "
+                 "did you mean 'prefix'?", id="typo"),
+    pytest.param("  - type: echo\n", "grayops.yaml:6: notifiers[0].prefix: required field is missing",
                  id="missing-field"),
-    pytest.param("  - {type: echo, prefix: [a]}\n", "grayops.yaml:5: notifiers[0].prefix: Input should be a valid "
+    pytest.param("  - {type: echo, prefix: [a]}\n", "grayops.yaml:6: notifiers[0].prefix: Input should be a valid "
                  "string", id="wrong-type"),
-    pytest.param("  - {type: echoo, prefix: x}\n", "grayops.yaml:5: notifiers[0].type: Input should be 'log', "
+    pytest.param("  - {type: echoo, prefix: x}\n", "grayops.yaml:6: notifiers[0].type: Input should be 'log', "
                  "'webhook' or 'echo'", id="unknown-tag-names-the-known-ones"),
-    pytest.param("  - {prefix: x}\n", "grayops.yaml:5: notifiers[0].type: required field is missing",
+    pytest.param("  - {prefix: x}\n", "grayops.yaml:6: notifiers[0].type: required field is missing",
                  id="no-tag"),
 ])
 def test_a_registered_adapters_settings_errors_are_one_line_each(entry: str, expected: str) -> None:
@@ -120,13 +120,13 @@ def test_a_registered_adapters_settings_errors_are_one_line_each(entry: str, exp
 
 def test_an_adapter_that_is_not_registered_is_an_unknown_tag() -> None:
     assert errors_of(HEAD + "  - {name: a}\nnotifiers: [{type: echo, prefix: x}]\n", default_registry()) == [
-        "grayops.yaml:4: notifiers[0].type: Input should be 'log' or 'webhook'"]
+        "grayops.yaml:5: notifiers[0].type: Input should be 'log' or 'webhook'"]
 
 
 def test_a_registered_driver_gets_its_clusters_and_others_keep_theirs(tmp_path: Path) -> None:
     registry = default_registry().with_(FIXED)
     fleet = load(HEAD + "  - {name: a, driver: fixed, version: '1.4.0'}\n  - {name: b}\n", registry)
-    assert errors_of(HEAD + "  - {name: a, driver: fixed, verison: '1.4.0'}\n", registry) == [
+    assert errors_of(HEAD + "  - {name: a, driver: fixed, version: '1.4.0', verison: '1.4.1'}\n", registry) == [
         "grayops.yaml:4: clusters[0].verison: unknown field; did you mean 'version'?"]
     runtime = registry.build_runtime(fleet.settings, tmp_path, FakeClock(), env={})
     assert runtime.cluster_driver == {"a": "fixed", "b": "sim"}
@@ -171,11 +171,40 @@ def test_the_shipped_schema_is_the_full_registrys_with_slack() -> None:
     assert schema_text() == fleet_schema_text(full_registry().models)
 
 
+@pytest.mark.parametrize(("settings", "valid"), [
+    pytest.param("  - {name: a, labels: {tier: prod}}\n  - {name: b, driver: kubernetes, kubeContext: b}\n"
+                 "metrics: {provider: prometheus, url: 'http://p', auth: {bearer: {env: T}}}\n"
+                 "notifiers: [{type: log}, {type: slack, channel: '#r'}, {type: webhook, url: 'https://h'}]\n",
+                 True, id="every-adapter"),
+    pytest.param("  - {name: a}\n", True, id="defaults"),
+    pytest.param("  - {name: b, driver: kubernetes, kubeContxt: b}\n", False, id="kubernetes-typo"),
+    pytest.param("  - {name: a, driver: nomad}\n", False, id="unknown-driver"),
+    pytest.param("  - {name: a}\nmetrics: {provider: prometheus, url: 'http://p', timout: 1s}\n", False,
+                 id="prometheus-typo"),
+    pytest.param("  - {name: a}\nnotifiers: [{type: email}]\n", False, id="unknown-notifier"),
+])
+def test_the_shipped_schema_judges_grayops_yaml_as_grayops_does(settings: str, valid: bool) -> None:
+    """What editors check with (README "The fleet repository"): the same documents pass and fail."""
+    import jsonschema
+    import yaml
+
+    errors = list(jsonschema.Draft202012Validator(json.loads(schema_text())).iter_errors(yaml.safe_load(
+        HEAD + settings)))
+    assert (not errors) == valid, [e.message for e in errors]
+    try:
+        load(HEAD + settings, full_registry())
+    except FleetInvalid:
+        assert not valid
+    else:
+        assert valid
+
+
 def test_validate_knows_the_slack_notifier(tmp_path: Path) -> None:
     (tmp_path / "grayops.yaml").write_text(HEAD + "  - {name: a}\nnotifiers: [{type: slack, channel: '#r'}]\n")
     done = grayops("validate", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    (tmp_path / "grayops.yaml").write_text(HEAD + "  - {name: a}\nnotifiers: [{type: slack, chanel: '#r'}]\n")
+    (tmp_path / "grayops.yaml").write_text(HEAD + "  - {name: a}\nnotifiers: [{type: slack, channel: '#r', "
+                                           "plugin: {}}]\n")
     done = grayops("validate", str(tmp_path))
     assert done.returncode == 1
-    assert "grayops.yaml:4: notifiers[0].chanel: unknown field; did you mean 'channel'?" in done.stderr
+    assert done.stderr.splitlines()[0] == "grayops.yaml:5: notifiers[0].plugin: unknown field; did you mean 'plugins'?"

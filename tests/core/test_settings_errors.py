@@ -8,7 +8,10 @@ from __future__ import annotations
 import pytest
 
 from policies import builtin_policies
+from reconciler.cli import full_registry
 from reconciler.core.fleet import FleetInvalid, load_fleet
+
+ADAPTERS = full_registry().models
 
 HEAD = "apiVersion: grayops.dev/v1\nkind: Settings\nclusters:\n"
 ONE = HEAD + "  - {name: a}\n"
@@ -17,7 +20,7 @@ PROM = ONE + "metrics:\n  provider: prometheus\n  url: http://prometheus:9090\n"
 
 def errors_of(settings: str) -> list[str]:
     with pytest.raises(FleetInvalid) as caught:
-        load_fleet({"grayops.yaml": settings}, builtin_policies())
+        load_fleet({"grayops.yaml": settings}, builtin_policies(), adapters=ADAPTERS)
     return [str(e) for e in caught.value.errors]
 
 
@@ -101,7 +104,7 @@ def test_every_adapter_section_accepts_what_it_did() -> None:
                 "  tls: {verify: false, caFile: /ca.pem}\n"
                 "notifiers:\n  - {type: log}\n  - {type: webhook, url: https://h, secretEnv: S}\n"
                 "  - {type: slack, channel: '#r', tiers: {prod: '#p'}, plugins: {billing: '#b'}}\n")
-    fleet = load_fleet({"grayops.yaml": settings}, builtin_policies())
+    fleet = load_fleet({"grayops.yaml": settings}, builtin_policies(), adapters=ADAPTERS)
     assert [c.driver for c in fleet.settings.clusters] == ["sim", "kubernetes"]
     assert fleet.settings.metrics.provider == "prometheus"
     assert [n.type for n in fleet.settings.notifiers] == ["log", "webhook", "slack"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
+from reconciler.adapters.ports import Context, Notifier, NotifierAdapter
 from reconciler.core.effects import Event
 from reconciler.core.model import Severity
+from reconciler.core.spec import NotifierSettings
 
 log = logging.getLogger("grayops.events")
 
@@ -21,3 +24,14 @@ class LogNotifier:
         else:  # alert messages name their plugin and version themselves
             log.log(_LEVELS[event.severity], "ALERT %s (%s): %s", event.kind, event.severity.value, event.message)
 
+
+
+class LogSettings(NotifierSettings):
+    type: Literal["log"]
+
+
+def _build(settings: LogSettings, context: Context) -> Notifier | None:
+    return None  # always on: the registry adds the one log notifier whether grayops.yaml lists it or not
+
+
+NOTIFIER = NotifierAdapter("log", LogSettings, _build)
