@@ -29,12 +29,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
 from reconciler.adapters.ports import Context, MetricsAdapter
+from reconciler.adapters.secrets import SecretMissing, read_secret
 from reconciler.core.model import Measurement
 from reconciler.core.plan import InstanceRef
 from reconciler.core.queries import placeholder_values, query_template, render
@@ -94,23 +94,6 @@ class Answer:
 
     values: tuple[float, ...] = ()
     error: str | None = None
-
-
-class SecretMissing(Exception):
-    pass
-
-
-def read_secret(ref: SecretRef, environ: Mapping[str, str]) -> str:
-    if ref.env is not None:
-        value = environ.get(ref.env)
-        if not value:
-            raise SecretMissing(f"environment variable {ref.env} is not set")
-        return value
-    assert ref.file is not None
-    try:
-        return Path(ref.file).read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise SecretMissing(f"cannot read {ref.file}: {err.strerror or err}") from None
 
 
 class PrometheusMetrics:
