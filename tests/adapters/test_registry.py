@@ -110,7 +110,7 @@ def test_a_registered_notifier_is_validated_built_and_notified(tmp_path: Path) -
     pytest.param("  - {type: echo, prefix: [a]}\n", "grayops.yaml:6: notifiers[0].prefix: Input should be a valid "
                  "string", id="wrong-type"),
     pytest.param("  - {type: echoo, prefix: x}\n", "grayops.yaml:6: notifiers[0].type: Input should be 'log', "
-                 "'webhook' or 'echo'", id="unknown-tag-names-the-known-ones"),
+                 "'webhook', 'pagerduty' or 'echo'", id="unknown-tag-names-the-known-ones"),
     pytest.param("  - {prefix: x}\n", "grayops.yaml:6: notifiers[0].type: required field is missing",
                  id="no-tag"),
 ])
@@ -120,7 +120,7 @@ def test_a_registered_adapters_settings_errors_are_one_line_each(entry: str, exp
 
 def test_an_adapter_that_is_not_registered_is_an_unknown_tag() -> None:
     assert errors_of(HEAD + "  - {name: a}\nnotifiers: [{type: echo, prefix: x}]\n", default_registry()) == [
-        "grayops.yaml:5: notifiers[0].type: Input should be 'log' or 'webhook'"]
+        "grayops.yaml:5: notifiers[0].type: Input should be 'log', 'webhook' or 'pagerduty'"]
 
 
 def test_a_registered_driver_gets_its_clusters_and_others_keep_theirs(tmp_path: Path) -> None:

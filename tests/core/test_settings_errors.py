@@ -85,7 +85,7 @@ def test_each_adapter_setting_error_is_one_line_as_before(settings: str, expecte
     pytest.param(ONE + "metrics: {provider: sim, queries: {error_rate: up}}\n",
                  "grayops.yaml:5: metrics.queries: unknown field; allowed: provider", id="prometheus-field-for-sim"),
     pytest.param(ONE + "notifiers: [{type: email}]\n",
-                 "grayops.yaml:5: notifiers[0].type: Input should be 'log', 'webhook' or 'slack'",
+                 "grayops.yaml:5: notifiers[0].type: Input should be 'log', 'webhook', 'pagerduty' or 'slack'",
                  id="unknown-notifier-names-the-known-ones"),
     pytest.param(ONE + "notifiers:\n  - url: https://h\n",
                  "grayops.yaml:6: notifiers[0].type: required field is missing", id="notifier-without-type"),
