@@ -189,10 +189,10 @@ def test_grayops_run_pages_on_a_bad_version_and_resolves_once_it_is_rolled_back(
     human, workdir = fleet_repo, tmp_path / "work"
     faults = "sim:\n  upgradeSeconds: 0.05\n  faults:\n    - {version: \"1.6.0\", errorRate: 0.2}\n"
     notifiers = f"notifiers:\n  - {{type: pagerduty, routingKeyEnv: GRAYOPS_PD_KEY, url: '{pagerduty.url}'}}\n"
-    human.commit("fleet: billing 1.6.0, paged by PagerDuty", {
+    human.commit("fleet: billing 1.5.0, paged by PagerDuty", {
         "grayops.yaml": settings_yaml({"canary": 1, "prod": 2}, faults + notifiers),
         "policies/fast.yaml": FAST_POLICY,
-        "plugins/billing.yaml": plugin_yaml("billing", "1.6.0"),
+        "plugins/billing.yaml": plugin_yaml("billing", "1.5.0"),
     })
     log_path = tmp_path / "run.log"
     daemon = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "run", "--repo", str(human.remote),
@@ -200,6 +200,10 @@ def test_grayops_run_pages_on_a_bad_version_and_resolves_once_it_is_rolled_back(
                               stdout=log_path.open("w"), stderr=subprocess.STDOUT,
                               env={**os.environ, "GRAYOPS_PD_KEY": KEY})
     try:
+        wait_for(lambda: (remote_status(human, "billing") or {}).get("phase") == "Succeeded", timeout=120,
+                 what="1.5.0 rolled out")
+        human.pull()
+        human.commit("billing 1.6.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.6.0")})
         status = wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == "RolledBack" and s,
                           timeout=120, what="the bad version rolled back")
         key = f"grayops/billing/{status['rolloutId']}"
@@ -208,8 +212,9 @@ def test_grayops_run_pages_on_a_bad_version_and_resolves_once_it_is_rolled_back(
     finally:
         daemon.terminate()
         daemon.wait(timeout=20)
-    actions = [(e["event_action"], e["dedup_key"]) for e in pagerduty.accepted()]
-    assert actions[0] == ("trigger", key) and actions[-1] == ("resolve", key), actions
-    assert {a for a, _ in actions} == {"trigger", "resolve"}
+    bad = [e["event_action"] for e in pagerduty.accepted() if e["dedup_key"] == key]
+    assert bad[0] == "trigger" and bad[-1] == "resolve" and set(bad) == {"trigger", "resolve"}, bad
+    good = [e["event_action"] for e in pagerduty.accepted() if e["dedup_key"] != key]
+    assert good == ["resolve"]  # 1.5.0 succeeded: its resolve is dropped by PagerDuty, no incident was open
     assert all(r.status == 202 for r in pagerduty.received)
     assert KEY not in log_path.read_text()
