@@ -46,6 +46,7 @@ ADAPTERS = (
     "reconciler.adapters.prometheus:PROVIDER",
     "reconciler.adapters.notify.log:NOTIFIER",
     "reconciler.adapters.notify.webhook:NOTIFIER",
+    "reconciler.adapters.notify.pagerduty:NOTIFIER",
 )
 
 
