@@ -294,8 +294,9 @@ def errors_of(settings: str) -> list[str]:
                   "(it starts with $): use $.a.b[0].c or $['a-b']"], id="bad-json-path"),
     pytest.param("metrics:\n  provider: web\n  queries:\n    error_rate: {url: 'https://m/e', jsonPth: $.v}\n"
                  "    latency_p99_ms: {url: 'https://m/l', jsonPath: $.v}\n",
-                 ["grayops.yaml:8: metrics.queries.error_rate.jsonPth: unknown field; did you mean 'jsonPath'?",
-                  "grayops.yaml:8: metrics.queries.error_rate.jsonPath: required field is missing"], id="typo"),
+                 ["grayops.yaml:8: metrics.queries.error_rate.jsonPath: required field is missing",
+                  "grayops.yaml:8: metrics.queries.error_rate.jsonPth: unknown field; did you mean 'jsonPath'?"],
+                 id="typo"),
     pytest.param("metrics:\n  provider: web\n  headers: [{name: A, value: x, valueFrom: {env: X}}]\n"
                  "  queries:\n    error_rate: {url: 'https://m/e', jsonPath: $.v}\n"
                  "    latency_p99_ms: {url: 'https://m/l', jsonPath: $.v}\n",
