@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -216,7 +216,9 @@ def _allowed_fields(model: type[BaseModel], data: Any, loc: tuple[str | int, ...
     current: Any = model
     node = data
     for part in loc:
-        if not isinstance(part, int):
+        if get_origin(current) is dict:  # a key of a mapping: its values' type
+            current = get_args(current)[1]
+        elif not isinstance(part, int):
             owner = _one_model(current, node)
             if owner is None:
                 return []
