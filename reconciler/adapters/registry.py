@@ -44,6 +44,7 @@ ADAPTERS = (
     "reconciler.adapters.kube:DRIVER",
     "reconciler.adapters.sim:METRICS",
     "reconciler.adapters.prometheus:PROVIDER",
+    "reconciler.adapters.web:PROVIDER",
     "reconciler.adapters.notify.log:NOTIFIER",
     "reconciler.adapters.notify.webhook:NOTIFIER",
     "reconciler.adapters.notify.pagerduty:NOTIFIER",
