@@ -461,7 +461,8 @@ def settings_model(adapters: AdapterModels) -> type[Settings]:
                 plain = [e.model_dump(by_alias=True) for e in default] if section.many else default.model_dump(
                     by_alias=True)
                 fields[section.name] = (annotation, Field(default=plain, validate_default=True))
-        found = _SETTINGS_MODELS[key] = create_model("Settings", __base__=Settings, __module__=__name__, **fields)
+        built = create_model("Settings", __base__=Settings, __module__=__name__, **fields)
+        found = _SETTINGS_MODELS.setdefault(key, built)  # built at once in two threads: both get the first
     return found
 
 
