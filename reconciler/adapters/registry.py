@@ -73,6 +73,8 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Registry:
+    """Adapters by section and tag. Immutable: `with_` gives a registry with more."""
+
     drivers: Mapping[str, DriverAdapter[Any]] = field(default_factory=dict)
     metrics: Mapping[str, MetricsAdapter[Any]] = field(default_factory=dict)
     notifiers: Mapping[str, NotifierAdapter[Any]] = field(default_factory=dict)
