@@ -15,20 +15,20 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.outbox import Drop, Outbox, RetryAfter
 from bot.render import event_line, rollout_message
+from reconciler.adapters.notify.outbox import Drop, Outbox, RetryAfter
+from reconciler.adapters.ports import Notifier, RolloutWatcher
 from reconciler.core.effects import Event
 from reconciler.core.model import RolloutState, Severity
 
 log = logging.getLogger(__name__)
 
 CHANNEL_NOTE, TS_NOTE = "slackChannel", "slackTs"
-DEFAULT_API_URL = "https://slack.com/api/"
 
 
 def route(default: str, plugin_channels: Mapping[str, str], tier_channels: Mapping[str, str], plugin: str,
@@ -190,3 +190,8 @@ class SlackNotifier:
                 self._rollout_of.setdefault(event.plugin, event.rollout_id)
         call(self.client.chat_postMessage, channel=message.channel, thread_ts=message.ts, text=line,
              reply_broadcast=event.severity is Severity.CRITICAL)
+
+
+if TYPE_CHECKING:  # the reconciler calls it through these Protocols (reconciler/adapters/ports.py): mypy checks it
+    _notifier: type[Notifier] = SlackNotifier
+    _watcher: type[RolloutWatcher] = SlackNotifier

@@ -22,14 +22,17 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.access import Action, decide, groups_to_check, touched_tiers
+from bot.factory import SLACK
 from bot.notifier import CHANNEL_NOTE, TS_NOTE
 from bot.parse import HELP, USAGE, Request
 from bot.render import batch_line, summary, title
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
+from reconciler.adapters.registry import default_registry
 from reconciler.commands import CommandRefused, run_command
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState
 from reconciler.core.report import batches_total
+from reconciler.core.spec import AdapterModels
 from reconciler.core.text import NAME_LIMIT, one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
@@ -70,6 +73,8 @@ class Backend:
     thread_of: Callable[[str], tuple[str, str] | None] = lambda plugin: None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     hosted: bool = False  # the clone is the reconciler's own, in this process
+    # What grayops.yaml is checked with: the wiring gives its registry's; by default this package's and Slack.
+    adapters: AdapterModels = field(default_factory=lambda: default_registry().with_(SLACK).models)
 
 
 class SeenTriggers:
@@ -112,7 +117,7 @@ class Service:
         repo = self.backend.repo
         self._refresh()
         try:
-            fleet = load_fleet(repo.desired_files(), self.builtins)
+            fleet = load_fleet(repo.desired_files(), self.builtins, adapters=self.backend.adapters)
         except FleetInvalid as err:
             return Reply(f"The fleet repository is invalid at HEAD, nothing was done:\n{slack_escape(str(err))}")
         plugin = request.plugin
@@ -136,7 +141,8 @@ class Service:
         assert plugin is not None
         try:
             result = run_command(repo, request.command, plugin, user.by, self.backend.now(), reason=request.reason,
-                                 batch=request.batch, once=("Slack-Trigger-Id", trigger) if trigger else None)
+                                 batch=request.batch, once=("Slack-Trigger-Id", trigger) if trigger else None,
+                                 adapters=self.backend.adapters)
         except (CommandRefused, GitError) as err:
             COMMANDS_TOTAL.labels(request.command, "refused").inc()
             return Reply(f"Not done: {slack_escape(str(err))}")

@@ -28,6 +28,7 @@ from reconciler import __version__
 if TYPE_CHECKING:
     from bot.host import HostedBot
     from reconciler.adapters.kube.lease import LeaderElector
+    from reconciler.adapters.registry import Registry
     from reconciler.core.fleet import Fleet
     from reconciler.core.model import RolloutState
     from reconciler.shell import Reconciler
@@ -67,6 +68,15 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def full_registry() -> Registry:
+    """Every adapter grayops has: the reconciler's own and the bot's Slack notifier. The one place that joins
+    them, so nothing else in `reconciler` depends on the bot (README "Adding an adapter")."""
+    from bot.factory import SLACK
+    from reconciler.adapters.registry import default_registry
+
+    return default_registry().with_(SLACK)
+
+
 # --- run ----------------------------------------------------------------------------------------------------
 
 
@@ -97,10 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as err:
             return _fail(f"cannot serve telemetry on {args.listen}: {err}", 2 if isinstance(err, ValueError) else 1)
         log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
-    from bot.factory import build_notifiers
-
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
-                            notifier_builders=(build_notifiers,))
+                            registry=full_registry())
     try:
         reconciler.start()
     except RemoteUnavailable as err:
@@ -225,7 +233,8 @@ def _host_bot(reconciler: Reconciler, host: str, port: int) -> HostedBot | None:
         return None
 
     try:
-        return HostedBot(Backend(reconciler.repo, reconciler.wake.set, thread_of, hosted=True), slack, host, port)
+        return HostedBot(Backend(reconciler.repo, reconciler.wake.set, thread_of, hosted=True,
+                                 adapters=reconciler.registry.models), slack, host, port)
     except (OSError, ValueError) as err:
         log.error("the Slack bot cannot start: %s; reconciling without it", err)
         return None
@@ -258,7 +267,7 @@ def cmd_bot(args: argparse.Namespace) -> int:
     except RemoteUnavailable as err:
         return _fail(f"cannot start: {err}")
     try:
-        hosted = HostedBot(Backend(repo), slack, args.host, args.port)
+        hosted = HostedBot(Backend(repo, adapters=full_registry().models), slack, args.host, args.port)
     except (OSError, ValueError) as err:
         return _fail(f"cannot start the Slack bot: {err}")
     pusher = Pusher(repo).start()
@@ -358,7 +367,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         files, records = _read_records(source, fetch=not args.workdir)
     except GitError as err:
         return _fail(str(err))
-    refused = _refused_errors(files)
+    fleet, refused = _judge(files)
     states = {}
     unreadable = 0  # each is said in one line, and status exits 1
     for path, text in records.items():
@@ -385,22 +394,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _said_refused(refused) or (1 if unreadable else 0)
     if not states and not unreadable:
         print("no rollout recorded yet")
-    fleet = _fleet_of(files)
     for _name, state in sorted(states.items()):
         _print_status(state, fleet, detail=bool(args.plugin))
     return _said_refused(refused) or (1 if unreadable else 0)
 
 
-def _refused_errors(files: dict[str, str]) -> tuple[str, ...]:
-    """The errors that make the reconciler refuse this revision (none when it is valid)."""
+def _judge(files: dict[str, str]) -> tuple[Fleet | None, tuple[str, ...]]:
+    """The revision's fleet and the errors that make the reconciler refuse it (None and the errors when invalid)."""
     from policies import builtin_policies
     from reconciler.core.fleet import FleetInvalid, load_fleet
 
     try:
-        load_fleet(files, builtin_policies())
+        return load_fleet(files, builtin_policies(), adapters=full_registry().models), ()
     except FleetInvalid as err:
-        return tuple(str(e) for e in err.errors)
-    return ()
+        return None, tuple(str(e) for e in err.errors)
 
 
 def _said_refused(errors: tuple[str, ...]) -> int:
@@ -409,17 +416,6 @@ def _said_refused(errors: tuple[str, ...]) -> int:
         return 0
     return _fail(f"HEAD is refused ({len(errors)} error(s)); a running reconciler keeps the last good revision in "
                  "force, and pause and rollback still act on the plugin they name:\n  " + "\n  ".join(errors))
-
-
-def _fleet_of(files: dict[str, str]) -> Fleet | None:
-    """The revision's fleet, for the plan of what is left; None when it is invalid (started batches only)."""
-    from policies import builtin_policies
-    from reconciler.core.fleet import FleetInvalid, load_fleet
-
-    try:
-        return load_fleet(files, builtin_policies())
-    except FleetInvalid:
-        return None
 
 
 def _print_status(state: RolloutState, fleet: Fleet | None, detail: bool) -> None:
@@ -485,7 +481,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not root.is_dir():
         return _fail(f"{root} is not a directory")
     try:
-        fleet = load_fleet(read_tree(root), builtin_policies())
+        fleet = load_fleet(read_tree(root), builtin_policies(), adapters=full_registry().models)
     except FleetInvalid as err:
         for error in err.errors:
             print(error, file=sys.stderr)
@@ -500,12 +496,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _check_queries(fleet: Fleet) -> int:
     """Each metric query of each plugin's policy, run once as its canary would run it; errors as one line each."""
-    from reconciler.adapters.prometheus import PrometheusMetrics
+    from reconciler.adapters.prometheus import PrometheusMetrics, PrometheusSettings
     from reconciler.core.plan import select_instances
     from reconciler.core.queries import placeholder_values, query_template, render
 
     settings = fleet.settings.metrics
-    if settings.provider != "prometheus":
+    if not isinstance(settings, PrometheusSettings):
         return _fail(f"--check-queries needs metrics.provider: prometheus (grayops.yaml has {settings.provider})")
     prometheus = PrometheusMetrics(settings)
     checked: set[str] = set()
@@ -514,7 +510,7 @@ def _check_queries(fleet: Fleet) -> int:
         policy = fleet.policies[plugin.spec.policy]
         instances = select_instances(plugin.spec, fleet.settings.clusters)
         for metric in policy.analysis.metrics:
-            template = query_template(settings, metric)
+            template = query_template(settings.queries, metric)
             if template is None:
                 continue  # the fleet check already refused the revision
             window = max(metric.interval or policy.analysis.interval, settings.min_window)
@@ -546,7 +542,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     try:
         files = _read_fleet_files(args.repo)
-        head = load_fleet(files, builtin_policies())
+        head = load_fleet(files, builtin_policies(), adapters=full_registry().models)
     except FleetInvalid as err:
         print(err, file=sys.stderr)
         return 1
@@ -555,7 +551,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     base: Fleet | None = None
     if args.base:
         try:
-            base = load_fleet(read_ref(Path(args.repo), args.base), builtin_policies())
+            base = load_fleet(read_ref(Path(args.repo), args.base), builtin_policies(),
+                              adapters=full_registry().models)
         except GitError as err:
             return _fail(f"cannot read {args.base}: {err}", 1)
         except FleetInvalid:
@@ -572,7 +569,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from reconciler.core.schema import fleet_schema_text
 
-    text = fleet_schema_text()
+    text = fleet_schema_text(full_registry().models)
     if args.check:
         from policies import schema_text
 
@@ -608,7 +605,7 @@ def cmd_command(args: argparse.Namespace) -> int:
             repo.ensure_clone()
             result = run_command(repo, args.command, args.plugin, one_line(_who(args.as_), NAME_LIMIT),
                                  datetime.now(UTC), reason=one_line(args.reason, REASON_LIMIT) if args.reason else None,
-                                 batch=getattr(args, "batch", None))
+                                 batch=getattr(args, "batch", None), adapters=full_registry().models)
         except CommandRefused as err:
             return _fail(str(err))
         except GitError as err:

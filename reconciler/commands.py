@@ -24,7 +24,7 @@ from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import Phase, RolloutState, fmt_time
 from reconciler.core.people import Directory, Role, conflict, version_people
 from reconciler.core.plan import cut, order_instances, select_instances
-from reconciler.core.spec import ApprovalRecord
+from reconciler.core.spec import AdapterModels, ApprovalRecord
 from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,15 @@ def run_command(
     batch: str | None = None,
     trailers: Sequence[tuple[str, str]] = (),
     once: tuple[str, str] | None = None,
+    *,
+    adapters: AdapterModels,
 ) -> CommandResult:
     """Carry out one command on the fleet repository behind `repo`; raises CommandRefused.
 
     `by` and `reason` are made one line and capped (they become the subject and trailers). `once` is a trailer
     naming this request (e.g. a Slack trigger id): it is added to the commit, and when a commit of the last day
-    already carries it, nothing is done again.
+    already carries it, nothing is done again. `adapters` are the registry's settings models, which grayops.yaml
+    is checked with (the program's wiring gives its own, Slack included).
     """
     by = one_line(by, NAME_LIMIT) or "unknown"
     reason = (one_line(reason, REASON_LIMIT) if reason else "") or None
@@ -70,7 +73,7 @@ def run_command(
         if once is not None and (done := repo.find_trailer(*once, since=now - ONCE_WINDOW)) is not None:
             return CommandResult(False, f"{once[0]} {once[1]} was already carried out in {done[:10]}",
                                  done, done_before=True)
-        fleet, refused = _fleet(repo, command)
+        fleet, refused = _fleet(repo, command, adapters)
         note = ""
         if fleet is None:  # a brake at a refused HEAD: it acts on the plugin's own file all the same
             path, text, note = _brake_file(repo, plugin, refused)
@@ -177,12 +180,13 @@ BRAKES = ("pause", "rollback")  # they act even at a refused HEAD (README "Pause
 HISTORY_LIMIT = 100  # how far back a broken plugin file's last valid content is looked for
 
 
-def _fleet(repo: GitRepo, command: CommandName) -> tuple[Fleet | None, FleetInvalid | None]:
+def _fleet(repo: GitRepo, command: CommandName,
+           adapters: AdapterModels) -> tuple[Fleet | None, FleetInvalid | None]:
     """The revision at HEAD; at a refused one, (None, its errors) for a brake, else CommandRefused."""
     from policies import builtin_policies
 
     try:
-        return load_fleet(repo.desired_files(), builtin_policies()), None
+        return load_fleet(repo.desired_files(), builtin_policies(), adapters=adapters), None
     except FleetInvalid as err:
         if command in BRAKES:
             return None, err

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from reconciler.adapters.factory import NotifierBuilder, Runtime, build_runtime
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, Rewrite
 from reconciler.adapters.ports import Clock, SystemClock
+from reconciler.adapters.registry import Registry, Runtime, default_registry
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core import yamledit, yamlemit
 from reconciler.core.brakes import with_brakes
@@ -133,7 +133,7 @@ class Reconciler:
         builtin_policies: Mapping[str, str],
         clock: Clock | None = None,
         poll_interval: float | None = None,
-        notifier_builders: Sequence[NotifierBuilder] = (),
+        registry: Registry | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.repo = repo
@@ -142,7 +142,7 @@ class Reconciler:
         self.builtins = builtin_policies
         self.clock = clock or SystemClock()
         self.poll_override = poll_interval
-        self.notifier_builders = notifier_builders
+        self.registry = registry or default_registry()  # the adapters grayops.yaml may name
         self.fleet: Fleet | None = None  # in force: the last good revision, with brakes a refused one asks for
         self._good: Fleet | None = None  # the last good revision as it is
         self.runtime: Runtime | None = None
@@ -331,7 +331,7 @@ class Reconciler:
         if key == self._fleet_key or key == self._refused_key:
             return
         try:
-            fleet = load_fleet(files, self.builtins)
+            fleet = load_fleet(files, self.builtins, adapters=self.registry.models)
         except FleetInvalid as err:
             self._refused_key = key
             self._refused = tuple(str(e) for e in err.errors)
@@ -349,7 +349,7 @@ class Reconciler:
         if self.fleet is None or fleet.settings != self.fleet.settings or self.runtime is None:
             if self.runtime is not None:
                 self.runtime.close()
-            self.runtime = build_runtime(fleet.settings, self.workdir, self.clock, self.notifier_builders)
+            self.runtime = self.registry.build_runtime(fleet.settings, self.workdir, self.clock)
         self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
         self._good = fleet
         self._retries = _retries(files)

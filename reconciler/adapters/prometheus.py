@@ -15,6 +15,9 @@ What comes back, by what Prometheus answered:
 Placeholders in templates: `{plugin}`, `{version}`, `{namespace}`, `{cluster}` and `{instances}` (regex
 alternations of the batch's namespaces, clusters and `cluster/namespace` ids, for `=~`), `{window}` (a PromQL
 duration: the analysis interval, at least `metrics.minWindow`). Other braces (label matchers) are left alone.
+
+`metrics: {provider: prometheus, ...}` in grayops.yaml is `PrometheusSettings` (README "Prometheus and
+telemetry"). The client libraries are loaded when the first query is sent, not when grayops.yaml is validated.
 """
 
 from __future__ import annotations
@@ -26,17 +29,63 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
+from pydantic import Field, model_validator
 
+from reconciler.adapters.ports import Context, MetricsAdapter
+from reconciler.adapters.secrets import SecretMissing, read_secret
 from reconciler.core.model import Measurement
 from reconciler.core.plan import InstanceRef
 from reconciler.core.queries import placeholder_values, query_template, render
-from reconciler.core.spec import MetricSpec, MetricsSettings, Plugin, SecretRef
+from reconciler.core.spec import Duration, MetricSpec, MetricsSettings, Plugin, SecretRef, Strict
+
+if TYPE_CHECKING:
+    from prometheus_api_client import PrometheusConnect
+
+
+class BasicAuth(Strict):
+    username: str
+    password: SecretRef
+
+
+class MetricsAuth(Strict):
+    bearer: SecretRef | None = Field(None, description="Authorization: Bearer <token>")
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MetricsAuth:
+        if (self.bearer is None) == (self.basic is None):
+            raise ValueError("give exactly one of bearer or basic")
+        return self
+
+
+class MetricsTls(Strict):
+    verify: bool = True
+    ca_file: str | None = Field(None, description="CA bundle to verify the server with")
+
+
+class PrometheusSettings(MetricsSettings):
+    provider: Literal["prometheus"]
+    url: str | None = None
+    timeout: Duration = 10.0
+    queries: dict[str, str] = Field(
+        default_factory=dict, description="PromQL per normalised metric name, with {plugin} {version} {namespace} "
+                                          "{cluster} {instances} {window}; error_rate and latency_p99_ms have defaults")
+    auth: MetricsAuth | None = None
+    tls: MetricsTls = Field(default_factory=MetricsTls)
+    min_window: Duration = Field(60.0, description="{window} is the analysis interval, but at least this")
+
+    @model_validator(mode="after")
+    def _prometheus_needs_url(self) -> PrometheusSettings:
+        if not self.url:
+            raise ValueError("the prometheus provider needs a url")
+        return self
+
+    def missing_query(self, metric: MetricSpec) -> str | None:
+        if query_template(self.queries, metric) is not None:
+            return None
+        return f"no PromQL for metric {metric.name!r}: add metrics.queries.{metric.name} to grayops.yaml"
 
 
 @dataclass(frozen=True)
@@ -47,27 +96,10 @@ class Answer:
     error: str | None = None
 
 
-class SecretMissing(Exception):
-    pass
-
-
-def read_secret(ref: SecretRef, environ: Mapping[str, str]) -> str:
-    if ref.env is not None:
-        value = environ.get(ref.env)
-        if not value:
-            raise SecretMissing(f"environment variable {ref.env} is not set")
-        return value
-    assert ref.file is not None
-    try:
-        return Path(ref.file).read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise SecretMissing(f"cannot read {ref.file}: {err.strerror or err}") from None
-
-
 class PrometheusMetrics:
     """Implements `MetricsSource` against one Prometheus server; every failure is a `Measurement` error."""
 
-    def __init__(self, settings: MetricsSettings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: PrometheusSettings, environ: Mapping[str, str] | None = None) -> None:
         assert settings.url, "the prometheus provider needs a url"
         self.settings = settings
         self.url = settings.url.rstrip("/")
@@ -79,7 +111,7 @@ class PrometheusMetrics:
 
     def measure(self, plugin: Plugin, version: str, metric: MetricSpec, instances: Sequence[InstanceRef],
                 window_seconds: float) -> Measurement:
-        template = query_template(self.settings, metric)
+        template = query_template(self.settings.queries, metric)
         if template is None:
             return Measurement(None, error=f"no query for metric {metric.name!r}: add metrics.queries."
                                            f"{metric.name} to grayops.yaml")
@@ -94,6 +126,9 @@ class PrometheusMetrics:
 
     def query(self, promql: str) -> Answer:
         """Run one instant query; never raises."""
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
         self.queries += 1
         try:
             client = self._client()
@@ -116,6 +151,10 @@ class PrometheusMetrics:
     def _client(self) -> PrometheusConnect:
         """A client with the credentials as they are now (secrets are re-read, so a rotated file is picked up);
         kept while they do not change, so its connection pool is reused between queries."""
+        import requests
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
         headers: dict[str, str] = {}
         auth: tuple[str, str] | None = None
         if self.settings.auth is not None:
@@ -196,3 +235,10 @@ def _short(err: Exception) -> str:
     text = str(err)
     reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     return reason.group(1).strip() if reason else text[:200]
+
+
+def _build(settings: PrometheusSettings, context: Context) -> PrometheusMetrics:
+    return PrometheusMetrics(settings, context.env)
+
+
+PROVIDER = MetricsAdapter("prometheus", PrometheusSettings, _build)

@@ -20,13 +20,23 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from reconciler.adapters.ports import Clock
+from reconciler.adapters.ports import Clock, Context, DriverAdapter, MetricsAdapter
 from reconciler.core.effects import CheckResult, CheckStage, InstanceObservation, SetVersion
 from reconciler.core.model import Measurement
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import Check, ClusterSpec, ExecCheck, HttpCheck, MetricSpec, Plugin, SimFault, SimSettings
+from reconciler.core.spec import (
+    Check,
+    ClusterSpec,
+    ExecCheck,
+    HttpCheck,
+    MetricSpec,
+    MetricsSettings,
+    Plugin,
+    SimFault,
+    SimSettings,
+)
 
 STATE_FILE = "sim-fleet.json"
 STATE_FORMAT = 1
@@ -368,7 +378,7 @@ def _parse(doc: Any) -> dict[str, dict[str, _Entry]]:
 class SimMetrics:
     """Implements `MetricsSource` over a `SimFleet`: the worst instance's value, never an exception.
 
-    Fault matching is the fleet's (`SimFleet.health`); `settings` is kept for symmetry with the factory.
+    Fault matching is the fleet's (`SimFleet.health`); `settings` is kept for symmetry with the other providers.
     """
 
     def __init__(self, fleet: SimFleet, settings: SimSettings, clock: Clock) -> None:
@@ -394,3 +404,38 @@ class SimMetrics:
             return Measurement(value=max(values), series=len(values))
         except Exception as exc:  # a metrics source never raises: a failure is a reading with an error
             return Measurement(value=None, error=f"sim metrics failed: {exc}")
+
+
+# --- the sim driver and provider, as grayops.yaml names them ---------------------------------------------------
+
+
+class SimCluster(ClusterSpec):
+    """`driver: sim` (the default): a simulated cluster; what goes wrong on it is grayops.yaml's `sim.faults`."""
+
+    driver: Literal["sim"] = "sim"
+
+
+class SimMetricsSettings(MetricsSettings):
+    """`provider: sim` (the default): the simulated fleet's own error rate and p99 latency."""
+
+    provider: Literal["sim"] = "sim"
+
+
+def _fleet(context: Context) -> SimFleet:
+    """The one simulated fleet: the driver of the sim clusters and the source of the sim metrics."""
+    settings = context.settings
+    return context.shared(SimFleet, lambda: SimFleet(context.workdir, settings.sim,
+                                                     [c for c in settings.clusters if c.driver == "sim"],
+                                                     context.clock))
+
+
+def _driver(clusters: Sequence[SimCluster], context: Context) -> SimFleet:
+    return _fleet(context)
+
+
+def _metrics(settings: SimMetricsSettings, context: Context) -> SimMetrics:
+    return SimMetrics(_fleet(context), context.settings.sim, context.clock)
+
+
+DRIVER = DriverAdapter("sim", SimCluster, _driver)
+METRICS = MetricsAdapter("sim", SimMetricsSettings, _metrics)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core import foreign, yamlpos
-from reconciler.core.queries import query_template
 from reconciler.core.spec import (
     FILE_KINDS,
     Access,
+    AdapterModels,
     ApprovalRecord,
     Approvals,
     Plugin,
@@ -26,6 +26,9 @@ from reconciler.core.spec import (
     PolicySpec,
     Settings,
     Strict,
+    is_union_tag,
+    picks,
+    settings_model,
 )
 
 SETTINGS_PATH = "grayops.yaml"
@@ -75,8 +78,10 @@ def is_desired_path(path: str) -> bool:
     return path.endswith((".yaml", ".yml")) and not path.startswith(RECORD_DIRECTORIES)
 
 
-def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | None = None) -> Fleet:
-    """Parse and cross-check a revision. `builtin_policies` maps a policy name to its YAML text."""
+def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | None = None, *,
+               adapters: AdapterModels) -> Fleet:
+    """Parse and cross-check a revision. `builtin_policies` maps a policy name to its YAML text; `adapters` are
+    the registry's settings models, which grayops.yaml's clusters, metrics and notifiers are validated with."""
     errors: list[FleetError] = []
     builtins: dict[str, PolicySpec] = {}
     for name, text in (builtin_policies or {}).items():
@@ -103,7 +108,7 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
         directory, _, filename = path.rpartition("/")
         stem = filename.rsplit(".", 1)[0]
         if path == SETTINGS_PATH:
-            settings = _parse(path, text, Settings, errors)
+            settings = _parse(path, text, settings_model(adapters), errors)
         elif path == ACCESS_PATH:
             access = _parse(path, text, Access, errors)
         elif directory == ANALYSIS_DIRECTORY:
@@ -126,7 +131,7 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
     for name, path in policy_paths.items():
         policies[name] = _resolve_templates(policies[name], path, files[path], templates, errors)
     known_policies = {**builtins, **policies}
-    if settings is not None and settings.metrics.provider == "prometheus":
+    if settings is not None:
         errors.extend(_missing_queries(settings, plugins, plugin_paths, known_policies, policy_paths, files))
     for name, plugin in plugins.items():
         _check_plugin(plugin, plugin_paths[name], files[plugin_paths[name]], plugins, known_policies, errors)
@@ -178,7 +183,7 @@ def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
             isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         ):
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and node.get("type") == part:
+        elif isinstance(part, str) and is_union_tag(node, part):
             continue  # a discriminated-union tag, not a field
         else:
             node = None
@@ -211,27 +216,32 @@ def _allowed_fields(model: type[BaseModel], data: Any, loc: tuple[str | int, ...
     current: Any = model
     node = data
     for part in loc:
+        if get_origin(current) is dict:  # a key of a mapping: its values' type
+            current = get_args(current)[1]
+        elif not isinstance(part, int):
+            owner = _one_model(current, node)
+            if owner is None:
+                return []
+            found = next((f for n, f in owner.model_fields.items() if (f.alias or n) == part), None)
+            if found is None:
+                return []
+            current = found.annotation
         if isinstance(node, dict):
             node = node.get(part)
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:
             node = None
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        found = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
-        if found is None:
-            return []
-        current = found.annotation
-    models = _models_in(current)
-    if len(models) > 1 and isinstance(node, dict):  # a tagged union: the member whose `type` the data names
-        models = [m for m in models if "type" in m.model_fields
-                  and node.get("type") in getattr(m.model_fields["type"].annotation, "__args__", ())]
-    if len(models) == 1:
-        return sorted(f.alias or n for n, f in models[0].model_fields.items())
-    return []
+    owner = _one_model(current, node)
+    return sorted(f.alias or n for n, f in owner.model_fields.items()) if owner else []
+
+
+def _one_model(annotation: Any, node: Any) -> type[BaseModel] | None:
+    """The model `annotation` holds for `node`: in a tagged union, the member whose tag the data names."""
+    models = _models_in(annotation)
+    if len(models) > 1 and isinstance(node, dict):
+        models = [m for m in models if picks(m, node)]
+    return models[0] if len(models) == 1 else None
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -375,17 +385,16 @@ def _resolve_templates(policy: PolicySpec, path: str, text: str,
 def _missing_queries(settings: Settings, plugins: Mapping[str, Plugin], plugin_paths: Mapping[str, str],
                      policies: Mapping[str, PolicySpec], policy_paths: Mapping[str, str],
                      files: Mapping[str, str]) -> list[FleetError]:
-    """With the prometheus provider, every metric a plugin's policy judges needs a query."""
+    """Every metric a plugin's policy judges needs a query its metrics provider can run."""
     errors: list[FleetError] = []
     used = sorted({p.spec.policy for p in plugins.values() if p.spec.policy in policies})
     for name in used:
         for index, metric in enumerate(policies[name].analysis.metrics):
-            if query_template(settings.metrics, metric) is not None:
+            problem = settings.metrics.missing_query(metric)
+            if problem is None:
                 continue
             path = policy_paths.get(name, SETTINGS_PATH)
             line = yamlpos.load(files[path]).line_of(("spec", "analysis", "metrics", index)) if name in policy_paths \
                 else 1
-            errors.append(FleetError(path, line, f"spec.analysis.metrics[{index}].name",
-                                     f"no PromQL for metric {metric.name!r}: add metrics.queries.{metric.name} to "
-                                     "grayops.yaml"))
+            errors.append(FleetError(path, line, f"spec.analysis.metrics[{index}].name", problem))
     return errors

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import MetricSpec, MetricsSettings
+from reconciler.core.spec import MetricSpec
 
 _REGEX_SPECIAL = re.compile(r"[.^$*+?()\[\]{}|\\]")
 _SCOPE = 'plugin="{plugin}",cluster=~"{cluster}",namespace=~"{namespace}",version="{version}"'
@@ -67,8 +67,8 @@ def placeholder_values(plugin: str, version: str, instances: Sequence[InstanceRe
     }
 
 
-def query_template(settings: MetricsSettings, metric: MetricSpec) -> str | None:
-    """The metric's own query, else grayops.yaml's, else the default for its normalised name."""
-    return metric.query or settings.queries.get(metric.name) or DEFAULT_QUERIES.get(metric.name)
+def query_template(queries: Mapping[str, str], metric: MetricSpec) -> str | None:
+    """The metric's own query, else grayops.yaml's (`queries`), else the default for its normalised name."""
+    return metric.query or queries.get(metric.name) or DEFAULT_QUERIES.get(metric.name)
 
 

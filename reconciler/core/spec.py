@@ -8,20 +8,27 @@ editors use is generated from these models (`grayops schema`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticUndefined
 
 from reconciler.core.timing import format_duration, parse_clock, parse_duration
 
@@ -321,14 +328,19 @@ class Policy(Strict):
 
 
 # --- Settings (grayops.yaml) ------------------------------------------------------------------------------
+#
+# Three sections name adapters: each cluster's `driver`, the metrics `provider` and each notifier's `type`. The
+# core keeps only that tag; each adapter's module declares a settings model (a subclass of the section's base
+# below, with its own fields) and the registry hands them to `load_fleet` and the schema as `AdapterModels`
+# (README "Adding an adapter"). `settings_model` joins them into the closed model grayops.yaml is validated with.
 
 
 class ClusterSpec(Strict):
+    """A cluster of the inventory; its driver's settings model adds the driver's own fields."""
+
     name: Name
     labels: dict[str, str] = Field(default_factory=dict)
-    driver: Literal["sim", "kubernetes"] = "sim"
-    kube_context: str | None = None
-    kubeconfig: str | None = None
+    driver: str = "sim"
 
 
 class SecretRef(Strict):
@@ -344,63 +356,47 @@ class SecretRef(Strict):
         return self
 
 
-class BasicAuth(Strict):
-    username: str
-    password: SecretRef
-
-
-class MetricsAuth(Strict):
-    bearer: SecretRef | None = Field(None, description="Authorization: Bearer <token>")
-    basic: BasicAuth | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> MetricsAuth:
-        if (self.bearer is None) == (self.basic is None):
-            raise ValueError("give exactly one of bearer or basic")
-        return self
-
-
-class MetricsTls(Strict):
-    verify: bool = True
-    ca_file: str | None = Field(None, description="CA bundle to verify the server with")
-
-
 class MetricsSettings(Strict):
-    provider: Literal["sim", "prometheus"] = "sim"
-    url: str | None = None
-    timeout: Duration = 10.0
-    queries: dict[str, str] = Field(
-        default_factory=dict, description="PromQL per normalised metric name, with {plugin} {version} {namespace} "
-                                          "{cluster} {instances} {window}; error_rate and latency_p99_ms have defaults")
-    auth: MetricsAuth | None = None
-    tls: MetricsTls = Field(default_factory=MetricsTls)
-    min_window: Duration = Field(60.0, description="{window} is the analysis interval, but at least this")
+    """The `metrics` section; its provider's settings model adds the provider's own fields."""
 
-    @model_validator(mode="after")
-    def _prometheus_needs_url(self) -> MetricsSettings:
-        if self.provider == "prometheus" and not self.url:
-            raise ValueError("the prometheus provider needs a url")
-        return self
+    provider: str = "sim"
+
+    def missing_query(self, metric: MetricSpec) -> str | None:
+        """Why this provider has nothing to ask for `metric` (the revision is refused with it), or None."""
+        return None
 
 
-class LogNotifier(Strict):
-    type: Literal["log"]
+class NotifierSettings(Strict):
+    """One entry of `notifiers`; its notifier's settings model adds the notifier's own fields."""
+
+    type: str
 
 
-class WebhookNotifier(Strict):
-    type: Literal["webhook"]
-    url: str
-    secret_env: str | None = Field(None, description="environment variable holding the HMAC key")
+AdapterModels = Mapping[str, Mapping[str, type[Strict]]]
+"""The adapters' settings models, as the registry gives them: section (`clusters`, `metrics`, `notifiers`) ->
+tag -> model. Each model subclasses its section's base and declares its tag as `Literal["<tag>"]`."""
 
 
-class SlackNotifier(Strict):
-    type: Literal["slack"]
-    channel: str
-    tiers: dict[str, str] = Field(default_factory=dict, description="channel per tier label value")
-    plugins: dict[str, str] = Field(default_factory=dict, description="channel per plugin")
+@dataclass(frozen=True)
+class Section:
+    """A section of grayops.yaml whose entries are told apart by a tag naming their adapter."""
+
+    name: str  # the Settings field
+    tag: str  # the field that names the adapter
+    base: type[Strict]
+    default: str | None  # the tag when the field is left out
+    many: bool  # a list of entries, or one
 
 
-Notifier = Annotated[LogNotifier | WebhookNotifier | SlackNotifier, Field(discriminator="type")]
+SECTIONS = (
+    Section("clusters", "driver", ClusterSpec, "sim", many=True),
+    Section("metrics", "provider", MetricsSettings, "sim", many=False),
+    Section("notifiers", "type", NotifierSettings, None, many=True),
+)
+# Tag fields of every tagged union in the format (checks are told apart by `type` too), with their defaults.
+_TAGS: tuple[tuple[str, str | None], ...] = tuple(dict.fromkeys([*((s.tag, s.default) for s in SECTIONS),
+                                                                  ("type", None)]))
+_UNKNOWN = "?"  # the union member that reports a tag no adapter has
 
 
 class StatusSettings(Strict):
@@ -426,16 +422,14 @@ class SimSettings(Strict):
     faults: list[SimFault] = Field(default_factory=list)
 
 
-def _default_notifier() -> Notifier:
-    return LogNotifier(type="log")
-
-
 class Settings(Strict):
+    """grayops.yaml with the adapter sections as their bases; `settings_model` gives the one to validate with."""
+
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Settings"]
     clusters: list[ClusterSpec] = Field(min_length=1)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    notifiers: list[Notifier] = Field(default_factory=lambda: [_default_notifier()])
+    notifiers: list[NotifierSettings] = Field(default_factory=lambda: [NotifierSettings(type="log")])
     status: StatusSettings = Field(default_factory=StatusSettings)
     git: GitSettings = Field(default_factory=GitSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
@@ -447,6 +441,89 @@ class Settings(Strict):
         if repeated:
             raise ValueError(f"cluster names must be unique; repeated: {', '.join(repeated)}")
         return self
+
+
+_SETTINGS_MODELS: dict[tuple[tuple[str, tuple[tuple[str, type[Strict]], ...]], ...], type[Settings]] = {}
+
+
+def settings_model(adapters: AdapterModels) -> type[Settings]:
+    """The closed model of grayops.yaml for these adapters: each tagged entry validated by its adapter's model,
+    an unknown tag refused with the known ones named. Built once per set of adapters."""
+    key = tuple((section, tuple(models.items())) for section, models in adapters.items())
+    found = _SETTINGS_MODELS.get(key)
+    if found is None:
+        unknown = sorted(set(adapters) - {s.name for s in SECTIONS})
+        if unknown:
+            raise ValueError(f"no section of grayops.yaml is named {', '.join(unknown)}")
+        fields: dict[str, Any] = {}
+        for section in SECTIONS:
+            union = _tagged_union(section, adapters.get(section.name, {}))
+            annotation = list[union] if section.many else union  # type: ignore[valid-type]
+            default = Settings.model_fields[section.name].get_default(call_default_factory=True)
+            if default is PydanticUndefined:
+                fields[section.name] = (annotation, Field(min_length=1))
+            else:  # the base's default, as the document would say it, validated by the adapters' models
+                plain = [e.model_dump(by_alias=True) for e in default] if section.many else default.model_dump(
+                    by_alias=True)
+                fields[section.name] = (annotation, Field(default=plain, validate_default=True))
+        built = create_model("Settings", __base__=Settings, __module__=__name__, **fields)
+        found = _SETTINGS_MODELS.setdefault(key, built)  # built at once in two threads: both get the first
+    return found
+
+
+def _tagged_union(section: Section, models: Mapping[str, type[Strict]]) -> Any:
+    """`Annotated[A | B | ..., Discriminator]` over the section's models, picked by the tag (or its default); any
+    other tag goes to a member whose only field is the tag, typed as the known ones, so the error points at it."""
+    if not models:
+        raise ValueError(f"no adapter is registered for {section.name}")
+    for tag, model in models.items():
+        check_adapter_model(section.name, tag, model)
+    unknown = create_model(section.base.__name__, __base__=_UnknownTag,
+                           **{section.tag: (Literal[tuple(models)], ...)})  # type: ignore[call-overload]
+
+    def pick(value: Any) -> str:
+        tag = value.get(section.tag, section.default) if isinstance(value, dict) else getattr(value, section.tag, None)
+        return tag if isinstance(tag, str) and tag in models else _UNKNOWN
+
+    members = [Annotated[model, Tag(tag)] for tag, model in models.items()]
+    members.append(Annotated[SkipJsonSchema[unknown], Tag(_UNKNOWN)])
+    return Annotated[Union[tuple(members)], Discriminator(pick)]  # noqa: UP007 - built at run time
+
+
+def check_adapter_model(section_name: str, tag: str, model: type[BaseModel]) -> None:
+    """An adapter's settings model must subclass its section's base and declare its own tag, as `Literal`."""
+    section = next((s for s in SECTIONS if s.name == section_name), None)
+    if section is None:
+        raise ValueError(f"no section of grayops.yaml is named {section_name}")
+    declared = model.model_fields.get(section.tag)
+    if not issubclass(model, section.base) or declared is None or get_args(declared.annotation) != (tag,):
+        raise TypeError(f"{model.__name__} must subclass {section.base.__name__} and declare "
+                        f"{section.tag}: Literal[{tag!r}]")
+
+
+class _UnknownTag(BaseModel):
+    """Base of the member that reports an unknown tag: only the tag is checked, so it is the one error."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def is_union_tag(node: Any, part: str) -> bool:
+    """Whether `part`, in a validation error's location at `node`, is the tag pydantic adds for a member of a
+    tagged union (e.g. `exec` in `verify.0.exec.command`) rather than a field of the document."""
+    if part == _UNKNOWN:
+        return True
+    return isinstance(node, dict) and any(node.get(tag, default) == part for tag, default in _TAGS)
+
+
+def picks(model: type[BaseModel], node: Mapping[str, Any]) -> bool:
+    """Whether `node`'s tag selects `model` among the members of a tagged union."""
+    if issubclass(model, _UnknownTag):
+        return False
+    for tag, default in _TAGS:
+        declared = model.model_fields.get(tag)
+        if declared is not None and get_origin(declared.annotation) is Literal:
+            return node.get(tag, default) in get_args(declared.annotation)
+    return False
 
 
 # --- Access and approvals ---------------------------------------------------------------------------------

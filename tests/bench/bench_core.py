@@ -28,6 +28,7 @@ from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo, RemoteWatcher
 from reconciler.adapters.ports import SystemClock
 from reconciler.adapters.sim import SimFleet
+from reconciler.cli import full_registry
 from reconciler.core.effects import (
     Change,
     Desired,
@@ -42,6 +43,8 @@ from reconciler.core.model import Measurement, Phase
 from reconciler.core.plan import plan, select_instances
 from reconciler.core.spec import ClusterSpec, Plugin, PluginSpec, PolicySpec, SimSettings
 from reconciler.shell import Reconciler
+
+ADAPTERS = full_registry().models
 
 TIERS = ("canary", "staging", "prod")
 
@@ -85,7 +88,7 @@ def bench_plan_and_tick(clusters: int, plugins: int) -> None:
         remote, human = fleet_repo(root, clusters, plugins)
         files = {p.relative_to(human).as_posix(): p.read_text() for p in human.rglob("*.yaml") if ".git" not in p.parts}
         started = time.perf_counter()
-        fleet = load_fleet(files, builtin_policies())
+        fleet = load_fleet(files, builtin_policies(), adapters=ADAPTERS)
         loaded = time.perf_counter()
         batches = [plan(p.spec, fleet.settings.clusters, fleet.policies[p.spec.policy]) for p in fleet.plugins.values()]
         planned = time.perf_counter()

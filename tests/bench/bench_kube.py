@@ -22,10 +22,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from reconciler.adapters.kube import KubernetesCluster
 from reconciler.adapters.kube.driver import KubernetesDriver
 from reconciler.core.effects import SetVersion
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import ClusterSpec, Plugin
+from reconciler.core.spec import Plugin
 from tests.kube.emulator import Emulator, kubeconfig
 
 IMAGE = "registry.example.com/plugins/billing"
@@ -50,7 +51,7 @@ def measure(clusters: int, instances: int, ticks: int = 5) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "kubeconfig"
             path.write_text(yaml.safe_dump(kubeconfig(emulators)))
-            specs = [ClusterSpec(name=e.name, driver="kubernetes", kube_context=e.name, kubeconfig=str(path))
+            specs = [KubernetesCluster(name=e.name, driver="kubernetes", kube_context=e.name, kubeconfig=str(path))
                      for e in emulators]
             driver = KubernetesDriver(specs)
             refs = [InstanceRef(e.name, f"ns-{n:02d}") for e in emulators for n in range(instances)]

@@ -21,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from reconciler.adapters.ports import SystemClock
-from reconciler.adapters.prometheus import PrometheusMetrics
+from reconciler.adapters.prometheus import PrometheusMetrics, PrometheusSettings
 from reconciler.adapters.sim import SimFleet
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.core.effects import SetVersion
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import ClusterSpec, MetricSpec, MetricsSettings, Plugin, SimSettings
+from reconciler.core.spec import ClusterSpec, MetricSpec, Plugin, SimSettings
 from tests.conftest import wait_for
 from tests.prom.promserver import Prometheus
 
@@ -61,7 +61,7 @@ def main() -> None:
         with SimExporter(fleet) as exporter:
             prometheus = Prometheus(Path(tmp) / "prometheus", [f"127.0.0.1:{exporter.port}"]).start()
             try:
-                source = PrometheusMetrics(MetricsSettings(provider="prometheus", url=prometheus.url,
+                source = PrometheusMetrics(PrometheusSettings(provider="prometheus", url=prometheus.url,
                                                            min_window=5.0))
                 wait_for(lambda: (m := source.measure(PLUGIN, "1.0.0", METRICS[0], refs, 1.0)).series == len(refs)
                          and m, timeout=120, what=f"rates of all {len(refs)} instances")

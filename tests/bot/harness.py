@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot.factory import build_notifiers
 from bot.host import HostedBot, SlackEnv
 from bot.notifier import SlackNotifier
 from bot.service import Backend
 from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo
+from reconciler.cli import full_registry
 from reconciler.shell import Reconciler
 from tests.bot.fake_slack import FakeSlack
 from tests.bot.slack_requests import SECRET, button, post, slash
@@ -71,7 +71,7 @@ class Running:
     def __init__(self, human: Human, workdir: Path) -> None:
         self.repo = GitRepo(str(human.remote), workdir)
         self.reconciler = Reconciler(self.repo, workdir, builtin_policies(), poll_interval=0.2,
-                                     notifier_builders=(build_notifiers,))
+                                     registry=full_registry())
         self.reconciler.start()
         self._stop = threading.Event()
         self.error: BaseException | None = None

@@ -19,7 +19,7 @@ import pytest
 
 from bot.factory import slack_client
 from bot.notifier import SlackNotifier
-from bot.webhook import EVENT, WebhookNotifier
+from reconciler.adapters.notify.webhook import EVENT, WebhookNotifier
 from reconciler.core.effects import Event
 from reconciler.core.model import Phase, Severity
 from tests.bot.fake_slack import Call, FakeSlack

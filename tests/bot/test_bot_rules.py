@@ -10,6 +10,7 @@ from bot.access import Action, decide, groups_to_check, touched_tiers
 from bot.parse import Request, Usage, parse
 from bot.render import event_line, rollout_message
 from policies import builtin_policies
+from reconciler.cli import full_registry
 from reconciler.core.effects import Event
 from reconciler.core.fleet import load_fleet
 from reconciler.core.model import Phase, RolloutState, Severity
@@ -96,7 +97,8 @@ def test_only_the_groups_that_could_grant_are_looked_up() -> None:
 
 def _fleet(policy: str = SLOW_POLICY):  # type: ignore[no-untyped-def]
     return load_fleet({"grayops.yaml": settings_yaml(TIERS), "policies/slow.yaml": policy, "access.yaml": ACCESS,
-                       "plugins/billing.yaml": plugin_yaml("billing", "1.6.0", policy="slow")}, builtin_policies())
+                       "plugins/billing.yaml": plugin_yaml("billing", "1.6.0", policy="slow")}, builtin_policies(),
+                      adapters=full_registry().models)
 
 
 def _state(phase: Phase = Phase.PROGRESSING, **kw: object) -> RolloutState:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from policies import builtin_policies
+from reconciler.cli import full_registry
 from reconciler.core.brakes import with_brakes
 from reconciler.core.fleet import load_fleet
 from reconciler.core.model import Phase, RolloutState
@@ -39,7 +40,7 @@ BRAKES = {
 @pytest.mark.parametrize(("text", "expected", "taken"), BRAKES.values(), ids=BRAKES.keys())
 def test_a_refused_revision_pauses_or_rolls_back_a_plugin_by_its_own_file_alone(
         text: str, expected: tuple[str, bool], taken: list[str]) -> None:
-    good = load_fleet(GOOD, builtin_policies())
+    good = load_fleet(GOOD, builtin_policies(), adapters=full_registry().models)
     refused = {**GOOD, "plugins/billing.yaml": text, "plugins/auth.yaml": "nonsense: [\n"}
     fleet, said = with_brakes(good, refused, {"billing": ROLLOUT})
     spec = fleet.plugins["billing"].spec
@@ -49,6 +50,6 @@ def test_a_refused_revision_pauses_or_rolls_back_a_plugin_by_its_own_file_alone(
 
 
 def test_no_rollback_without_a_rollout_to_set_back() -> None:
-    good = load_fleet(GOOD, builtin_policies())
+    good = load_fleet(GOOD, builtin_policies(), adapters=full_registry().models)
     fleet, said = with_brakes(good, {**GOOD, "plugins/billing.yaml": plugin_yaml("billing", "1.5.0")}, {})
     assert fleet.plugins["billing"].spec.version == "1.6.0" and said == ()

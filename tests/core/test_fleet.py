@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from policies import builtin_policies
+from reconciler.cli import full_registry
 from reconciler.core.fleet import FleetInvalid, load_fleet
 from tests.conftest import FAST_POLICY, plugin_yaml, settings_yaml
+
+ADAPTERS = full_registry().models
 
 SETTINGS = settings_yaml({"canary": 1, "prod": 2})
 
@@ -20,12 +23,12 @@ def fleet(**files: str) -> dict[str, str]:
 
 def errors_of(files: dict[str, str]) -> list[str]:
     with pytest.raises(FleetInvalid) as caught:
-        load_fleet(files, builtin_policies())
+        load_fleet(files, builtin_policies(), adapters=ADAPTERS)
     return [str(e) for e in caught.value.errors]
 
 
 def test_a_valid_fleet_loads_with_builtins_and_its_own_policies() -> None:
-    loaded = load_fleet(fleet(), builtin_policies())
+    loaded = load_fleet(fleet(), builtin_policies(), adapters=ADAPTERS)
     assert set(loaded.plugins) == {"billing"}
     assert {"fast", "canary-waves", "rolling", "all-at-once"} <= set(loaded.policies)
     assert loaded.plugins["billing"].spec.namespaces == ["plugins"]
@@ -110,17 +113,17 @@ def test_every_error_of_every_file_is_reported_at_once() -> None:
 
 def test_status_and_reports_are_not_desired_state() -> None:
     files = fleet(**{"status/billing.yaml": "not: [valid", "reports/billing/x.md": "# report"})
-    assert set(load_fleet(files, builtin_policies()).plugins) == {"billing"}
+    assert set(load_fleet(files, builtin_policies(), adapters=ADAPTERS).plugins) == {"billing"}
 
 
 def test_a_repository_policy_shadows_a_builtin_of_the_same_name() -> None:
     own = FAST_POLICY.replace("name: fast", "name: canary-waves")
-    loaded = load_fleet(fleet(**{"policies/canary-waves.yaml": own}), builtin_policies())
+    loaded = load_fleet(fleet(**{"policies/canary-waves.yaml": own}), builtin_policies(), adapters=ADAPTERS)
     assert [b.name for b in loaded.policies["canary-waves"].batches] == ["canary", "wave-1", "all"]
 
 
 def test_builtin_policies_are_valid_and_the_default_one_alerts_above_5_percent_errors() -> None:
-    loaded = load_fleet(fleet(), builtin_policies())
+    loaded = load_fleet(fleet(), builtin_policies(), adapters=ADAPTERS)
     default = loaded.policies["canary-waves"]
     assert [(m.name, m.max) for m in default.analysis.metrics] == [("error_rate", 0.05), ("latency_p99_ms", 500)]
     assert default.batch_timeout == 1800 and default.analysis.no_data_timeout == 300

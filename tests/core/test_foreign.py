@@ -8,8 +8,11 @@ from collections.abc import Mapping
 
 import pytest
 
+from reconciler.cli import full_registry
 from reconciler.core.fleet import FleetInvalid, load_fleet
 from tests.conftest import plugin_yaml, settings_yaml
+
+ADAPTERS = full_registry().models
 
 # Argo Rollouts' documented example (docs/features/analysis.md), unchanged.
 ARGO_SUCCESS_RATE = """\
@@ -125,14 +128,14 @@ def fleet_files(templates: Mapping[str, str], policy_text: str) -> dict[str, str
 
 def errors_of(files: Mapping[str, str]) -> list[str]:
     with pytest.raises(FleetInvalid) as caught:
-        load_fleet(files)
+        load_fleet(files, adapters=ADAPTERS)
     return [str(e) for e in caught.value.errors]
 
 
 class TestArgoRollouts:
     def test_the_documented_success_rate_template(self) -> None:
         ref = "      - {kind: AnalysisTemplate, name: success-rate, args: {service-name: '{plugin}.svc'}}\n"
-        fleet = load_fleet(fleet_files({"success-rate": ARGO_SUCCESS_RATE}, policy(ref)))
+        fleet = load_fleet(fleet_files({"success-rate": ARGO_SUCCESS_RATE}, policy(ref)), adapters=ADAPTERS)
         [metric] = fleet.policies["foreign"].analysis.metrics
         assert metric.name == "success-rate"
         assert (metric.min, metric.max, metric.failure_limit, metric.interval) == (0.95, None, 3, 300.0)
@@ -141,7 +144,7 @@ class TestArgoRollouts:
 
     def test_a_cluster_template_with_failure_condition_and_limits(self) -> None:
         ref = "      - {kind: ClusterAnalysisTemplate, name: error-ratio}\n"
-        fleet = load_fleet(fleet_files({"errors": ARGO_CLUSTER_ERRORS}, policy(ref)))
+        fleet = load_fleet(fleet_files({"errors": ARGO_CLUSTER_ERRORS}, policy(ref)), adapters=ADAPTERS)
         [metric] = fleet.policies["foreign"].analysis.metrics
         # failure when > 0.05 or < 0: success is 0 <= value <= 0.05, the arg's default filled in
         assert (metric.max, metric.min) == (0.05, 0.0)
@@ -159,7 +162,8 @@ class TestArgoRollouts:
     def test_success_conditions_of_the_simple_forms(self, condition: str, bounds: dict[str, float]) -> None:
         template = ARGO_SUCCESS_RATE.replace("result[0] >= 0.95", condition)
         ref = "      - {kind: AnalysisTemplate, name: success-rate, args: {service-name: x}}\n"
-        [metric] = load_fleet(fleet_files({"t": template}, policy(ref))).policies["foreign"].analysis.metrics
+        fleet = load_fleet(fleet_files({"t": template}, policy(ref)), adapters=ADAPTERS)
+        [metric] = fleet.policies["foreign"].analysis.metrics
         assert {"max": metric.max, "min": metric.min} == {"max": bounds.get("max"), "min": bounds.get("min")}
 
     @pytest.mark.parametrize(("change", "expected"), [
@@ -200,14 +204,15 @@ class TestArgoRollouts:
         template = ARGO_SUCCESS_RATE.replace("    failureLimit: 3\n",
                                              "    failureLimit: 3\n    failureCondition: result[0] < 0.95\n")
         ref = "      - {kind: AnalysisTemplate, name: success-rate, args: {service-name: x}}\n"
-        [metric] = load_fleet(fleet_files({"t": template}, policy(ref))).policies["foreign"].analysis.metrics
+        fleet = load_fleet(fleet_files({"t": template}, policy(ref)), adapters=ADAPTERS)
+        [metric] = fleet.policies["foreign"].analysis.metrics
         assert metric.min == 0.95
 
 
 class TestFlagger:
     def test_the_documented_metric_template_with_a_threshold_range(self) -> None:
         ref = "      - {kind: MetricTemplate, name: not-found-percentage, thresholdRange: {max: 5}, interval: 1m}\n"
-        fleet = load_fleet(fleet_files({"nf": FLAGGER_NOT_FOUND}, policy(ref)))
+        fleet = load_fleet(fleet_files({"nf": FLAGGER_NOT_FOUND}, policy(ref)), adapters=ADAPTERS)
         [metric] = fleet.policies["foreign"].analysis.metrics
         assert (metric.name, metric.max, metric.min, metric.interval) == ("not-found-percentage", 5.0, None, 60.0)
         query = metric.query or ""
@@ -232,7 +237,8 @@ class TestFlagger:
         template = FLAGGER_NOT_FOUND.replace('response_code!="404"', 'response_code!="{{ variables.code }}"')
         ref = ("      - {kind: MetricTemplate, name: not-found-percentage, thresholdRange: {max: 5}, "
                "templateVariables: {code: '404'}}\n")
-        [metric] = load_fleet(fleet_files({"nf": template}, policy(ref))).policies["foreign"].analysis.metrics
+        fleet = load_fleet(fleet_files({"nf": template}, policy(ref)), adapters=ADAPTERS)
+        [metric] = fleet.policies["foreign"].analysis.metrics
         assert 'response_code!="404"' in (metric.query or "")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from reconciler.cli import full_registry
 from reconciler.core.effects import Change, Observations, RefusedApproval
 from reconciler.core.fleet import FleetInvalid, load_fleet
 from reconciler.core.model import Phase
@@ -61,7 +62,7 @@ def test_one_name_listed_for_two_people_is_an_error_with_its_line() -> None:
               "  - {name: alice, emails: [alice@example.com]}\n"
               "  - {name: bob, emails: [ALICE@example.com]}\n")
     with pytest.raises(FleetInvalid) as err:
-        load_fleet({"grayops.yaml": settings_yaml({"prod": 1}), "access.yaml": access})
+        load_fleet({"grayops.yaml": settings_yaml({"prod": 1}), "access.yaml": access}, adapters=full_registry().models)
     assert "access.yaml:3: people: ALICE@example.com is listed for both alice and bob" in str(err.value)
 
 

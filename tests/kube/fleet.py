@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconciler.adapters.kube import KubernetesCluster
 from reconciler.adapters.kube.driver import KubernetesDriver
-from reconciler.core.spec import ClusterSpec, Plugin
+from reconciler.core.spec import Plugin
 from tests.kube.emulator import Emulator
 
 NAMES = ("kube-canary", "kube-staging", "kube-prod")
@@ -16,10 +17,10 @@ class Fleet:
         self.emulators = {e.name: e for e in emulators}
         self.kubeconfig = path
 
-    def clusters(self, **labels: str) -> list[ClusterSpec]:
+    def clusters(self, **labels: str) -> list[KubernetesCluster]:
         tiers = {"kube-canary": "canary", "kube-staging": "staging", "kube-prod": "prod"}
-        return [ClusterSpec(name=name, labels={"tier": tiers.get(name, "prod"), **labels}, driver="kubernetes",
-                            kube_context=name, kubeconfig=str(self.kubeconfig)) for name in self.emulators]
+        return [KubernetesCluster(name=name, labels={"tier": tiers.get(name, "prod"), **labels}, driver="kubernetes",
+                                  kube_context=name, kubeconfig=str(self.kubeconfig)) for name in self.emulators]
 
     def driver(self, **kwargs: object) -> KubernetesDriver:
         return KubernetesDriver(self.clusters(), **kwargs)  # type: ignore[arg-type]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.adapters.kube import KubernetesCluster
 from reconciler.adapters.kube.driver import KubernetesDriver
 from reconciler.adapters.kube.workloads import PREVIOUS_ANNOTATION, ROLLOUT_ANNOTATION
 from reconciler.core.effects import InstanceObservation, SetVersion
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import ClusterSpec, ExecCheck, HttpCheck
+from reconciler.core.spec import ExecCheck, HttpCheck
 from tests.conftest import wait_for
 from tests.kube.emulator import Resource
 from tests.kube.fleet import NAMES, Fleet, plugin
@@ -110,7 +111,7 @@ def test_bad_instances_are_errors_naming_cluster_namespace_and_object(kube: Flee
 
 
 def test_unknown_kube_context_is_a_clear_error_on_that_clusters_instances(kube: Fleet) -> None:
-    clusters = [*kube.clusters(), ClusterSpec(name="ghost", driver="kubernetes", kube_context="no-such-context",
+    clusters = [*kube.clusters(), KubernetesCluster(name="ghost", driver="kubernetes", kube_context="no-such-context",
                                               kubeconfig=str(kube.kubeconfig))]
     driver = KubernetesDriver(clusters)
     try:

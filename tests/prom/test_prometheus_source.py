@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.ports import SystemClock
-from reconciler.adapters.prometheus import PrometheusMetrics
+from reconciler.adapters.prometheus import PrometheusMetrics, PrometheusSettings
 from reconciler.adapters.sim import SimFleet
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.core.analysis import judge
 from reconciler.core.effects import SetVersion
 from reconciler.core.model import Measurement, Verdict
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import ClusterSpec, MetricSpec, MetricsSettings, Plugin, SimFault, SimSettings
+from reconciler.core.spec import ClusterSpec, MetricSpec, Plugin, SimFault, SimSettings
 from tests.conftest import free_port, grayops, wait_for
 from tests.prom.promserver import Prometheus
 
@@ -54,7 +54,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
 
 
 def source(url: str, **settings: object) -> PrometheusMetrics:
-    return PrometheusMetrics(MetricsSettings.model_validate({"provider": "prometheus", "url": url,
+    return PrometheusMetrics(PrometheusSettings.model_validate({"provider": "prometheus", "url": url,
                                                              "minWindow": "5s", **settings}), environ={})
 
 
@@ -202,8 +202,8 @@ class TestBaselineThroughTheShell:
     version; the core then judges canary against it."""
 
     def runtime(self, url: str):  # type: ignore[no-untyped-def]
-        from reconciler.adapters.factory import Runtime
-        from reconciler.adapters.notify import LogNotifier
+        from reconciler.adapters.notify.log import LogNotifier
+        from reconciler.adapters.registry import Runtime
 
         return Runtime({}, source(url), LogNotifier())
 

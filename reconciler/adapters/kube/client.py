@@ -23,7 +23,7 @@ from kubernetes import config as _k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from reconciler.core.spec import ClusterSpec
+from reconciler.adapters.kube import KubernetesCluster
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -112,7 +112,7 @@ def _kubeconfig_document(path: Path) -> Obj:
     return found
 
 
-def connect(cluster: ClusterSpec) -> ClusterApi:
+def connect(cluster: KubernetesCluster) -> ClusterApi:
     cfg = configuration(cluster.name, cluster.kubeconfig, cluster.kube_context)
     return ClusterApi(cluster.name, k8s.ApiClient(cfg))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.adapters.kube import KubernetesCluster
 from reconciler.adapters.kube import checks as kube_checks
 from reconciler.adapters.kube import workloads as wl
 from reconciler.adapters.kube.cache import Informer
@@ -33,7 +34,7 @@ from reconciler.adapters.kube.client import (
 from reconciler.adapters.ports import MetricsSource
 from reconciler.core.effects import CheckResult, CheckStage, InstanceObservation, SetVersion
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import Check, ClusterSpec, ExecCheck, HttpCheck, Plugin, Workload
+from reconciler.core.spec import Check, ExecCheck, HttpCheck, Plugin, Workload
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def workload_of(plugin: Plugin) -> Workload:
 class KubernetesDriver:
     """Implements `ClusterDriver` for the clusters whose `driver` is `kubernetes`. Thread-safe."""
 
-    def __init__(self, clusters: Sequence[ClusterSpec], metrics: MetricsSource | None = None,
+    def __init__(self, clusters: Sequence[KubernetesCluster], metrics: MetricsSource | None = None,
                  parallel: int = PARALLEL_PER_CLUSTER, sync_timeout: float = SYNC_TIMEOUT) -> None:
         self.clusters = {c.name: c for c in clusters}
         self.metrics = metrics

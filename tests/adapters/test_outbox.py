@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bot.outbox import Outbox
-from bot.webhook import WebhookNotifier
+from reconciler.adapters.notify.outbox import Outbox
+from reconciler.adapters.notify.webhook import WebhookNotifier
 from reconciler.core.effects import Event
 from reconciler.core.model import Phase, Severity
 

@@ -1,11 +1,14 @@
-"""Notifiers: where transitions and alerts go. The log notifier is the default and always on."""
+"""The log notifier: every transition and alert as one log line. The default, and always on."""
 
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
+from reconciler.adapters.ports import Context, Notifier, NotifierAdapter
 from reconciler.core.effects import Event
 from reconciler.core.model import Severity
+from reconciler.core.spec import NotifierSettings
 
 log = logging.getLogger("grayops.events")
 
@@ -22,15 +25,13 @@ class LogNotifier:
             log.log(_LEVELS[event.severity], "ALERT %s (%s): %s", event.kind, event.severity.value, event.message)
 
 
-class FanOut:
-    """Every notifier gets every event; one that raises is logged and skipped, never stopping the others."""
 
-    def __init__(self, notifiers: list[object]) -> None:
-        self.notifiers = notifiers
+class LogSettings(NotifierSettings):
+    type: Literal["log"]
 
-    def notify(self, event: Event) -> None:
-        for notifier in self.notifiers:
-            try:
-                notifier.notify(event)  # type: ignore[attr-defined]
-            except Exception:  # a notifier must never stop the reconciler
-                logging.getLogger(__name__).exception("notifier %s failed", type(notifier).__name__)
+
+def _build(settings: LogSettings, context: Context) -> Notifier | None:
+    return None  # always on: the registry adds the one log notifier whether grayops.yaml lists it or not
+
+
+NOTIFIER = NotifierAdapter("log", LogSettings, _build)

@@ -1,4 +1,4 @@
-"""The generic webhook notifier: every alert as the event `plugin.version.gray.alert` (seed 000), JSON, signed.
+"""The generic webhook notifier: every alert as the event `plugin.version.gray.alert` (README "Slack"), JSON, signed.
 
 The body is signed with HMAC-SHA256 under a secret read from the environment variable that grayops.yaml
 names (`secretEnv`): header `X-Grayops-Signature: sha256=<hex>` over the exact body bytes; receivers compare
@@ -15,12 +15,16 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
-from bot.outbox import Drop, Outbox, RetryAfter
+from pydantic import Field
+
+from reconciler.adapters.notify.outbox import Drop, Outbox, RetryAfter
+from reconciler.adapters.ports import Context, NotifierAdapter
 from reconciler.core.effects import Event
 from reconciler.core.model import fmt_time
+from reconciler.core.spec import NotifierSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +79,20 @@ class WebhookNotifier:
             if err.code < 500:
                 raise Drop(f"webhook at {self.where} refused the alert: HTTP {err.code}") from None
             raise
+
+
+class WebhookSettings(NotifierSettings):
+    type: Literal["webhook"]
+    url: str
+    secret_env: str | None = Field(None, description="environment variable holding the HMAC key")
+
+
+def _build(settings: WebhookSettings, context: Context) -> WebhookNotifier:
+    secret = context.env.get(settings.secret_env) if settings.secret_env else None
+    if settings.secret_env and not secret:
+        log.error("webhook notifier: environment variable %s (secretEnv) is not set; alerts are sent unsigned",
+                  settings.secret_env)
+    return WebhookNotifier(settings.url, secret)
+
+
+NOTIFIER = NotifierAdapter("webhook", WebhookSettings, _build)
