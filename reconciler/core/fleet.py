@@ -15,7 +15,7 @@ produce "no policy named" or "no plugin named" in the files that refer to it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -99,11 +99,6 @@ class Fleet:
     approvals: Mapping[str, tuple[ApprovalRecord, ...]] = field(default_factory=dict)
     plugin_paths: Mapping[str, str] = field(default_factory=dict)
     policy_paths: Mapping[str, str] = field(default_factory=dict)
-
-
-def is_desired_path(path: str) -> bool:
-    """Files that make up the desired state (what humans change), as opposed to the reconciler's record."""
-    return path.endswith(YAML_SUFFIXES) and not path.startswith(RECORD_DIRECTORIES)
 
 
 # --- what a revision's tree holds, and what of it is read ------------------------------------------------
@@ -198,13 +193,13 @@ def _misplaced(entry: TreeEntry, parts: list[str]) -> str | None:
         if len(parts) == 1:
             return _KIND_MESSAGES.get(entry.kind, f"must be a directory, not a {entry.kind}")
         if entry.kind is not EntryKind.FILE:
-            return _KIND_MESSAGES.get(entry.kind, f"{entry.kind}s are not allowed in a fleet repository")
+            return _not_a_file(entry.kind)
         if top in FLEET_DIRECTORIES and len(parts) > 2 and is_yaml:
             return f"not read: {top}/ holds its files directly, not in subdirectories"
         return None
     if len(parts) == 1:
         if entry.path in (SETTINGS_PATH, ACCESS_PATH):
-            return _KIND_MESSAGES.get(entry.kind) if entry.kind is not EntryKind.FILE else None
+            return _not_a_file(entry.kind) if entry.kind is not EntryKind.FILE else None
         if is_yaml:
             return ("not read: the only YAML files at the top are grayops.yaml and access.yaml"
                     + _did_you_mean(entry.path, (SETTINGS_PATH, ACCESS_PATH)))
@@ -214,6 +209,10 @@ def _misplaced(entry: TreeEntry, parts: list[str]) -> str | None:
         records = " and ".join(RECORD_DIRECTORIES)
         return f"not read: YAML outside {dirs}, {records}" + _did_you_mean(top, FLEET_DIRECTORIES, suffix="/")
     return None
+
+
+def _not_a_file(kind: EntryKind) -> str:
+    return _KIND_MESSAGES.get(kind, f"{kind}s are not allowed in a fleet repository")
 
 
 def _did_you_mean(word: str, choices: Iterable[str], suffix: str = "") -> str:
@@ -234,30 +233,15 @@ def decode_text(path: str, data: bytes) -> str | FleetError:
         return FleetError(path, line, "file", f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})")
 
 
-class RevisionFiles(Mapping[str, str]):
+class RevisionFiles(dict[str, str]):
     """A revision as read: path -> text of the files that could be read, and the errors of those that could not
     (a symlink, a file over the limits, bytes that are not UTF-8...). `load_fleet` reports those errors too."""
 
     def __init__(self, files: Mapping[str, str], errors: Iterable[FleetError] = ()) -> None:
-        self._files = dict(files)
+        super().__init__(files)
         self.errors = tuple(sorted(set(errors)))
-        self._key: int | None = None
-
-    def __getitem__(self, path: str) -> str:
-        return self._files[path]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._files)
-
-    def __len__(self) -> int:
-        return len(self._files)
-
-    @property
-    def key(self) -> int:
-        """Equal for two readings of the same content (computed once)."""
-        if self._key is None:
-            self._key = hash((tuple(sorted(self._files.items())), self.errors))
-        return self._key
+        # Equal for two readings of the same content; taken once, as a reader returns what it read unchanged.
+        self.key = hash((tuple(sorted(self.items())), self.errors))
 
 
 # --- loading -----------------------------------------------------------------------------------------------
