@@ -9,6 +9,7 @@ an unknown tag), is a `YamlSyntaxError` with its line, never another exception.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,12 +62,38 @@ class Located:
 
 def load(text: str) -> Located:
     """Parse one YAML document within the limits; an empty text is an empty mapping."""
-    if len(text) > MAX_CHARS:
-        raise YamlSyntaxError(1, f"{len(text)} characters, over the limit of {MAX_CHARS}")
     builder = _Builder()
+    _parse(text, MAX_CHARS, builder.take)
+    return builder.result()
+
+
+def check(text: str, max_chars: int = MAX_CHARS) -> None:
+    """Raise `YamlSyntaxError` where `text` breaks the limits (size, anchors and aliases, depth), without building
+    anything: for a large document grayops wrote itself (a status file), before a faster loader reads it."""
+    depth = 0
+
+    def take(event: yaml.Event) -> None:
+        nonlocal depth
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if getattr(event, "anchor", None) is not None or isinstance(event, yaml.AliasEvent):
+            raise YamlSyntaxError(line, ANCHORS_REFUSED)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlSyntaxError(line, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+    _parse(text, max_chars, take)
+
+
+def _parse(text: str, max_chars: int, take: Callable[[yaml.Event], None]) -> None:
+    """Feed the parser's events to `take`; every problem is a YamlSyntaxError with its line."""
+    if len(text) > max_chars:
+        raise YamlSyntaxError(1, f"{len(text)} characters, over the limit of {max_chars}")
     try:
         for event in yaml.parse(text, Loader=_Loader):
-            builder.take(event)
+            take(event)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         raise YamlSyntaxError(mark.line + 1 if mark else 1, _one_line(err.problem or str(err))) from None
@@ -77,7 +104,6 @@ def load(text: str) -> Located:
         raise YamlSyntaxError(1, _one_line(str(err))) from None
     except UnicodeEncodeError:  # a lone surrogate: never from a decoded file, but a caller may pass anything
         raise YamlSyntaxError(1, "the text is not valid Unicode") from None
-    return builder.result()
 
 
 def _line_at(text: str, position: int) -> int:

@@ -8,7 +8,6 @@ is read without following a symlink or opening anything but a regular file; writ
 from __future__ import annotations
 
 import os
-import subprocess
 import tracemalloc
 from pathlib import Path
 
