@@ -15,7 +15,8 @@ import pytest
 
 from reconciler.adapters.gitrepo import GitError, GitRepo
 from reconciler.core.fleet import FleetInvalid, load_fleet
-from tests.conftest import FAST_POLICY, Human, git, grayops, make_fleet_repo, plugin_yaml, settings_yaml
+from reconciler.shell import Reconciler
+from tests.conftest import FAST_POLICY, FakeClock, Human, git, grayops, make_fleet_repo, plugin_yaml, settings_yaml
 
 SETTINGS = settings_yaml({"canary": 1, "prod": 2})
 GOOD = {"grayops.yaml": SETTINGS, "policies/fast.yaml": FAST_POLICY,
@@ -214,3 +215,48 @@ def test_report_of_a_remote_never_follows_a_symlink(human: Human, outside: Path)
     report = grayops("report", "billing", "--repo", str(human.remote))
     assert "6.6.6" not in report.stdout
     assert report.returncode == 1 and "no report for 'billing' yet" in report.stderr
+
+
+# --- the reconciler: a refused revision and a start over hostile status files ------------------------------------
+
+
+def reconciler_on(human: Human, workdir: Path) -> Reconciler:
+    from policies import builtin_policies
+
+    reconciler = Reconciler(GitRepo(str(human.remote), workdir), workdir, builtin_policies(), clock=FakeClock(),
+                            poll_interval=0.0)
+    reconciler.start()
+    return reconciler
+
+
+def test_the_invalid_revision_alert_carries_the_root_errors(human: Human, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    reconciler = reconciler_on(human, tmp_path / "work")
+    reconciler.tick()
+    assert reconciler.fleet is not None
+    human.commit("two typos", {
+        "policies/fast.yaml": FAST_POLICY.replace("maxParallel: 4", "maxParalel: 4"),
+        "plugins/auth.yaml": plugin_yaml("auth", "2.0.0", extra="  colour: red\n"),
+        "plugins/web.yaml": plugin_yaml("web", "1.0.0", extra="  dependsOn: [auth]\n"),
+    })
+    with caplog.at_level("WARNING", logger="grayops.events"):
+        report = reconciler.tick()
+    alerts = [r.getMessage() for r in caplog.records if "ALERT invalid_revision" in r.getMessage()]
+    assert len(alerts) == 1, alerts
+    assert "2 error(s)" in alerts[0]
+    assert "policies/fast.yaml:10: spec.maxParalel: unknown field" in alerts[0]
+    assert "plugins/auth.yaml:7: spec.colour: unknown field" in alerts[0]
+    assert "no policy named" not in alerts[0] and "no plugin named" not in alerts[0]
+    assert len(report.invalid) == 2 and reconciler.fleet is not None  # the last good revision stays in force
+
+
+def test_a_start_survives_any_status_file(human: Human, tmp_path: Path) -> None:
+    bomb = "l0: &l0 [lol]\n" + "".join(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]\n" for n in range(1, 12))
+    human.commit("hand-made status files", {"status/auth.yaml": "- a list\n- not a status\n",
+                                            "status/web.yaml": bomb, "status/api.yaml": "phase: [\n"})
+    (human.clone / "status/billing.yaml").write_bytes(b"phase: Succeeded\xff\n")
+    human.commit("and one not UTF-8")
+    reconciler = reconciler_on(human, tmp_path / "work")
+    assert reconciler.states == {}
+    reconciler.tick()
+    assert reconciler.fleet is not None
