@@ -548,8 +548,9 @@ class GitRepo:
             files, errors = self._read_entries(tree, wanted, oids, MAX_RECORD_BYTES)
             return RevisionFiles(files, [*found.errors, *errors])
 
-    def read(self, path: str) -> str | None:
-        """One file's text at HEAD, from git objects; None if absent or not a regular UTF-8 file within the limits.
+    def read(self, path: str, rev: str = "HEAD") -> str | None:
+        """One file's text at `rev`, from git objects; None if absent or not a regular UTF-8 file within the
+        limits (a symlink is never followed, a blob over the limit never read).
 
         status/ and reports/ come from the status location.
         """
@@ -557,7 +558,7 @@ class GitRepo:
         record = rel.startswith(STATUS_PREFIXES)
         tree = self._record_tree() if record else self._main
         with self.lock():
-            listed, oids = self._entries(tree, self._commit_of(tree, "HEAD"), rel)
+            listed, oids = self._entries(tree, self._commit_of(tree, rev), rel)
             entries = [e for e in listed if e.path == rel]
             if len(entries) != 1 or entries[0].kind is not EntryKind.FILE:
                 return None
