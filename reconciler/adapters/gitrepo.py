@@ -90,9 +90,9 @@ _CONFLICT_PREFIX = "grayops/conflict-"
 # Variables that would point git at another repository than the one we pass with cwd (e.g. inside a hook).
 _REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
              "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES")
-# Tree entry modes as `git ls-tree` prints them; anything else (a gitlink is 160000) is not a plain file.
-_GIT_MODES = {"100644": EntryKind.FILE, "100755": EntryKind.FILE, "120000": EntryKind.SYMLINK,
-              "040000": EntryKind.DIRECTORY, "160000": EntryKind.SUBMODULE}
+# The type bits of a tree entry's mode (as `git ls-tree` prints it, in octal); a gitlink (submodule) is 160000.
+_GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, stat.S_IFDIR: EntryKind.DIRECTORY,
+              0o160000: EntryKind.SUBMODULE}
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -759,7 +759,9 @@ def parse_tree_listing(listing: str) -> tuple[list[TreeEntry], dict[str, str]]:
         if not tab or len(fields) != 4:
             continue
         mode, _type, oid, size = fields
-        entries.append(TreeEntry(path, _GIT_MODES.get(mode, EntryKind.SUBMODULE), int(size) if size.isdigit() else 0))
+        octal = mode.isdigit() and "8" not in mode and "9" not in mode
+        kind = _GIT_TYPES.get(int(mode, 8) & 0o170000 if octal else 0, EntryKind.SUBMODULE)
+        entries.append(TreeEntry(path, kind, int(size) if size.isdigit() else 0))
         oids[path] = oid
     return entries, oids
 
