@@ -12,7 +12,16 @@ import time
 import pytest
 
 from policies import builtin_policies
-from reconciler.core.fleet import FleetInvalid, load_fleet
+from reconciler.core.fleet import (
+    MAX_FILE_BYTES,
+    MAX_REVISION_BYTES,
+    EntryKind,
+    FleetInvalid,
+    TreeEntry,
+    decode_text,
+    load_fleet,
+    survey,
+)
 from tests.conftest import FAST_POLICY, plugin_yaml, settings_yaml
 
 SETTINGS = settings_yaml({"canary": 1, "prod": 2})
@@ -192,3 +201,46 @@ def test_the_sim_metric_names_are_the_ones_the_sim_measures() -> None:
     from reconciler.core.fleet import SIM_METRICS
 
     assert tuple(SIM_METRICS) == tuple(METRIC_NAMES)
+
+
+# --- what a tree's entries are: the survey, and the bytes of a file ------------------------------------------------
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    (TreeEntry("plugins/x.yaml", EntryKind.SYMLINK), "plugins/x.yaml: symlinks are not allowed in a fleet repository"),
+    (TreeEntry("plugins", EntryKind.SYMLINK), "plugins: symlinks are not allowed in a fleet repository"),
+    (TreeEntry("status", EntryKind.FILE, 3), "status: must be a directory, not a file"),
+    (TreeEntry("reports/billing/x.md", EntryKind.SYMLINK),
+     "reports/billing/x.md: symlinks are not allowed in a fleet repository"),
+    (TreeEntry("plugins/vendored", EntryKind.SUBMODULE),
+     "plugins/vendored: submodules are not allowed in a fleet repository"),
+    (TreeEntry("policies/p.yaml", EntryKind.FIFO), "policies/p.yaml: FIFOs are not allowed in a fleet repository"),
+    (TreeEntry("grayops.yaml", EntryKind.DEVICE), "grayops.yaml: devices are not allowed in a fleet repository"),
+    (TreeEntry("plugins/README.md", EntryKind.SYMLINK),
+     "plugins/README.md: symlinks are not allowed in a fleet repository"),
+    (TreeEntry("docs/latest", EntryKind.SYMLINK), None),  # outside the fleet and record directories: never read
+    (TreeEntry("README.md", EntryKind.SYMLINK), None),
+    (TreeEntry(".github/workflows", EntryKind.SYMLINK), None),
+], ids=lambda value: value.path if isinstance(value, TreeEntry) else "")
+def test_only_regular_files_are_allowed_where_grayops_reads_or_writes(entry: TreeEntry, expected: str | None) -> None:
+    assert [str(e) for e in survey([entry]).errors] == ([expected] if expected else [])
+
+
+def test_a_revision_over_its_size_limit_is_refused_at_the_file_that_crosses_it() -> None:
+    size = MAX_FILE_BYTES - 10
+    entries = [TreeEntry(f"plugins/p{i:02d}.yaml", EntryKind.FILE, size) for i in range(40)]
+    found = survey(entries)
+    crossing = MAX_REVISION_BYTES // size
+    assert len(found.desired) == crossing
+    assert str(found.errors[0]) == (f"plugins/p{crossing:02d}.yaml: the fleet files reach {(crossing + 1) * size} "
+                                    "bytes with this one, over the 32 MiB limit of a revision")
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"kind: Plugin\n", "kind: Plugin\n"),
+    (b"\xef\xbb\xbfkind: Plugin\r\n", "\ufeffkind: Plugin\r\n"),
+    ("kind: Plugin\n".encode("utf-16"), "plugins/x.yaml:1: file: not UTF-8 text (byte 0xff at offset 0)"),
+    (b"a: 1\nb: caf\xe9\n", "plugins/x.yaml:2: file: not UTF-8 text (byte 0xe9 at offset 11)"),
+])
+def test_bytes_become_text_or_an_error_with_line_and_offset(data: bytes, expected: str) -> None:
+    assert str(decode_text("plugins/x.yaml", data)) == expected
