@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -309,6 +309,7 @@ def _status_files(repo: str, files: dict[str, str], remote: str | None = None) -
         branch = ((settings.get("status") or {}).get("branch")) if isinstance(settings, dict) else None
     except yaml.YAMLError:
         branch = None
+    source: Mapping[str, str]
     if branch and remote:
         source = read_ref(Path(repo), f"{remote}/{branch}")
     else:

@@ -23,7 +23,7 @@ from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, Re
 from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.registry import Registry, Runtime, default_registry
 from reconciler.adapters.telemetry import Telemetry
-from reconciler.core import yamledit, yamlemit
+from reconciler.core import yamledit, yamlemit, yamlpos
 from reconciler.core.brakes import with_brakes
 from reconciler.core.effects import (
     Alert,
@@ -41,15 +41,18 @@ from reconciler.core.effects import (
     WriteReport,
 )
 from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide, situation
-from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.fleet import MAX_RECORD_BYTES, Fleet, FleetInvalid, load_fleet, show_path
 from reconciler.core.model import Measurement, Phase, RolloutState, Severity, from_doc, to_doc
 from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
 from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
 from reconciler.core.report import render_report, report_path
-from reconciler.core.spec import Approvals, MetricSpec, Plugin, RetryRecord
+from reconciler.core.spec import MetricSpec, Plugin
 
 log = logging.getLogger("grayops")
 REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
+
+ALERTED_ERRORS = 5  # the root errors an invalid_revision alert carries (the log has every one)
+LOOK_BACK = 100  # first-parent commits searched for the last good revision when a start finds HEAD refused
 
 
 def dump_status(state: RolloutState) -> str:
@@ -164,29 +167,37 @@ class Reconciler:
         self._judged: dict[str, tuple[object, Judged]] = {}
         self._reports_seen: set[str] = set()
         self._next_report_scan = 0.0
-        self._retries: dict[str, tuple[RetryRecord, ...]] = {}
 
     # --- start ------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
+        """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD.
+
+        No status file can stop the start: one that cannot be read (not a regular file, not UTF-8, over the
+        limits, with YAML anchors, or not a status at all) is logged and its plugin starts without it.
+        """
         self.repo.ensure_clone()
         self.repo.use_status_branch(self._status_branch(self.repo.read("grayops.yaml")))
         self._count_reports()
-        for path, text in self.repo.status_files().items():
-            plugin = path.removeprefix("status/").removesuffix(".yaml")
+        recorded = self.repo.status_files()
+        for error in recorded.errors:
+            log.error("%s; its plugin starts without its recorded state", error)
+        for path, text in recorded.items():
+            plugin = path.removeprefix("status/").rsplit(".", 1)[0]
             try:
+                yamlpos.check(text, MAX_RECORD_BYTES)  # grayops never writes anchors: an alias bomb is refused
                 self.states[plugin] = load_status(text, path)
-            except StatusUnreadable as err:
-                log.error("%s; %s starts without its recorded state", err, plugin)
+            except (StatusUnreadable, yamlpos.YamlSyntaxError) as err:  # whatever a hand-made one holds
+                log.error("%s cannot be read (%s); %s starts without its recorded state", show_path(path),
+                          " ".join(str(err).split()), plugin)
 
     def _status_branch(self, settings_text: str | None) -> str | None:
         """status.branch from grayops.yaml as it stands, before the revision is validated (None when unset)."""
         if self.repo.status_branch is not None or not settings_text:
             return self.repo.status_branch  # given on the command line
         try:
-            doc = yaml.safe_load(settings_text)
-        except yaml.YAMLError:
+            doc = yamlpos.load(settings_text).data
+        except yamlpos.YamlSyntaxError:
             return None
         status = doc.get("status") if isinstance(doc, dict) else None
         branch = status.get("branch") if isinstance(status, dict) else None
@@ -247,7 +258,7 @@ class Reconciler:
                 apply_errors=results.apply_errors,
                 hold=self._holds.pop(name, None),
                 refused_approvals=refused,
-                retries=self._retries.get(name, ()),
+                retries=fleet.retries.get(name, ()),
             )
             decisions[name] = decide(_noted(runtime, self.states.get(name)), want, obs, now)
 
@@ -326,23 +337,64 @@ class Reconciler:
             if conflict is not None:
                 self._conflict(conflict.files, conflict.saved_branch)
             self._rewritten(self.repo.take_rewrites())
-        files = self.repo.desired_files()
-        key = hash(tuple(sorted(files.items())))
-        if key == self._fleet_key or key == self._refused_key:
-            return
         try:
+            files = self.repo.desired_files()
+            if files.key == self._fleet_key:
+                self._refused_key, self._refused = None, ()  # back to the revision in force
+                return
+            if files.key == self._refused_key:
+                return
             fleet = load_fleet(files, self.builtins, adapters=self.registry.models)
         except FleetInvalid as err:
-            self._refused_key = key
-            self._refused = tuple(str(e) for e in err.errors)
-            head = self.repo.head()[:12]
-            kept = "the last good revision stays in force" if self.fleet else "nothing is in force yet"
-            log.error("revision %s refused (%d error(s)); %s:\n  %s", head, len(err.errors), kept,
-                      "\n  ".join(self._refused))
-            self._alert_all("invalid_revision", Severity.CRITICAL,
-                            f"revision {head} refused, {kept}: {self._refused[0]}")
-            self._take_brakes(files, head)
+            self._refuse(files.key, [str(e) for e in err.errors], files)
             return
+        except Exception as err:  # reading a revision never ends the process: it is refused
+            reason = f"the revision could not be read: {' '.join(str(err).split())}"
+            if self._refused != (reason,):
+                log.exception("reading the revision at HEAD failed")
+                self._refuse(None, [reason])
+            return
+        self._put_in_force(fleet, files.key)
+
+    def _refuse(self, key: int | None, errors: Sequence[str], files: Mapping[str, str] | None = None) -> None:
+        """Refuse HEAD's revision: log every error, alert with the root errors, keep the last good one in force.
+
+        Nothing in force yet (a start over a refused HEAD): the newest first-parent ancestor that is valid is put
+        in force, so a restart comes up as the process that was stopped, with the rollouts in force.
+        """
+        self._refused_key, self._refused = key, tuple(errors)
+        history = self.repo.first_parents(LOOK_BACK if self.fleet is None else 1)
+        head = history[0][:12] if history else "(none yet)"
+        found = self._last_good(key, history[1:]) if self.fleet is None else None
+        if found is not None:
+            kept = f"the last good revision ({found[:12]}) is in force"
+        else:
+            kept = "the last good revision stays in force" if self.fleet else "nothing is in force yet"
+        log.error("revision %s refused (%d error(s)); %s:\n  %s", head, len(errors), kept, "\n  ".join(errors))
+        shown = "; ".join(errors[:ALERTED_ERRORS]) + (
+            f"; and {len(errors) - ALERTED_ERRORS} more" if len(errors) > ALERTED_ERRORS else "")
+        self._alert_all("invalid_revision", Severity.CRITICAL,
+                        f"revision {head} refused, {kept}: {len(errors)} error(s): {shown}")
+        if files is not None:
+            self._take_brakes(files, head)
+
+    def _last_good(self, refused: int | None, ancestors: Sequence[str]) -> str | None:
+        """Put in force the newest valid revision among `ancestors` (newest first); its commit, or None."""
+        tried = {refused}
+        for commit in ancestors:
+            files = self.repo.desired_files(commit)
+            if files.key in tried:
+                continue  # e.g. grayops' own status commits over the refused revision
+            tried.add(files.key)
+            try:
+                fleet = load_fleet(files, self.builtins, adapters=self.registry.models)
+            except FleetInvalid:
+                continue
+            self._put_in_force(fleet, files.key, commit)
+            return commit
+        return None
+
+    def _put_in_force(self, fleet: Fleet, key: int, commit: str | None = None) -> None:
         wanted = fleet.settings.status.branch
         if self.fleet is not None and wanted and wanted != self.repo.status_branch:
             log.warning("status.branch changed to %s: restart grayops to move the record there", wanted)
@@ -350,11 +402,11 @@ class Reconciler:
             if self.runtime is not None:
                 self.runtime.close()
             self.runtime = self.registry.build_runtime(fleet.settings, self.workdir, self.clock)
-        self.fleet, self._fleet_key, self._refused_key, self._refused = fleet, key, None, ()
-        self._good = fleet
-        self._retries = _retries(files)
-        log.info("revision %s in force: %d plugin(s), %d cluster(s)", self.repo.head()[:12], len(fleet.plugins),
-                 len(fleet.settings.clusters))
+        if commit is None:
+            self._refused_key, self._refused = None, ()
+        self.fleet, self._fleet_key, self._good = fleet, key, fleet
+        log.info("revision %s in force: %d plugin(s), %d cluster(s)", (commit or self.repo.head())[:12],
+                 len(fleet.plugins), len(fleet.settings.clusters))
 
     def _take_brakes(self, files: Mapping[str, str], head: str) -> None:
         """At a refused revision, obey the pauses and rollbacks its own plugin files ask for (README "Pause and
@@ -641,20 +693,6 @@ def _dependencies_first(desired: Mapping[str, Desired]) -> list[str]:
     for name in desired:
         visit(name, frozenset())
     return list(ordered)
-
-
-def _retries(files: Mapping[str, str]) -> dict[str, tuple[RetryRecord, ...]]:
-    """`grayops retry` records, per plugin, from approvals/<plugin>.yaml of a revision already validated."""
-    found: dict[str, tuple[RetryRecord, ...]] = {}
-    for path, text in files.items():
-        if not (path.startswith("approvals/") and path.endswith((".yaml", ".yml"))) or "retries" not in text:
-            continue
-        try:
-            record = Approvals.model_validate(yaml.safe_load(text))
-        except (ValueError, yaml.YAMLError):
-            continue  # load_fleet refused it already, so it is not in force
-        found[record.metadata.name] = tuple(record.retries)
-    return found
 
 
 def _noted(runtime: Runtime, state: RolloutState | None) -> RolloutState | None:

@@ -24,6 +24,7 @@ failed command becomes an exception:
     GitError                  a git command failed (the message has the command and git's stderr)
     ├── RemoteUnavailable     the remote could not be reached (clone, fetch or push could not connect,
     │                         authentication failed, the repository is gone, or a network timeout)
+    ├── UnsafePath            commit() would write through a symlink in the clone (README "Limits")
     └── MergeConflict         our local commits do not rebase cleanly onto the remote branch; raised by
                               the rebase step and turned into a `ConflictInfo` by `integrate()` and `push()`
     WorkdirBusy               (not a GitError) another `grayops run` holds the workdir; raised by `hold_workdir()`
@@ -36,6 +37,8 @@ failed command becomes an exception:
 from __future__ import annotations
 
 import codecs
+import contextlib
+import errno
 import fcntl
 import io
 import json
@@ -43,6 +46,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -58,7 +62,19 @@ from urllib.parse import unquote, urlparse
 import watchfiles
 
 from reconciler.core.effects import Change
-from reconciler.core.fleet import RECORD_DIRECTORIES, is_desired_path
+from reconciler.core.fleet import (
+    MAX_FILE_BYTES,
+    MAX_RECORD_BYTES,
+    RECORD_DIRECTORIES,
+    YAML_SUFFIXES,
+    EntryKind,
+    FleetError,
+    RevisionFiles,
+    TreeEntry,
+    decode_text,
+    show_path,
+    survey,
+)
 from reconciler.core.people import is_own
 from reconciler.core.text import MESSAGE_LIMIT, one_line
 
@@ -71,6 +87,7 @@ __all__ = [
     "RemoteUnavailable",
     "RemoteWatcher",
     "Rewrite",
+    "UnsafePath",
     "WorkdirBusy",
     "local_remote_path",
     "redact_url",
@@ -91,6 +108,9 @@ _TRANSIENT_REFUSALS = ("failed to update ref", "failed to lock")
 # Variables that would point git at another repository than the one we pass with cwd (e.g. inside a hook).
 _REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
              "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES")
+# The type bits of a tree entry's mode (as `git ls-tree` prints it, in octal); a gitlink (submodule) is 160000.
+_GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, stat.S_IFDIR: EntryKind.DIRECTORY,
+              0o160000: EntryKind.SUBMODULE}
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -115,6 +135,10 @@ class GitError(Exception):
 
 class RemoteUnavailable(GitError):
     """The remote could not be reached; local commits are kept and pushed later."""
+
+
+class UnsafePath(GitError):
+    """A path to write runs through a symlink (or a file where a directory belongs) in the clone: never written."""
 
 
 class MergeConflict(GitError):
@@ -202,6 +226,8 @@ class GitRepo:
         self._run_fd: int | None = None  # the workdir held by `grayops run`
         self._last_fetched: str | None = None
         self._tracked: dict[Path, set[str]] = {}  # paths this object committed, hence known to git
+        self._desired: tuple[str | None, RevisionFiles] | None = None  # the last commit read, and what it held
+        self._texts: dict[str, str] = {}  # blob id -> text, for the desired files last read
 
     # --- locking ----------------------------------------------------------------------------------------
 
@@ -512,8 +538,9 @@ class GitRepo:
         """The rewritten remote histories followed since the last call (by any process sharing the clone)."""
         with self.lock():
             path = self._rewrites_path()
-            text = _read_text(path)
-            if not text:
+            try:  # grayops' own notice file inside .git, not a file of the repository
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
                 return []
             path.unlink()
             rewrites = []
@@ -652,16 +679,24 @@ class GitRepo:
         with self.lock():
             return self._git("rev-parse", "HEAD").stdout.strip()
 
-    def desired_files(self) -> dict[str, str]:
-        """Path -> text of every desired-state file tracked in the main tree."""
-        with self.lock():
-            return self._read_tracked(self._main, None, is_desired_path)
+    def desired_files(self, rev: str = "HEAD") -> RevisionFiles:
+        """The desired state at `rev` of the main tree, read from git objects, never through the working tree.
 
-    def status_files(self) -> dict[str, str]:
-        """"status/..." path -> text of every YAML file under status/ in the status location."""
+        Holds every fleet file the tree's survey allows (README "Limits"), and the errors of the entries it
+        refuses (a symlink, a submodule, a file over the size limits, bytes that are not UTF-8): `load_fleet`
+        reports both. Read again only when `rev` names another commit.
+        """
         with self.lock():
-            return self._read_tracked(self._record_tree(), "status/",
-                                      lambda p: p.endswith((".yaml", ".yml")))
+            commit = self._commit_of(self._main, rev)
+            cached = self._desired
+            if cached is not None and cached[0] == commit:
+                return cached[1]
+            entries, oids = self._entries(self._main, commit)
+            found = survey(entries)
+            files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
+            revision = RevisionFiles(files, [*found.errors, *errors])
+            self._desired = (commit, revision)
+            return revision
 
     def report_paths(self) -> list[str]:
         """"reports/..." paths of every report tracked in the status location."""
@@ -669,20 +704,63 @@ class GitRepo:
             run = self._git("ls-files", "-z", "--cached", "--", "reports/", cwd=self._record_tree().path)
             return sorted(p for p in run.stdout.split("\0") if p.endswith(".md"))
 
-    def read(self, path: str) -> str | None:
-        """One file's text, None if absent. status/ and reports/ come from the status location."""
-        rel = _safe_relpath(path)
-        tree = self._record_tree() if rel.startswith(STATUS_PREFIXES) else self._main
+    def first_parents(self, limit: int) -> list[str]:
+        """HEAD and its first-parent ancestors in the main tree, newest first, at most `limit` commits."""
         with self.lock():
-            return _read_text(tree.path / rel)
+            if self._commit_of(self._main, "HEAD") is None:
+                return []
+            return self._git("rev-list", "--first-parent", f"--max-count={limit}", "HEAD").stdout.split()
 
-    def _read_tracked(self, tree: _Tree, under: str | None, keep: Callable[[str], bool]) -> dict[str, str]:
-        args = ["ls-files", "-z", "--cached"] + (["--", under] if under else [])
-        out: dict[str, str] = {}
-        for rel in sorted(self._git(*args, cwd=tree.path).stdout.split("\0")):
-            if rel and keep(rel) and (text := _read_text(tree.path / rel)) is not None:
-                out[rel] = text
-        return out
+    def status_files(self) -> RevisionFiles:
+        """"status/..." path -> text of every YAML file under status/ in the status location, from git objects.
+
+        A status entry that is not a regular file, or not UTF-8 text, is left out and reported in `errors`.
+        """
+        with self.lock():
+            tree = self._record_tree()
+            entries, oids = self._entries(tree, self._commit_of(tree, "HEAD"), "status")
+            found = survey(entries)
+            wanted = [e for e in found.records if e.path.startswith("status/") and e.path.endswith(YAML_SUFFIXES)]
+            files, errors = self._read_entries(tree, wanted, oids, MAX_RECORD_BYTES)
+            return RevisionFiles(files, [*found.errors, *errors])
+
+    def read(self, path: str, rev: str = "HEAD") -> str | None:
+        """One file's text at `rev`, from git objects; None if absent or not a regular UTF-8 file within the
+        limits (a symlink is never followed, a blob over the limit never read).
+
+        status/ and reports/ come from the status location.
+        """
+        rel = _safe_relpath(path)
+        record = rel.startswith(STATUS_PREFIXES)
+        tree = self._record_tree() if record else self._main
+        with self.lock():
+            listed, oids = self._entries(tree, self._commit_of(tree, rev), rel)
+            entries = [e for e in listed if e.path == rel]
+            if len(entries) != 1 or entries[0].kind is not EntryKind.FILE:
+                return None
+            files, _ = self._read_entries(tree, entries, oids, MAX_RECORD_BYTES if record else MAX_FILE_BYTES)
+            return files.get(rel)
+
+    def _commit_of(self, tree: _Tree, rev: str) -> str | None:
+        """The commit `rev` names in `tree` (None on an unborn branch)."""
+        run = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=tree.path, check=False)
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    def _entries(self, tree: _Tree, commit: str | None, *paths: str) -> tuple[list[TreeEntry], dict[str, str]]:
+        """Every entry (recursively) of `commit`'s tree, or of `paths` in it, as git lists it (a symlink is an
+        entry of its own, never followed), and the object id of each."""
+        if commit is None:
+            return [], {}
+        return parse_tree_listing(self._git("ls-tree", "-r", "-z", "--long", commit, "--", *paths,
+                                            cwd=tree.path).stdout)
+
+    def _read_entries(self, tree: _Tree, entries: Sequence[TreeEntry], oids: Mapping[str, str], limit: int, *,
+                      keep_cache: bool = False) -> tuple[dict[str, str], list[FleetError]]:
+        """The text of each entry; blobs already read for the desired state in force are not read again."""
+        texts, errors = read_blobs(tree.path, entries, oids, limit, self._texts)
+        if keep_cache:  # only the revision just read: the cache never grows past one revision
+            self._texts = {oids[path]: text for path, text in texts.items()}
+        return texts, errors
 
     def last_changes(self, paths: Sequence[str]) -> dict[str, Change]:
         """For each path, the last commit that touched it (paths never committed are left out).
@@ -740,10 +818,9 @@ class GitRepo:
             return [_parse_record(r, self._own)[0] for r in run.stdout.split("\x1e") if r.strip()]
 
     def file_at(self, commit: str, path: str) -> str | None:
-        """A file's text as commit `commit` has it in the main tree; None when absent."""
-        with self.lock():
-            run = self._git("show", f"{commit}:{_safe_relpath(path)}", check=False)
-            return run.stdout if run.returncode == 0 else None
+        """A file's text as commit `commit` has it, read by the same rules as any revision (README "Limits");
+        None when absent or refused."""
+        return self.read(path, rev=commit)
 
     @property
     def _own(self) -> tuple[str, str]:
@@ -756,16 +833,19 @@ class GitRepo:
                status: bool = False) -> str | None:
         """Write `files` (None deletes), stage exactly those paths and commit them; None when nothing changed.
 
-        status=True writes into the status location (the status branch's tree when configured).
+        status=True writes into the status location (the status branch's tree when configured). Nothing is ever
+        written through a symlink (README "Limits"): in status/ and reports/, grayops' own, a symlink or a file in
+        the way is taken out of the clone (the link, never what it points to) and the commit records that; on
+        any other path it raises UnsafePath.
         """
         tree = self._record_tree() if status else self._main
         contents = {_safe_relpath(path): text for path, text in files.items()}
-        rels = list(contents)
         with self.lock():
+            cleared = self._clear_the_way(tree, list(contents))
             # The clone is clean between commits (ensure_clone resets what a killed process left), so comparing
             # with the working tree tells what changes without asking git: no change, no git call at all.
-            rels = [rel for rel in rels if _read_text(tree.path / rel) != contents[rel]]
-            if not rels:
+            rels = [rel for rel in contents if _read_regular(tree.path / rel) != contents[rel]]
+            if not rels and not cleared:
                 return None
             for rel in rels:
                 target, text = tree.path / rel, contents[rel]
@@ -778,7 +858,10 @@ class GitRepo:
             text = _message(message, trailers)
             tracked = self._tracked.setdefault(tree.path, set())
             committed = False
-            if set(rels) <= tracked:
+            if cleared:
+                self._git("rm", "-r", "--quiet", "--cached", "--ignore-unmatch", "--", *cleared, cwd=tree.path)
+                tracked.clear()  # what was under the removed entries is no longer known to git
+            elif set(rels) <= tracked:
                 # `git commit -- paths` takes tracked files as they are in the working tree: no `git add` needed,
                 # one process less per status commit. Anything unexpected falls back to the long way.
                 committed = self._git("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-F", "-", "--",
@@ -788,7 +871,10 @@ class GitRepo:
                     self._git("add", "--", *present, cwd=tree.path)
                 if gone:
                     self._git("rm", "--quiet", "--cached", "--ignore-unmatch", "--", *gone, cwd=tree.path)
-                self._git("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-F", "-", "--", *rels,
+                # After clearing, the index holds exactly what changes (the clone was clean): commit it whole, as
+                # `commit -- paths` cannot take a path that was a symlink and is now a directory.
+                only = [] if cleared else ["--", *rels]
+                self._git("commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-F", "-", *only,
                           cwd=tree.path, input=text)
             tracked.update(present)
             tracked.difference_update(gone)
@@ -812,6 +898,22 @@ class GitRepo:
             if value in values.split("\x1f"):
                 return sha
         return None
+
+    def _clear_the_way(self, tree: _Tree, rels: Sequence[str]) -> list[str]:
+        """Make each path writable without following a symlink; the entries taken out of the clone for it."""
+        cleared: list[str] = []
+        for rel in rels:
+            while (blocked := _in_the_way(tree.path, rel)) is not None:
+                sub, what = blocked
+                if not rel.startswith(STATUS_PREFIXES):
+                    raise UnsafePath(f"refusing to write {show_path(rel)}: {show_path(sub)} is {what} in the clone "
+                                     "(a fleet repository may not hold symlinks)")
+                log.warning("%s is %s in the clone, in the way of %s: grayops takes it out (status/ and reports/ "
+                            "are its own; a fleet repository may not hold symlinks)", show_path(sub), what,
+                            show_path(rel))
+                _remove_entry(tree.path / sub)
+                cleared.append(sub)
+        return cleared
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -865,6 +967,117 @@ class GitRepo:
             raise error(f"{_show(command)} failed ({run.returncode}): {_git_complaint(run.stderr)}",
                         command=command, returncode=run.returncode, stderr=run.stderr)
         return run
+
+
+def parse_tree_listing(listing: str) -> tuple[list[TreeEntry], dict[str, str]]:
+    """The entries of `git ls-tree -r -z --long` output (a symlink is an entry of its own, never followed), and
+    the object id of each."""
+    entries: list[TreeEntry] = []
+    oids: dict[str, str] = {}
+    for record in listing.split("\0"):
+        meta, tab, path = record.partition("\t")
+        fields = meta.split()
+        if not tab or len(fields) != 4:
+            continue
+        mode, _type, oid, size = fields
+        octal = mode.isdigit() and "8" not in mode and "9" not in mode
+        kind = _GIT_TYPES.get(int(mode, 8) & 0o170000 if octal else 0, EntryKind.SUBMODULE)
+        entries.append(TreeEntry(path, kind, int(size) if size.isdigit() else 0))
+        oids[path] = oid
+    return entries, oids
+
+
+def read_blobs(cwd: Path, entries: Sequence[TreeEntry], oids: Mapping[str, str], limit: int,
+               known: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[FleetError]]:
+    """The text of each entry's blob, read through one `git cat-file --batch` in the repository at `cwd`.
+
+    An entry over `limit` bytes is never read, nor one whose text `known` (blob id -> text) already has; bytes that
+    are not UTF-8 are an error naming the file, line and offset.
+    """
+    texts: dict[str, str] = {}
+    errors: list[FleetError] = []
+    reader: _BlobReader | None = None
+    try:
+        for entry in entries:
+            oid = oids[entry.path]
+            if entry.size > limit:
+                errors.append(FleetError(entry.path, 0, "", f"{entry.size} bytes, over the limit of {limit}"))
+                continue
+            text: str | FleetError | None = known.get(oid) if known else None
+            if text is None:
+                reader = reader or _BlobReader(cwd)
+                text = decode_text(entry.path, reader.read(oid, limit))
+            if isinstance(text, FleetError):
+                errors.append(text)
+            else:
+                texts[entry.path] = text
+    finally:
+        if reader is not None:
+            reader.close()
+    return texts, errors
+
+
+def read_plain_file(path: Path, limit: int) -> bytes | str:
+    """A working tree file's bytes, or why it is not read: never follows a symlink, never opens anything but a
+    regular file (O_NONBLOCK: a FIFO cannot block), never reads more than `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        return "symlinks are not allowed in a fleet repository" if err.errno == errno.ELOOP else \
+            f"cannot be read: {err.strerror}"
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return "only regular files are read"
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return f"{max(len(data), info.st_size)} bytes, over the limit of {limit}"
+    return data
+
+
+class _BlobReader:
+    """One `git cat-file --batch` process for a series of blob reads (one process per revision, not per file).
+
+    Sizes are checked from the tree listing before a blob is asked for, and again from cat-file's own header, so
+    a blob over the limit is never read whole.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        command = ["git", "cat-file", "--batch"]
+        try:
+            self._proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, env=_git_env())
+        except OSError as exc:
+            raise GitError(f"cannot run {_show(command)}: {exc}", command=command) from exc
+
+    def read(self, oid: str, limit: int) -> bytes:
+        stdin, stdout = cast(io.BufferedWriter, self._proc.stdin), cast(io.BufferedReader, self._proc.stdout)
+        try:
+            stdin.write(oid.encode("ascii") + b"\n")
+            stdin.flush()
+            header = stdout.readline().split()
+            if len(header) != 3 or header[1] != b"blob" or not header[2].isdigit():
+                raise GitError(f"git cat-file cannot read blob {oid}: {b' '.join(header).decode(errors='replace')}")
+            size = int(header[2])
+            if size > limit:  # the listing said otherwise: never read it
+                raise GitError(f"git cat-file: blob {oid} has {size} bytes, over the limit of {limit}")
+            data = stdout.read(size)
+            stdout.read(1)  # the newline after each object
+        except (OSError, ValueError) as exc:  # the process died
+            raise GitError(f"git cat-file failed reading {oid}: {exc}") from exc
+        if len(data) != size:
+            raise GitError(f"git cat-file ended in the middle of blob {oid}")
+        return data
+
+    def close(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):  # stdout too: a blob left unread must not block it
+            with contextlib.suppress(OSError):
+                cast(io.BufferedIOBase, pipe).close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 @dataclass(frozen=True)
@@ -966,17 +1179,46 @@ def _trailer_value(value: str) -> str:
 def _safe_relpath(path: str) -> str:
     rel = path.replace("\\", "/")
     parts = rel.split("/")
-    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
+    if (not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git"
+            or not rel.isprintable()):
         raise ValueError(f"not a plain relative path inside the repository: {path!r}")
     return rel
 
 
-def _read_text(path: Path) -> str | None:
+def _read_regular(path: Path) -> str | None:
+    """A working tree file's text as a commit is about to overwrite it (CRLF kept); None if absent, not a regular
+    file, too big or not UTF-8."""
+    data = read_plain_file(path, MAX_RECORD_BYTES)
     try:
-        with open(path, encoding="utf-8", newline="") as f:  # newline="": keep CRLF as written
-            return f.read()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return data.decode("utf-8") if isinstance(data, bytes) else None
+    except UnicodeDecodeError:
         return None
+
+
+def _in_the_way(root: Path, rel: str) -> tuple[str, str] | None:
+    """The first entry on the way to `rel` under `root` that writing it would follow or trip on, and what it is."""
+    parts = rel.split("/")
+    for depth in range(1, len(parts) + 1):
+        sub = "/".join(parts[:depth])
+        try:
+            mode = os.lstat(root / sub).st_mode
+        except FileNotFoundError:
+            return None  # nothing further exists: created as plain directories
+        if stat.S_ISLNK(mode):
+            return sub, "a symlink"
+        if depth < len(parts) and not stat.S_ISDIR(mode):
+            return sub, "not a directory"
+        if depth == len(parts) and not stat.S_ISREG(mode):
+            return sub, "not a regular file"
+    return None
+
+
+def _remove_entry(path: Path) -> None:
+    """Take an entry out of the working tree: a symlink itself (never its target), a file, or a real directory."""
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        shutil.rmtree(path)  # a real directory (rmtree does not follow the symlinks inside it)
+    else:
+        path.unlink()
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -420,6 +420,12 @@ class SimMetricsSettings(MetricsSettings):
 
     provider: Literal["sim"] = "sim"
 
+    def missing_query(self, metric: MetricSpec) -> str | None:
+        if metric.name in METRIC_NAMES:
+            return None
+        # any other name would never have data, and every bake would wait for it
+        return f"the sim provider measures {' and '.join(METRIC_NAMES)} only, not {metric.name!r}"
+
 
 def _fleet(context: Context) -> SimFleet:
     """The one simulated fleet: the driver of the sim clusters and the source of the sim metrics."""

@@ -3,18 +3,27 @@
 `load_fleet` takes the text of every file (path -> text), so it is pure and the same for a working tree, a
 commit or a test table. An invalid revision raises `FleetInvalid` with every error found, each printed as
 `path:line: field: message`; the caller keeps the last good revision in force.
+
+What is read at all is decided here too, from a listing of the tree (`survey`: which paths are fleet files,
+which are the reconciler's record, which are errors, which are ignored) and from the bytes of each file
+(`decode_text`), so the daemon reading git objects and `grayops validate` reading a working tree apply the same
+rules (README "Limits"). A reader hands `load_fleet` a `RevisionFiles`: the texts it could read and the errors of
+the files it refused to read. Errors are root causes: a file that could not be read or parsed does not also
+produce "no policy named" or "no plugin named" in the files that refer to it.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core import foreign, yamlpos
+from reconciler.core.plan import matches
 from reconciler.core.spec import (
     FILE_KINDS,
     Access,
@@ -24,6 +33,7 @@ from reconciler.core.spec import (
     Plugin,
     Policy,
     PolicySpec,
+    RetryRecord,
     Settings,
     Strict,
     is_union_tag,
@@ -37,19 +47,39 @@ ACCESS_PATH = "access.yaml"
 DIRECTORY_KINDS = {"plugins": "Plugin", "policies": "Policy", "approvals": "Approvals"}
 # Foreign analysis templates (Argo Rollouts, Flagger), kept unchanged; policies reference them.
 ANALYSIS_DIRECTORY = "analysis"
+FLEET_DIRECTORIES = (*DIRECTORY_KINDS, ANALYSIS_DIRECTORY)
 # Written by the reconciler only; never part of the desired state.
 RECORD_DIRECTORIES = ("status/", "reports/")
+YAML_SUFFIXES = (".yaml", ".yml")
+# Limits on what a revision can make grayops read (README "Limits").
+MAX_FILE_BYTES = 1 << 20  # one fleet file (grayops.yaml, a plugin, a policy, ...)
+MAX_REVISION_BYTES = 32 << 20  # every fleet file of a revision together
+MAX_RECORD_BYTES = 64 << 20  # one status file or report, written by grayops (large fleets have large ones)
 
 
 @dataclass(frozen=True, order=True)
 class FleetError:
+    """One problem; `line` 0 is a problem with the file as a whole (what it is, its name, its size)."""
+
     path: str
     line: int
     field: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+        where = show_path(self.path) + (f":{self.line}" if self.line else "")
+        what = f"{_escaped(self.field)}: " if self.field else ""
+        return f"{where}: {what}{_escaped(self.message)}"
+
+
+def show_path(path: str) -> str:
+    """A path as printed in a message: quoted and escaped like a Python literal when it has control characters,
+    so a file name can never split a log line or an alert (or forge a line of its own)."""
+    return path if path.isprintable() else repr(path)
+
+
+def _escaped(text: str) -> str:
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class FleetInvalid(Exception):
@@ -71,21 +101,166 @@ class Fleet:
     approvals: Mapping[str, tuple[ApprovalRecord, ...]] = field(default_factory=dict)
     plugin_paths: Mapping[str, str] = field(default_factory=dict)
     policy_paths: Mapping[str, str] = field(default_factory=dict)
+    retries: Mapping[str, tuple[RetryRecord, ...]] = field(default_factory=dict)  # `grayops retry` records
 
 
-def is_desired_path(path: str) -> bool:
-    """Files that make up the desired state (what humans change), as opposed to the reconciler's record."""
-    return path.endswith((".yaml", ".yml")) and not path.startswith(RECORD_DIRECTORIES)
+# --- what a revision's tree holds, and what of it is read ------------------------------------------------
+
+
+class EntryKind(StrEnum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    SUBMODULE = "submodule"
+    FIFO = "FIFO"
+    SOCKET = "socket"
+    DEVICE = "device"
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a revision's tree (a git tree entry, or a working tree's lstat), never followed."""
+
+    path: str
+    kind: EntryKind
+    size: int = 0  # bytes, for files
+
+
+@dataclass(frozen=True)
+class Survey:
+    desired: tuple[TreeEntry, ...]  # fleet files to read, within the limits
+    records: tuple[TreeEntry, ...]  # status/ and reports/ files (the reconciler's record)
+    errors: tuple[FleetError, ...]  # entries that refuse the revision
+
+
+_KIND_MESSAGES = {
+    EntryKind.SYMLINK: "symlinks are not allowed in a fleet repository",
+    EntryKind.SUBMODULE: "submodules are not allowed in a fleet repository",
+}
+_RECORD_NAMES = tuple(d.rstrip("/") for d in RECORD_DIRECTORIES)
+_TOP_DIRECTORIES = (*FLEET_DIRECTORIES, *_RECORD_NAMES)
+
+
+def survey(entries: Iterable[TreeEntry]) -> Survey:
+    """Sort a tree's entries into fleet files to read, record files, errors and the rest (ignored).
+
+    Names starting with a dot are ignored (.git, .github/, .gitlab-ci.yml, editor files), as are files that are
+    not YAML outside the record. Everything under the fleet and record directories must be a regular file or a
+    directory; YAML is read only from the top (grayops.yaml, access.yaml) and directly inside plugins/,
+    policies/, approvals/ and analysis/: YAML anywhere else is an error naming the file, never silently skipped.
+    """
+    desired: list[TreeEntry] = []
+    records: list[TreeEntry] = []
+    errors: list[FleetError] = []
+    stems: dict[tuple[str, str], str] = {}
+    total = 0
+    for entry in sorted(entries, key=lambda e: e.path):
+        path, parts = entry.path, entry.path.split("/")
+        if any(part.startswith(".") for part in parts) or entry.kind is EntryKind.DIRECTORY:
+            continue
+        if not path.isprintable():
+            errors.append(FleetError(path, 0, "", "control characters are not allowed in file names"))
+            continue
+        problem = _misplaced(entry, parts)
+        if problem is not None:
+            errors.append(FleetError(path, 0, "", problem))
+            continue
+        if parts[0] in _RECORD_NAMES:
+            records.append(entry)
+            continue
+        if not path.endswith(YAML_SUFFIXES) or (len(parts) == 1 and path not in (SETTINGS_PATH, ACCESS_PATH)):
+            continue
+        if entry.size > MAX_FILE_BYTES:
+            errors.append(FleetError(path, 0, "", f"{entry.size} bytes, over the {_mib(MAX_FILE_BYTES)} limit of "
+                                                  "a fleet file"))
+            continue
+        if len(parts) == 2:
+            first = stems.setdefault((parts[0], parts[1].rsplit(".", 1)[0]), path)
+            if first != path:
+                errors.append(FleetError(path, 0, "", f"{show_path(first)} is there too: keep one of them"))
+                desired = [e for e in desired if e.path != first]
+                continue
+        total += entry.size
+        if total > MAX_REVISION_BYTES:
+            errors.append(FleetError(path, 0, "", f"the fleet files reach {total} bytes with this one, over the "
+                                                  f"{_mib(MAX_REVISION_BYTES)} limit of a revision"))
+            continue
+        desired.append(entry)
+    return Survey(tuple(desired), tuple(records), tuple(errors))
+
+
+def _misplaced(entry: TreeEntry, parts: list[str]) -> str | None:
+    """Why an entry refuses the revision where it is (None: it is fine there, read or ignored)."""
+    top, is_yaml = parts[0], entry.path.endswith(YAML_SUFFIXES)
+    if top in _TOP_DIRECTORIES:
+        if len(parts) == 1:
+            return _KIND_MESSAGES.get(entry.kind, f"must be a directory, not a {entry.kind}")
+        if entry.kind is not EntryKind.FILE:
+            return _not_a_file(entry.kind)
+        if top in FLEET_DIRECTORIES and len(parts) > 2 and is_yaml:
+            return f"not read: {top}/ holds its files directly, not in subdirectories"
+        return None
+    if len(parts) == 1:
+        if entry.path in (SETTINGS_PATH, ACCESS_PATH):
+            return _not_a_file(entry.kind) if entry.kind is not EntryKind.FILE else None
+        if is_yaml:
+            return ("not read: the only YAML files at the top are grayops.yaml and access.yaml"
+                    + _did_you_mean(entry.path, (SETTINGS_PATH, ACCESS_PATH)))
+        return None
+    if is_yaml:
+        dirs = ", ".join(f"{d}/" for d in FLEET_DIRECTORIES)
+        records = " and ".join(RECORD_DIRECTORIES)
+        return f"not read: YAML outside {dirs}, {records}" + _did_you_mean(top, FLEET_DIRECTORIES, suffix="/")
+    return None
+
+
+def _not_a_file(kind: EntryKind) -> str:
+    return _KIND_MESSAGES.get(kind, f"{kind}s are not allowed in a fleet repository")
+
+
+def _did_you_mean(word: str, choices: Iterable[str], suffix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}{suffix}?)" if close else ""
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
+
+
+def decode_text(path: str, data: bytes) -> str | FleetError:
+    """A file's bytes as text, or the error that says where it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        return FleetError(path, line, "file", f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})")
+
+
+class RevisionFiles(dict[str, str]):
+    """A revision as read: path -> text of the files that could be read, and the errors of those that could not
+    (a symlink, a file over the limits, bytes that are not UTF-8...). `load_fleet` reports those errors too."""
+
+    def __init__(self, files: Mapping[str, str], errors: Iterable[FleetError] = ()) -> None:
+        super().__init__(files)
+        self.errors = tuple(sorted(set(errors)))
+        # Equal for two readings of the same content; taken once, as a reader returns what it read unchanged.
+        self.key = hash((tuple(sorted(self.items())), self.errors))
+
+
+# --- loading -----------------------------------------------------------------------------------------------
 
 
 def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | None = None, *,
                adapters: AdapterModels) -> Fleet:
     """Parse and cross-check a revision. `builtin_policies` maps a policy name to its YAML text; `adapters` are
-    the registry's settings models, which grayops.yaml's clusters, metrics and notifiers are validated with."""
-    errors: list[FleetError] = []
+    the registry's settings models, which grayops.yaml's clusters, metrics and notifiers are validated with.
+
+    `files` maps paths to texts; a `RevisionFiles` also brings the errors of the files its reader refused.
+    """
+    errors: list[FleetError] = list(files.errors) if isinstance(files, RevisionFiles) else []
     builtins: dict[str, PolicySpec] = {}
     for name, text in (builtin_policies or {}).items():
-        policy = _parse(f"<builtin>/{name}.yaml", text, Policy, errors)
+        policy = _parse(f"<builtin>/{name}.yaml", text, Policy, errors, {})
         if policy is not None:
             builtins[name] = policy.spec
 
@@ -94,28 +269,32 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
     plugins: dict[str, Plugin] = {}
     policies: dict[str, PolicySpec] = {}
     approvals: dict[str, tuple[ApprovalRecord, ...]] = {}
+    retries: dict[str, tuple[RetryRecord, ...]] = {}
     plugin_paths: dict[str, str] = {}
     policy_paths: dict[str, str] = {}
     approval_paths: dict[str, str] = {}
     templates: dict[tuple[str, str], _Found] = {}  # (kind, name) -> where and what
 
-    if SETTINGS_PATH not in files:
+    found = survey(TreeEntry(path, EntryKind.FILE, len(text.encode("utf-8", "surrogatepass")))
+                   for path, text in files.items())
+    errors.extend(found.errors)
+    if SETTINGS_PATH not in files and not any(e.path == SETTINGS_PATH for e in errors):
         errors.append(FleetError(SETTINGS_PATH, 1, "file", "missing: every fleet repository needs grayops.yaml"))
-    for path in sorted(files):
-        if not is_desired_path(path):
-            continue
+    located: dict[str, yamlpos.Located] = {}
+    for entry in found.desired:
+        path = entry.path
         text = files[path]
         directory, _, filename = path.rpartition("/")
         stem = filename.rsplit(".", 1)[0]
         if path == SETTINGS_PATH:
-            settings = _parse(path, text, settings_model(adapters), errors)
+            settings = _parse(path, text, settings_model(adapters), errors, located)
         elif path == ACCESS_PATH:
-            access = _parse(path, text, Access, errors)
+            access = _parse(path, text, Access, errors, located)
         elif directory == ANALYSIS_DIRECTORY:
             _read_template(path, text, templates, errors)
         elif directory in DIRECTORY_KINDS:
             model = FILE_KINDS[DIRECTORY_KINDS[directory]]
-            parsed = _parse(path, text, model, errors)
+            parsed = _parse(path, text, model, errors, located)
             if parsed is None:
                 continue
             name = parsed.metadata.name  # type: ignore[attr-defined]
@@ -127,30 +306,50 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
                 policies[name], policy_paths[name] = parsed.spec, path
             elif isinstance(parsed, Approvals):
                 approvals[name], approval_paths[name] = tuple(parsed.approvals), path
+                if parsed.retries:
+                    retries[name] = tuple(parsed.retries)
 
+    # Files that failed above are the root causes: what refers to them is not reported missing as well.
+    broken = _broken_names(errors)
     for name, path in policy_paths.items():
-        policies[name] = _resolve_templates(policies[name], path, files[path], templates, errors)
+        policies[name] = _resolve_templates(policies[name], path, located[path], templates,
+                                            (ANALYSIS_DIRECTORY, "*") in broken, errors)
     known_policies = {**builtins, **policies}
-    if settings is not None:
-        errors.extend(_missing_queries(settings, plugins, plugin_paths, known_policies, policy_paths, files))
     for name, plugin in plugins.items():
-        _check_plugin(plugin, plugin_paths[name], files[plugin_paths[name]], plugins, known_policies, errors)
-    errors.extend(_dependency_cycles(plugins, plugin_paths, files))
+        _check_plugin(plugin, plugin_paths[name], located[plugin_paths[name]], plugins, known_policies, broken,
+                      errors)
+    if settings is not None:
+        errors.extend(_unmeasured_metrics(settings, plugins, known_policies, policy_paths, located))
+        errors.extend(_empty_selections(settings, plugins, plugin_paths, located))
+    errors.extend(_dependency_cycles(plugins, plugin_paths, located))
     for name, path in approval_paths.items():
-        if name not in plugins:
+        if name not in plugins and ("plugins", name) not in broken:
             errors.append(FleetError(path, 1, "metadata.name", f"no plugin named {name!r} (plugins/{name}.yaml)"))
 
     if errors or settings is None:
         raise FleetInvalid(errors)
-    return Fleet(settings, plugins, known_policies, access, approvals, plugin_paths, policy_paths)
+    return Fleet(settings, plugins, known_policies, access, approvals, plugin_paths, policy_paths, retries)
+
+
+def _broken_names(errors: Iterable[FleetError]) -> set[tuple[str, str]]:
+    """(directory, name) of every fleet file with an error of its own; ("analysis", "*") when any template has one."""
+    broken: set[tuple[str, str]] = set()
+    for error in errors:
+        parts = error.path.split("/")
+        if len(parts) >= 2 and parts[0] in FLEET_DIRECTORIES:
+            broken.add((parts[0], parts[-1].rsplit(".", 1)[0]))
+            if parts[0] == ANALYSIS_DIRECTORY:
+                broken.add((ANALYSIS_DIRECTORY, "*"))
+    return broken
 
 
 M = TypeVar("M", bound=Strict)
 
 
-def _parse(path: str, text: str, model: type[M], errors: list[FleetError]) -> M | None:
+def _parse(path: str, text: str, model: type[M], errors: list[FleetError],
+           parsed: dict[str, yamlpos.Located]) -> M | None:
     try:
-        located = yamlpos.load(text)
+        located = parsed[path] = yamlpos.load(text)
     except yamlpos.YamlSyntaxError as err:
         errors.append(FleetError(path, err.line, "yaml", err.message))
         return None
@@ -168,9 +367,8 @@ def _parse(path: str, text: str, model: type[M], errors: list[FleetError]) -> M 
     except ValidationError as err:
         for detail in err.errors():
             loc = _clean_loc(located.data, tuple(detail["loc"]))
-            errors.append(
-                FleetError(path, located.line_of(loc), _format_loc(loc), _message(model, located.data, loc, detail))
-            )
+            message = _message(model, located, loc, detail)
+            errors.append(FleetError(path, located.line_of(loc), _format_loc(loc), message))
         return None
 
 
@@ -198,10 +396,13 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
     return text or "document"
 
 
-def _message(model: type[BaseModel], data: Any, loc: tuple[str | int, ...], detail: Any) -> str:
+def _message(model: type[BaseModel], located: yamlpos.Located, loc: tuple[str | int, ...], detail: Any) -> str:
     kind = detail["type"]
+    if kind == "unquoted_version":  # echo the version as written: YAML reads 1.10 as the number 1.1
+        written, read_as = located.unquoted.get(loc, (str(detail["input"]), "something else"))
+        return f'version {written} must be quoted, as in "{written}" (unquoted, YAML reads it as {read_as})'
     if kind == "extra_forbidden":
-        allowed = _allowed_fields(model, data, loc[:-1])
+        allowed = _allowed_fields(model, located.data, loc[:-1])
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         suffix = f"; did you mean {hint[0]!r}?" if hint else (f"; allowed: {', '.join(allowed)}" if allowed else "")
         return f"unknown field{suffix}"
@@ -257,14 +458,14 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def _check_plugin(
     plugin: Plugin,
     path: str,
-    text: str,
+    lines: yamlpos.Located,
     plugins: Mapping[str, Plugin],
     policies: Mapping[str, PolicySpec],
+    broken: set[tuple[str, str]],
     errors: list[FleetError],
 ) -> None:
-    lines = yamlpos.load(text)
     spec = plugin.spec
-    if spec.policy not in policies:
+    if spec.policy not in policies and ("policies", spec.policy) not in broken:
         known = ", ".join(sorted(policies)) or "none"
         errors.append(
             FleetError(path, lines.line_of(("spec", "policy")), "spec.policy",
@@ -274,13 +475,13 @@ def _check_plugin(
         if dependency == plugin.metadata.name:
             errors.append(FleetError(path, lines.line_of(("spec", "dependsOn", index)),
                                      f"spec.dependsOn[{index}]", "a plugin cannot depend on itself"))
-        elif dependency not in plugins:
+        elif dependency not in plugins and ("plugins", dependency) not in broken:
             errors.append(FleetError(path, lines.line_of(("spec", "dependsOn", index)),
                                      f"spec.dependsOn[{index}]", f"no plugin named {dependency!r}"))
 
 
 def _dependency_cycles(
-    plugins: Mapping[str, Plugin], paths: Mapping[str, str], files: Mapping[str, str]
+    plugins: Mapping[str, Plugin], paths: Mapping[str, str], located: Mapping[str, yamlpos.Located]
 ) -> list[FleetError]:
     """One error per cycle in dependsOn, reported on the first plugin of the cycle in name order."""
     graph = {name: [d for d in p.spec.depends_on if d in plugins and d != name] for name, p in plugins.items()}
@@ -301,7 +502,7 @@ def _dependency_cycles(
                     start = min(cycle)
                     i = cycle.index(start)
                     ordered = [*cycle[i:], *cycle[:i], start]
-                    line = yamlpos.load(files[paths[start]]).line_of(("spec", "dependsOn"))
+                    line = located[paths[start]].line_of(("spec", "dependsOn"))
                     errors.append(FleetError(paths[start], line, "spec.dependsOn",
                                              f"dependency cycle: {' -> '.join(ordered)}"))
             elif nxt not in state:
@@ -346,18 +547,19 @@ def _read_template(path: str, text: str, templates: dict[tuple[str, str], _Found
     templates[key] = _Found(path, template, located)
 
 
-def _resolve_templates(policy: PolicySpec, path: str, text: str,
-                       templates: Mapping[tuple[str, str], _Found],
+def _resolve_templates(policy: PolicySpec, path: str, lines: yamlpos.Located,
+                       templates: Mapping[tuple[str, str], _Found], templates_broken: bool,
                        errors: list[FleetError]) -> PolicySpec:
     """The policy with the metrics of the foreign templates it references added to its analysis."""
     refs = policy.analysis.templates
     if not refs:
         return policy
-    lines = yamlpos.load(text)
     metrics = list(policy.analysis.metrics)
     for index, ref in enumerate(refs):
         loc: tuple[str | int, ...] = ("spec", "analysis", "templates", index)
         found = templates.get((ref.kind, ref.name))
+        if found is None and templates_broken:
+            continue  # the template may be the one that failed: its own error says so
         if found is None:
             known = sorted(f"{kind} {name}" for kind, name in templates)
             errors.append(FleetError(path, lines.line_of(loc), _format_loc((*loc, "name")),
@@ -382,19 +584,38 @@ def _resolve_templates(policy: PolicySpec, path: str, text: str,
     return policy.model_copy(update={"analysis": analysis})
 
 
-def _missing_queries(settings: Settings, plugins: Mapping[str, Plugin], plugin_paths: Mapping[str, str],
-                     policies: Mapping[str, PolicySpec], policy_paths: Mapping[str, str],
-                     files: Mapping[str, str]) -> list[FleetError]:
-    """Every metric a plugin's policy judges needs a query its metrics provider can run."""
+def _unmeasured_metrics(settings: Settings, plugins: Mapping[str, Plugin], policies: Mapping[str, PolicySpec],
+                        policy_paths: Mapping[str, str], located: Mapping[str, yamlpos.Located]) -> list[FleetError]:
+    """Every metric a plugin's policy judges must be one the provider measures: with prometheus a query, with sim
+    one of the sim's metrics (any other would never have data, and every bake would wait for it): the provider's
+    settings say which (`missing_query`)."""
     errors: list[FleetError] = []
     used = sorted({p.spec.policy for p in plugins.values() if p.spec.policy in policies})
     for name in used:
         for index, metric in enumerate(policies[name].analysis.metrics):
-            problem = settings.metrics.missing_query(metric)
-            if problem is None:
+            message = settings.metrics.missing_query(metric)
+            if message is None:
                 continue
             path = policy_paths.get(name, SETTINGS_PATH)
-            line = yamlpos.load(files[path]).line_of(("spec", "analysis", "metrics", index)) if name in policy_paths \
-                else 1
-            errors.append(FleetError(path, line, f"spec.analysis.metrics[{index}].name", problem))
+            line = located[path].line_of(("spec", "analysis", "metrics", index)) if path in located else 1
+            errors.append(FleetError(path, line, f"spec.analysis.metrics[{index}].name", message))
+    return errors
+
+
+def _empty_selections(settings: Settings, plugins: Mapping[str, Plugin], plugin_paths: Mapping[str, str],
+                      located: Mapping[str, yamlpos.Located]) -> list[FleetError]:
+    """A plugin whose targets select no cluster would "succeed" on no instance: an error, with what there is."""
+    errors: list[FleetError] = []
+    clusters = settings.clusters
+    for name, plugin in sorted(plugins.items()):
+        targets = plugin.spec.targets
+        if any(matches(targets, cluster.labels) for cluster in clusters):
+            continue
+        wanted = " and ".join(f"{key} {' or '.join(values) or '(no value listed)'}" for key, values in targets.items())
+        have = "; ".join(f"{key} {', '.join(values)}" if values else f"no label {key}"
+                         for key in targets
+                         for values in [sorted({c.labels[key] for c in clusters if key in c.labels})])
+        path = plugin_paths[name]
+        errors.append(FleetError(path, located[path].line_of(("spec", "targets")), "spec.targets",
+                                 f"selects no cluster: no cluster in grayops.yaml has {wanted} (clusters have {have})"))
     return errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -28,7 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from reconciler.core.timing import format_duration, parse_clock, parse_duration
 
@@ -54,8 +55,10 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 
 
 def _version_text(value: Any) -> Any:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError(f"version {value!r} must be quoted, as in \"{value}\" (YAML read it as a number)")
+    # YAML reads an unquoted 1.10 as the number 1.1 (and yes as true): the fleet loader echoes the text as written.
+    if isinstance(value, int | float | bool | date):
+        raise PydanticCustomError("unquoted_version", 'version {value} must be quoted, as in "{value}"',
+                                  {"value": str(value)})
     return value
 
 

@@ -95,7 +95,7 @@ def test_close_gives_up_after_its_bound_and_says_what_it_dropped(caplog: pytest.
     for n in range(3):
         outbox.put(f"alert {n}")
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+    with caplog.at_level(logging.WARNING, logger="reconciler.adapters.notify.outbox"):
         assert outbox.close(timeout=0.5) is False
     assert time.monotonic() - started < 5
     assert outbox.dropped == 3 and outbox.delivered == 0
@@ -106,7 +106,7 @@ def test_nothing_is_taken_after_close(receiver: Receiver, caplog: pytest.LogCapt
     notifier = WebhookNotifier(receiver.url, None)
     notifier.notify(alert(1))
     notifier.close()
-    with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+    with caplog.at_level(logging.WARNING, logger="reconciler.adapters.notify.outbox"):
         notifier.notify(alert(2))
     assert notifier.outbox.put(b"{}") is False
     assert notifier.outbox.pending() == 0  # not queued: nobody would ever send it
