@@ -32,6 +32,7 @@ from reconciler.core.effects import (
     CommitSpec,
     Desired,
     Event,
+    Hold,
     InstanceObservation,
     MetricResult,
     Observations,
@@ -156,7 +157,7 @@ class Reconciler:
         self._refused: tuple[str, ...] = ()
         self._changes: tuple[str, dict[str, Change]] = ("", {})
         self._results: dict[str, _Results] = defaultdict(_Results)
-        self._holds: dict[str, str] = {}
+        self._holds: dict[str, Hold] = {}
         self._next_fetch = 0.0
         self._remote_error: str | None = None  # why commits are not being pushed, while that lasts
         self._troubles: dict[str, str] = {}  # remote_unreachable / push_refused -> git's message: alerted once
@@ -349,6 +350,9 @@ class Reconciler:
             self._refuse(files.key, [str(e) for e in err.errors], files)
             return
         except Exception as err:  # reading a revision never ends the process: it is refused
+            if self.repo.lost():  # the clone went away under us (rm -rf): cloned again next tick, no revision fault
+                log.warning("the clone disappeared while reading the revision: %s", " ".join(str(err).split()))
+                return
             reason = f"the revision could not be read: {' '.join(str(err).split())}"
             if self._refused != (reason,):
                 log.exception("reading the revision at HEAD failed")
@@ -420,17 +424,20 @@ class Reconciler:
     def _conflict(self, files: tuple[str, ...], saved: str) -> None:
         reason = f"git conflict with a concurrent change to {', '.join(files)}; local commits kept on {saved}"
         log.error(reason)
-        self._hold([p for p in files if p.startswith("plugins/")], reason)
-        if not any(p.startswith("plugins/") for p in files):
+        if not self._hold([p for p in files if p.startswith("plugins/")], Hold(reason, "git_conflict")):
             self._alert_all("git_conflict", Severity.CRITICAL, reason)
 
-    def _hold(self, paths: Sequence[str], reason: str) -> None:
-        """Pause the rollouts of the plugins these paths belong to, at the next decision (the engine records it)."""
+    def _hold(self, paths: Sequence[str], hold: Hold) -> bool:
+        """Pause the rollouts of the plugins these paths belong to, at the next decision (the engine records it and
+        alerts, once per rollout); False when no path belongs to a plugin."""
+        held = False
         for path in paths:
             top, _, rest = path.partition("/")
             if top in ("plugins", "status", "approvals", "reports") and rest:
                 first = rest.split("/", 1)[0]  # reports/<plugin>/..., else <top>/<plugin>.yaml
-                self._holds[first if top == "reports" else first.rsplit(".", 1)[0]] = reason
+                self._holds[first if top == "reports" else first.rsplit(".", 1)[0]] = hold
+                held = True
+        return held
 
     def _rewritten(self, rewrites: Sequence[Rewrite]) -> None:
         """A human rewrote the remote's history (a force-push): follow it, never push it back. Our commits are on
@@ -439,9 +446,9 @@ class Reconciler:
             reason = (f"the remote's history of {rewrite.branch} was rewritten (force-push): grayops follows it; "
                       f"{rewrite.dropped} commit(s) it no longer has are kept on {rewrite.saved_branch}")
             log.error(reason)
-            self._alert_all("history_rewritten", Severity.CRITICAL, reason)
             self._record_again()
-            self._hold(rewrite.files, reason)
+            if not self._hold(rewrite.files, Hold(reason, "history_rewritten")):  # else each held rollout alerts
+                self._alert_all("history_rewritten", Severity.CRITICAL, reason)
 
     def _record_again(self) -> None:
         """Commit each rollout's status where the rewritten history lost it: status/ says what happened."""

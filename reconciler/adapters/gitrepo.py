@@ -107,7 +107,10 @@ _REWRITES_FILE = "grayops-rewrites"  # in the clone's git dir: rewrites followed
 _TRANSIENT_REFUSALS = ("failed to update ref", "failed to lock")
 # Variables that would point git at another repository than the one we pass with cwd (e.g. inside a hook).
 _REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-             "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES")
+             "GIT_NAMESPACE", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CEILING_DIRECTORIES",
+             # who grayops commits as is its own configuration, whatever the shell that started it says
+             "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
+             "GIT_COMMITTER_DATE")
 # The type bits of a tree entry's mode (as `git ls-tree` prints it, in octal); a gitlink (submodule) is 160000.
 _GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, stat.S_IFDIR: EntryKind.DIRECTORY,
               0o160000: EntryKind.SUBMODULE}
@@ -321,7 +324,10 @@ class GitRepo:
                     self._git("remote", "set-url", "origin", self.remote)
             for key, value in (("user.name", self.author_name), ("user.email", self.author_email),
                                ("commit.gpgsign", "false"), ("core.autocrlf", "false"),
-                               ("rebase.autoStash", "false"), ("advice.detachedHead", "false")):
+                               ("rebase.autoStash", "false"), ("advice.detachedHead", "false"),
+                               # objects git would refuse to check out (a `..` or `.git` tree entry) are refused
+                               # when they arrive, so no commit can make a later checkout fail
+                               ("fetch.fsckObjects", "true"), ("transfer.fsckObjects", "true")):
                 self._git("config", key, value)
             self._recover(self._main)
             self._checkout_main()
@@ -367,10 +373,12 @@ class GitRepo:
         tmp = Path(tempfile.mkdtemp(prefix="repo.clone-", dir=self.workdir))
         try:
             try:
-                self._git("clone", "--quiet", self.remote, str(tmp / "repo"), cwd=self.workdir, remote=True,
-                          timeout=CLONE_TIMEOUT)
+                # --no-local: a local remote is copied through the transfer too, so its objects are checked
+                local = ("--no-local",) if local_remote_path(self.remote) is not None else ()
+                self._git("-c", "transfer.fsckObjects=true", "clone", "--quiet", *local, self.remote,
+                          str(tmp / "repo"), cwd=self.workdir, remote=True, timeout=CLONE_TIMEOUT)
             except RemoteUnavailable as exc:
-                reason = _git_complaint(exc.stderr)
+                reason = _refused_objects(exc.stderr) or _git_complaint(exc.stderr)
                 raise RemoteUnavailable(f"cannot clone {redact_url(self.remote)}: {reason}",
                                         command=exc.command, returncode=exc.returncode,
                                         stderr=exc.stderr) from exc
@@ -469,7 +477,14 @@ class GitRepo:
             return after != before
 
     def _fetch(self) -> None:
-        self._git("fetch", "--quiet", "--prune", "origin", remote=True)
+        try:
+            self._git("fetch", "--quiet", "--prune", "origin", remote=True)
+        except RemoteUnavailable as exc:
+            refused = _refused_objects(exc.stderr)
+            if refused is None:
+                raise
+            raise RemoteUnavailable(f"the remote's new commits are refused: {refused}", command=exc.command,
+                                    returncode=exc.returncode, stderr=exc.stderr) from exc
 
     def integrate(self) -> ConflictInfo | None:
         """Put local commits on top of origin/<branch> (and the status branch on origin/<status>).
@@ -1262,6 +1277,12 @@ def _holder_pid(fd: int) -> int | None:
     os.lseek(fd, 0, os.SEEK_SET)
     text = os.read(fd, 64).decode("ascii", errors="replace").strip()
     return int(text) if text.isdigit() else None
+
+
+def _refused_objects(stderr: str) -> str | None:
+    """git's fsck complaint when a fetch or clone refused malformed objects (e.g. `hasDotdot: contains '..'`)."""
+    found = re.search(r"error: object [0-9a-f]+: (\w+: .+)", stderr)
+    return f"refused by git's object checks: {found.group(1).strip()}" if found else None
 
 
 def _git_complaint(stderr: str) -> str:

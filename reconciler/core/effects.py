@@ -189,6 +189,15 @@ class Blocked:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """The shell must stop a rollout for a reason of its own (a git conflict, a rewritten history): the engine
+    pauses it and alerts with this kind."""
+
+    reason: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class Observations:
     instances: Mapping[str, InstanceObservation] = field(default_factory=dict)
     checks: tuple[CheckResult, ...] = ()
@@ -196,7 +205,7 @@ class Observations:
     approvals: tuple[ApprovalRecord, ...] = ()
     blocked_clusters: Mapping[str, Blocked] = field(default_factory=dict)  # cluster -> why it must wait (dependsOn)
     apply_errors: Mapping[str, str] = field(default_factory=dict)  # instance -> why the driver could not change it
-    hold: str | None = None  # the shell must stop this rollout (e.g. a git conflict): pause with this reason
+    hold: Hold | None = None  # the shell must stop this rollout (e.g. a git conflict): pause, alert its kind
     refused_approvals: tuple[RefusedApproval, ...] = ()  # the two-person rule refused these: alert, never count
     retries: tuple[RetryRecord, ...] = ()  # `grayops retry` records of approvals/<plugin>.yaml
 

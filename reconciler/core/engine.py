@@ -124,6 +124,10 @@ def decide(state: RolloutState | None, desired: Desired, obs: Observations, now:
     if not st.phase.terminal:
         st = _pause_or_resume(tick, st)
         st = _roll_back(tick, st) if st.phase is Phase.ROLLING_BACK else _progress(tick, st)
+    if obs.hold is not None and (st.phase.terminal or st.phase is Phase.ROLLING_BACK):
+        # nothing to pause (a rollback is never held): the cause is still said, once
+        st = tick.alert(st, obs.hold.kind, Severity.CRITICAL, f"{st.plugin} {st.target_version}: {obs.hold.reason}",
+                        f"{obs.hold.kind}:{obs.hold.reason}")
     st = _pending_commits(tick, st)
     return Decision(st, tuple(tick.effects), tuple(tick.transitions))
 
@@ -230,7 +234,7 @@ def _pause_or_resume(t: _Tick, st: RolloutState) -> RolloutState:
                      spec_paused_seen=True)
         return t.transition(st, Phase.PAUSED, reason, "pause", _batch_name(st))
     if t.obs.hold and st.phase is not Phase.PAUSED:
-        return _hold(t, st, t.obs.hold, "git_conflict")
+        return _hold(t, st, t.obs.hold.reason, t.obs.hold.kind)
     if st.phase is Phase.PAUSED and st.spec_paused_seen:
         return _resume(t, st)
     return st

@@ -434,3 +434,39 @@ def test_a_deleted_workdir_is_cloned_again_and_stays_held(repo: GitRepo, remote:
     with pytest.raises(WorkdirBusy):
         GitRepo(repo.remote, repo.workdir).hold_workdir()  # the new workdir is ours too
     repo.release_workdir()
+
+
+def test_git_identity_variables_of_the_environment_do_not_change_who_grayops_commits_as(
+        repo: GitRepo, remote: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(key, "Mallory")
+    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "mallory@example.com")
+    sha = repo.commit({"status/x.yaml": "a: 1\n"}, "status", status=True)
+    assert sha is not None
+    who = subprocess.run(["git", "log", "-1", "--format=%an <%ae> / %cn <%ce>", sha], cwd=repo.path,
+                         capture_output=True, text=True, check=True, env={**os.environ}).stdout.strip()
+    assert who == f"{repo.author_name} <{repo.author_email}> / {repo.author_name} <{repo.author_email}>"
+
+
+def _push_tree_with_dotdot(human: Path) -> str:
+    """A commit whose tree holds a `..` entry, made with plumbing (porcelain refuses it) and pushed."""
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=human, input="evil\n", capture_output=True,
+                          text=True, check=True).stdout.strip()
+    tree = subprocess.run(["git", "mktree"], cwd=human, input=f"100644 blob {blob}\t..\n", capture_output=True,
+                          text=True, check=True).stdout.strip()
+    commit = git(human, "commit-tree", tree, "-p", "HEAD", "-m", "evil").strip()
+    git(human, "push", "-q", "origin", f"{commit}:main")
+    return commit
+
+
+def test_a_history_git_would_refuse_to_check_out_is_refused_at_fetch_and_the_clone_stays(
+        repo: GitRepo, remote: Path, human: Path, tmp_path: Path) -> None:
+    before = repo.head()
+    _push_tree_with_dotdot(human)
+    with pytest.raises(RemoteUnavailable, match=r"refused.*'\.\.'"):
+        repo.fetch()
+    assert repo.integrate() is None and repo.head() == before  # nothing of it came in
+    fresh = GitRepo(str(remote), tmp_path / "fresh")
+    with pytest.raises(RemoteUnavailable, match=r"refused.*'\.\.'"):
+        fresh.ensure_clone()

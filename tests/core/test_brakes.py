@@ -15,6 +15,7 @@ from reconciler.core.effects import (
     Blocked,
     CommitSpec,
     Desired,
+    Hold,
     InstanceObservation,
     Observations,
     SetVersion,
@@ -23,7 +24,7 @@ from reconciler.core.engine import decide, retry_point, situation
 from reconciler.core.model import BatchPhase, Phase, RolloutState, Severity, Step, fmt_time, from_doc, to_doc
 from reconciler.core.report import render_report
 from reconciler.core.spec import RetryRecord, RollbackSpec
-from tests.core.test_engine import CLUSTERS, Run, World, desired, installed, make_policy, run
+from tests.core.test_engine import CLUSTERS, STEP, Run, World, desired, installed, make_policy, run
 
 ALL_AT_ONCE = [{"name": "all", "size": "100%", "bake": "1s"}]
 
@@ -399,3 +400,29 @@ def test_the_shell_decides_dependencies_first_so_a_waiting_rollout_names_where_t
     assert sorted(order) == sorted(plugins)
     for name, deps in plugins.items():
         assert all(order.index(dep) < order.index(name) for dep in deps), order
+
+
+@pytest.mark.parametrize("kind", ["git_conflict", "history_rewritten"])
+def test_a_hold_from_the_shell_pauses_and_alerts_with_the_shells_kind(kind: str) -> None:
+    state, world, now = installed()
+    want = desired("1.5.0")
+    started = run(want, world, state, now, until=(Phase.PROGRESSING,))
+    assert started.state is not None
+    obs = replace(world.observe(), hold=Hold(f"the cause of {kind}", kind))
+    decision = decide(started.state, want, obs, started.now + STEP)
+    assert decision.state is not None and decision.state.phase is Phase.PAUSED
+    assert [e.kind for e in decision.effects if isinstance(e, Alert)] == [kind]
+    assert f"the cause of {kind}" in decision.state.reason
+
+
+def test_a_hold_on_a_rollout_that_is_rolling_back_still_alerts_its_cause_once() -> None:
+    state, world, now = installed()
+    started = run(desired("1.5.0"), world, state, now, until=(Phase.PROGRESSING,))
+    assert started.state is not None
+    back = desired("1.4.0")  # the rewrite set the version back: a rollback, never held
+    hold = Hold("history rewritten", "history_rewritten")
+    first = decide(started.state, back, replace(world.observe(), hold=hold), started.now + STEP)
+    assert first.state is not None and first.state.phase is Phase.ROLLING_BACK
+    assert [e.kind for e in first.effects if isinstance(e, Alert)] == ["history_rewritten"]
+    again = decide(first.state, back, replace(world.observe(), hold=hold), started.now + 2 * STEP)
+    assert not [e for e in again.effects if isinstance(e, Alert) and e.kind == "history_rewritten"]

@@ -206,6 +206,7 @@ def test_a_force_push_dropping_grayops_records_pauses_the_rollout(fleet_repo: Hu
         history = human.log("--format=%H").split()
         assert bump in history and not set(records[:-1]) & set(history)  # nothing dropped came back
         assert len(run.logged(r"ALERT history_rewritten")) == 1
+        assert not run.logged(r"ALERT git_conflict"), "a rewrite is not a conflict"
         resumed = grayops("resume", "billing", "--repo", str(human.remote), "--as", "alice")
         assert resumed.returncode == 0, resumed.stderr
         wait_for(lambda: phase(human) == "AwaitingApproval", what="resumed at its gate")
