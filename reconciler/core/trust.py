@@ -145,13 +145,15 @@ def parse_trivy_report(data: bytes, source: str) -> ScanReport | ReportError:
         return ReportError(f"{source}: not a Trivy JSON report (SchemaVersion 2, as `trivy image --format json` "
                            f"writes it)")
     findings: list[Finding] = []
-    results = doc.get("Results") or []  # Trivy leaves Results out when it found nothing to scan
+    results = doc.get("Results", [])  # Trivy leaves Results out when it found nothing to scan
+    results = [] if results is None else results
     if not isinstance(results, list):
         return ReportError(f"{source}: Results: not a list")
     for r, result in enumerate(results):
         if not isinstance(result, dict):
             return ReportError(f"{source}: Results[{r}]: not an object")
-        vulns = result.get("Vulnerabilities") or []
+        vulns = result.get("Vulnerabilities", [])
+        vulns = [] if vulns is None else vulns
         if not isinstance(vulns, list):
             return ReportError(f"{source}: Results[{r}].Vulnerabilities: not a list")
         for v, vuln in enumerate(vulns):
