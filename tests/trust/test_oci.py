@@ -144,7 +144,7 @@ def test_a_bearer_challenge_is_answered_with_a_token_for_the_credentials_read_at
 
 
 def test_plain_http_is_used_only_for_a_loopback_registry_marked_insecure() -> None:
-    with pytest.raises(ValueError, match="insecure .* only for a loopback registry"):
+    with pytest.raises(ValueError, match=r"insecure .* only for a loopback registry"):
         RegistrySettings(host="registry.example.com", insecure=True)
     client = RegistryClient([], env={})
     refused = failed(client.fetch("http://scans.example.com/report.json"))

@@ -403,7 +403,7 @@ def _error_code(body: bytes) -> str:
 def _cause(err: Exception) -> str:
     """A connection error's root cause in a few words (`Connection refused`), without the URL's query."""
     text = str(err)
-    for pattern in (r"\[Errno -?\d+\] ([^'")\]]+)", r"(Connection refused|Name or service not known|timed out)"):
+    for pattern in (r"\[Errno -?\d+\] ([^'\")\]]+)", r"(Connection refused|Name or service not known|timed out)"):
         found = re.search(pattern, text)
         if found:
             return found.group(1).strip()
