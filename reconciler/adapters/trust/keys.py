@@ -25,7 +25,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
                  "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
@@ -77,7 +77,7 @@ def _signer(line: str, number: int) -> SshSigner | str:
         return "no principal (the email or name the signer is allowed as)"
     options: tuple[str, ...] = ()
     rest = fields[1:]
-    if rest[0] not in SSH_KEY_TYPES:
+    if rest[0] not in SSH_KEY_TYPES and not re.match(r"(ssh|ecdsa|sk)-", rest[0]):
         options = tuple(_split_options(rest[0]))
         rest = rest[1:]
         for option in options:
@@ -218,8 +218,9 @@ def _artifact_key(pem: bytes, where: str, path: str) -> ArtifactKey | str:
     elif isinstance(public, ed25519.Ed25519PublicKey):
         algorithm = "ed25519"
     else:
-        kind = type(public).__name__.removeprefix("_").replace("PublicKey", "") or "this"
-        return f"{where}: a {kind} key; artifact keys are ECDSA P-256 or Ed25519"
+        kind = next((name for cls, name in ((rsa.RSAPublicKey, "an RSA"), (dsa.DSAPublicKey, "a DSA"),
+                                            (ed448.Ed448PublicKey, "an Ed448")) if isinstance(public, cls)), "this")
+        return f"{where}: {kind} key; artifact keys are ECDSA P-256 or Ed25519"
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashlib.sha256(der).hexdigest()
     return ArtifactKey(f"sha256:{digest[:16]}", f"sha256:{digest}", algorithm, path, public)
