@@ -140,3 +140,54 @@ def test_only_a_verified_signature_by_an_own_key_is_grayops_own() -> None:
     assert is_own_commit(CommitVerdict("c", "verified", key="SHA256:own"), own)
     assert not is_own_commit(CommitVerdict("c", "verified", key="SHA256:alice"), own)
     assert not is_own_commit(CommitVerdict("c", "bad_signature", key="SHA256:own"), own)
+
+
+# --- the settings, read from the fleet repository ----------------------------------------------------------
+
+SETTINGS = "apiVersion: grayops.dev/v1\nkind: Settings\nclusters:\n  - {name: a}\n"
+POLICY = ("apiVersion: grayops.dev/v1\nkind: Policy\nmetadata: {name: safe}\nspec:\n"
+          "  batches: [{name: all, size: 100%}]\n  scan:\n")
+
+
+def load(settings: str, policy: str = "") -> Any:
+    from policies import builtin_policies
+    from reconciler.cli import full_registry
+    from reconciler.core.fleet import load_fleet
+
+    files = {"grayops.yaml": settings, **({"policies/safe.yaml": policy} if policy else {})}
+    return load_fleet(files, builtin_policies(), adapters=full_registry().models)
+
+
+def test_trust_registries_and_a_scan_gate_are_read_from_the_fleet_files() -> None:
+    fleet = load(SETTINGS + "trust: {commits: {required: true}, artifacts: {required: true}}\n"
+                 "registries:\n  - {host: registry.example.com, username: {env: REG_USER}, "
+                 "password: {file: /run/secrets/registry}}\n  - {host: '127.0.0.1:5000', insecure: true}\n",
+                 POLICY + "    maxSeverity: HIGH\n    ignoreUnfixed: true\n"
+                          "    allow: [{id: CVE-2025-1, until: 2025-06-30, reason: not reachable}]\n")
+    assert fleet.settings.trust.commits.required and fleet.settings.trust.artifacts.required
+    assert [r.host for r in fleet.settings.registries] == ["registry.example.com", "127.0.0.1:5000"]
+    scan = fleet.policies["safe"].scan
+    assert (scan.max_severity, scan.ignore_unfixed, scan.allow[0].until) == ("HIGH", True, date(2025, 6, 30))
+
+
+@pytest.mark.parametrize(("settings", "policy", "error"), [
+    (SETTINGS + "registries: [{host: registry.example.com, insecure: true}]\n", "",
+     "grayops.yaml:5: registries[0]: insecure (plain http) is allowed only for a loopback registry, "
+     "not registry.example.com"),
+    (SETTINGS + "registries: [{host: r.example.com, password: {env: P}}]\n", "",
+     "grayops.yaml:5: registries[0]: give both username and password, or neither"),
+    (SETTINGS + "trust: {commits: {requird: true}}\n", "",
+     "grayops.yaml:5: trust.commits.requird: unknown field; did you mean 'required'?"),
+    (SETTINGS, POLICY + "    maxSeverity: SEVERE\n", "policies/safe.yaml:7: spec.scan.maxSeverity: Input should be"),
+    (SETTINGS, POLICY + "    allow: [{id: CVE-1, until: 2025-06-30}]\n",
+     "policies/safe.yaml:7: spec.scan.allow[0].reason: required field is missing"),
+    (SETTINGS, POLICY + "    reportUrl: ftp://scans/{digest}\n",
+     "policies/safe.yaml:7: spec.scan.reportUrl: reportUrl must be an https:// URL"),
+])
+def test_bad_supply_chain_settings_are_errors_with_their_line(settings: str, policy: str, error: str) -> None:
+    from reconciler.core.fleet import FleetInvalid
+
+    with pytest.raises(FleetInvalid) as caught:
+        load(settings, policy)
+    messages = [str(e) for e in caught.value.errors]
+    assert any(m.startswith(error) for m in messages), messages
