@@ -280,6 +280,50 @@ class RollbackSpec(Strict):
                                                    "(critical) once; seed 000 asks for 3 minutes")
 
 
+# --- Supply chain: the scan gate (README "Supply chain") ---------------------------------------------------
+
+Severity = Literal["NONE", "UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
+SEVERITY_ORDER: tuple[Severity, ...] = ("NONE", "UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+class ScanAllowance(Strict):
+    """A finding accepted for a while, with the reason on record."""
+
+    id: str = Field(min_length=1, max_length=128, description="the finding's VulnerabilityID, e.g. CVE-2024-1234")
+    until: date = Field(description="accepted through the end of this day (UTC); after it the finding blocks again")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ScanSpec(Strict):
+    """The vulnerability report of the image's digest must exist and show nothing above `maxSeverity`."""
+
+    max_severity: Severity = Field(
+        "NONE", description="the highest severity allowed (HIGH: HIGH passes, CRITICAL blocks); NONE allows no "
+                            "finding at all. Order: UNKNOWN < LOW < MEDIUM < HIGH < CRITICAL")
+    ignore_unfixed: bool = Field(False, description="findings with no fixed version do not block (as trivy "
+                                                    "--ignore-unfixed)")
+    allow: list[ScanAllowance] = Field(default_factory=list)
+    report_url: str | None = Field(
+        None, description="where the Trivy JSON report is read instead of the registry: a URL template with "
+                          "{image}, {repository}, {version} and {digest}")
+
+    @field_validator("allow")
+    @classmethod
+    def _one_allowance_per_id(cls, allow: list[ScanAllowance]) -> list[ScanAllowance]:
+        ids = [a.id for a in allow]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"one allowance per finding; repeated: {', '.join(repeated)}")
+        return allow
+
+    @field_validator("report_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("reportUrl must be an https:// URL (http:// only for a loopback host)")
+        return value
+
+
 class PolicySpec(Strict):
     order: OrderSpec | None = None
     batches: list[BatchSpec] = Field(min_length=1)
@@ -298,6 +342,9 @@ class PolicySpec(Strict):
     drift: Literal["reconverge", "pause"] = Field(
         "reconverge", description="an instance of a passed batch that no longer runs the version: alert drift and "
                                   "upgrade it again (reconverge), or pause for a human first (pause)")
+    scan: ScanSpec | None = Field(
+        None, description="the vulnerability report of the image must pass before the first instance is touched "
+                          "(README \"Supply chain\")")
 
     @model_validator(mode="after")
     def _batches_grow_to_all(self) -> PolicySpec:
@@ -425,6 +472,47 @@ class SimSettings(Strict):
     faults: list[SimFault] = Field(default_factory=list)
 
 
+class CommitTrust(Strict):
+    required: bool = Field(False, description="the commit a revision is read from must carry a valid signature of "
+                                              "an allowed signer (README \"Supply chain\")")
+
+
+class ArtifactTrust(Strict):
+    required: bool = Field(False, description="a version's image must be signed (cosign) by a trusted key before "
+                                              "any instance is touched")
+
+
+class TrustSettings(Strict):
+    """What must be signed; the keys themselves live outside the repository (`grayops run --trust DIR`)."""
+
+    commits: CommitTrust = Field(default_factory=CommitTrust)
+    artifacts: ArtifactTrust = Field(default_factory=ArtifactTrust)
+
+
+def is_loopback_host(host: str) -> bool:
+    """`host` (with or without a port, `[::1]:5000` for IPv6) names this machine: plain http is allowed only there."""
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.split(":", 1)[0]
+    return name in ("localhost", "[::1]") or re.fullmatch(r"127(\.\d{1,3}){3}", name) is not None
+
+
+class RegistrySettings(Strict):
+    """How one container registry is reached: credentials read at request time, never written anywhere."""
+
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9a-fA-F:]+\](:[0-9]+)?$",
+                      description="registry host, with its port if not 443, e.g. registry.example.com:5000")
+    username: SecretRef | None = None
+    password: SecretRef | None = None
+    insecure: bool = Field(False, description="plain http: only for a loopback registry (localhost, 127.0.0.1)")
+
+    @model_validator(mode="after")
+    def _safe(self) -> RegistrySettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        if self.insecure and not is_loopback_host(self.host):
+            raise ValueError(f"insecure (plain http) is allowed only for a loopback registry, not {self.host}")
+        return self
+
+
 class Settings(Strict):
     """grayops.yaml with the adapter sections as their bases; `settings_model` gives the one to validate with."""
 
@@ -436,6 +524,8 @@ class Settings(Strict):
     status: StatusSettings = Field(default_factory=StatusSettings)
     git: GitSettings = Field(default_factory=GitSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
+    registries: list[RegistrySettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_clusters(self) -> Settings:

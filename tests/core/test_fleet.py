@@ -72,8 +72,8 @@ def test_a_valid_fleet_loads_with_builtins_and_its_own_policies() -> None:
                      id="check-typo-inside-union"),
         pytest.param("grayops.yaml", SETTINGS.replace("driver: sim", "driver: nomad", 1),
                      "grayops.yaml:4: clusters[0].driver: Input should be 'sim' or 'kubernetes'", id="bad-driver"),
-        pytest.param("grayops.yaml", SETTINGS + "trust: {}\n",
-                     "grayops.yaml:8: trust: unknown field", id="settings-unknown-field"),
+        pytest.param("grayops.yaml", SETTINGS + "signing: {}\n",
+                     "grayops.yaml:8: signing: unknown field", id="settings-unknown-field"),
     ],
 )
 def test_each_error_names_file_line_and_field(path: str, text: str, expected: str) -> None:
