@@ -394,27 +394,33 @@ def cleanup(it: Instance, op: Cleanup) -> CleanupResult:
     removed: list[str] = []
     scaled: list[str] = []
     notes: list[str] = []
-    try:
-        if it.workload.strategy == "blueGreen":
-            _cleanup_blue_green(it, removed, scaled, notes)
-        elif it.workload.strategy == "canary":
-            _cleanup_canary(it, removed, notes)
-        _cleanup_jobs(it, removed)
-        result = attempt("RestoreKnobs", it.ref.id, lambda: restore_knobs(it, op))
-        if result.outcome == "done":
-            notes.append(result.message)
-        elif not result.ok:
-            return CleanupResult(it.ref.id, tuple(removed), tuple(scaled), result.outcome, result.message)
-    except Refused as why:
-        return CleanupResult(it.ref.id, tuple(removed), tuple(scaled), "refused", str(why))
-    except ClusterUnreachable as err:
-        return CleanupResult(it.ref.id, tuple(removed), tuple(scaled), "unreachable",
-                             f"cluster {it.ref.cluster} unreachable: {err}")
-    except (ApiException, ClusterAccessError) as err:
-        return CleanupResult(it.ref.id, tuple(removed), tuple(scaled), "error", f"cluster {it.ref.cluster}: "
-                                                                                f"{reason(err)}")
-    outcome: Outcome = "done" if removed or scaled or notes else "unchanged"
-    return CleanupResult(it.ref.id, tuple(removed), tuple(scaled), outcome, "; ".join(notes))
+
+    def ended(outcome: Outcome, message: str) -> CleanupResult:
+        return CleanupResult(it.ref.id, tuple(removed), tuple(scaled), outcome, message)
+
+    for _ in range(CONFLICT_RETRIES + 1):  # each step is idempotent: after a 409, all of them again
+        try:
+            if it.workload.strategy == "blueGreen":
+                _cleanup_blue_green(it, removed, scaled, notes)
+            elif it.workload.strategy == "canary":
+                _cleanup_canary(it, removed, notes)
+            _cleanup_jobs(it, removed)
+            result = attempt("RestoreKnobs", it.ref.id, lambda: restore_knobs(it, op))
+            if result.outcome == "done":
+                notes.append(result.message)
+            elif not result.ok:
+                return ended(result.outcome, result.message)
+            return ended("done" if removed or scaled or notes else "unchanged", "; ".join(notes))
+        except Refused as why:
+            return ended("refused", str(why))
+        except ClusterUnreachable as err:
+            return ended("unreachable", f"cluster {it.ref.cluster} unreachable: {err}")
+        except ApiException as err:
+            if err.status != 409:
+                return ended("error", f"cluster {it.ref.cluster}: {reason(err)}")
+        except ClusterAccessError as err:
+            return ended("error", str(err))
+    return ended("error", f"kept conflicting with other writers ({CONFLICT_RETRIES + 1} attempts)")
 
 
 def _cleanup_blue_green(it: Instance, removed: list[str], scaled: list[str], notes: list[str]) -> None:
