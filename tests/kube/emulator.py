@@ -41,7 +41,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 Obj = dict[str, Any]
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -196,6 +196,16 @@ def json_patch(target: Obj, ops: list[Obj]) -> Obj:
         else:
             raise ApiError(422, "Invalid", f"json-patch op {op['op']!r} is not supported by the emulator")
     return doc
+
+
+def deployment_defaults(deployment: Obj) -> None:
+    """What the API server fills in on a new Deployment (its RollingUpdate strategy above all)."""
+    spec = deployment.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("strategy", {"type": "RollingUpdate",
+                                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
 
 
 def job_defaults(job: Obj) -> None:
@@ -408,6 +418,8 @@ class Emulator:
                 meta.pop("namespace")
             if res.kind == "Job":
                 job_defaults(obj)
+            elif res.kind == "Deployment":
+                deployment_defaults(obj)
             bucket[(namespace, name)] = obj
             self._record(res, "ADDED", obj)
             return copy.deepcopy(obj)
@@ -838,7 +850,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any, watching: bool) -> None:
         api = self.api
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]  # the client encodes e.g. the ":" of name:port
         if path == "/version":
             self._send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-emulated", "platform": "linux/amd64"})
             return
