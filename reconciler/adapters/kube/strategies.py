@@ -28,7 +28,7 @@ TRACK = "grayops.dev/track"
 PLUGIN_LABEL = "grayops.dev/plugin"
 SWITCHED_AT = "grayops.dev/switched-at"
 ORIGINAL_SELECTOR = "grayops.dev/original-selector"  # a Service's selector before grayops adopted it
-ORIGINAL_WEIGHT = "grayops.dev/original-weight"  # an HTTPRoute's stable backendRef weight before any canary
+ORIGINAL_BACKENDS = "grayops.dev/original-backends"  # an HTTPRoute's stable backendRefs before any canary
 REPLICAS_BEFORE = "grayops.dev/replicas-before-scale-down"
 GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
 CANARY = "canary"
@@ -227,51 +227,52 @@ def selector_patch(service: Obj, label: tuple[str, str], now: str | None = None,
 
 def weights_patch(route: Obj, stable: str, canary: str, weight: int) -> Obj | None:
     """A merge patch of the HTTPRoute's rules: every rule that sends to `stable` sends `weight` percent to
-    `canary` (a backendRef added beside it when missing, on the same port) and the rest to `stable`. At 0 with no
-    canary backendRef, nothing changes. None when the weights are already so."""
+    `canary` (a backendRef added beside it when missing, on the same port) and the rest to `stable`. The stable
+    backendRefs as the team wrote them are remembered, for `unroute_patch`. At 0 with no canary backendRef, nothing
+    changes. None when the weights are already so."""
     rules = copy.deepcopy((route.get("spec") or {}).get("rules") or [])
-    original = wl.annotations_of(route).get(ORIGINAL_WEIGHT)
+    stables_of, canaries_of = route_refs(route, stable), route_refs(route, canary)
     changed = False
     for rule in rules:
         refs = rule.get("backendRefs") or []
-        stables = [r for r in refs if r in route_refs(route, stable)]
-        if not stables:
-            continue
-        if original is None:
-            original = str(stables[0].get("weight", 1))
-        canaries = [r for r in refs if r in route_refs(route, canary)]
-        if not canaries and weight == 0:
+        stables = [r for r in refs if r in stables_of]
+        canaries = [r for r in refs if r in canaries_of]
+        if not stables or (not canaries and weight == 0):
             continue
         if not canaries:
             added = {k: v for k, v in stables[0].items() if k in ("group", "kind", "port")}
             canaries = [{"name": canary, **added, "weight": 0}]
-            refs.append(canaries[0])
-            rule["backendRefs"] = refs
-            changed = True
+            rule["backendRefs"] = [*refs, canaries[0]]
         for ref, value in ((stables[0], 100 - weight), (canaries[0], weight)):
             if ref.get("weight", 1) != value:
                 ref["weight"] = value
                 changed = True
     if not changed:
         return None
+    notes = wl.annotations_of(route)
+    original = notes.get(ORIGINAL_BACKENDS) or json.dumps(
+        [next((r for r in rule.get("backendRefs") or [] if r in stables_of), None)
+         for rule in (route.get("spec") or {}).get("rules") or []], sort_keys=True)
     return {"metadata": {"resourceVersion": route["metadata"]["resourceVersion"],
-                         "annotations": {ORIGINAL_WEIGHT: original}},
+                         "annotations": {ORIGINAL_BACKENDS: original}},
             "spec": {"rules": rules}}
 
 
 def unroute_patch(route: Obj, stable: str, canary: str) -> Obj | None:
-    """A merge patch that removes the canary's backendRefs and gives the stable one its original weight back."""
-    original = wl.annotations_of(route).get(ORIGINAL_WEIGHT)
-    rules = copy.deepcopy((route.get("spec") or {}).get("rules") or [])
+    """A merge patch that removes the canary's backendRefs and puts the stable ones back as the team wrote them."""
     canaries = route_refs(route, canary)
     if not canaries:
         return None
-    for rule in rules:
-        refs = rule.get("backendRefs") or []
-        rule["backendRefs"] = [r for r in refs if r not in canaries]
-        for ref in rule["backendRefs"]:
-            if ref in route_refs(route, stable) and original is not None:
-                ref["weight"] = int(original)
+    try:
+        written = json.loads(wl.annotations_of(route).get(ORIGINAL_BACKENDS) or "[]")
+    except ValueError:
+        written = []
+    rules = copy.deepcopy((route.get("spec") or {}).get("rules") or [])
+    stables = route_refs(route, stable)
+    for index, rule in enumerate(rules):
+        original = written[index] if isinstance(written, list) and index < len(written) else None
+        rule["backendRefs"] = [original if r in stables and isinstance(original, dict) else r
+                               for r in rule.get("backendRefs") or [] if r not in canaries]
     return {"metadata": {"resourceVersion": route["metadata"]["resourceVersion"],
-                         "annotations": {ORIGINAL_WEIGHT: None}},
+                         "annotations": {ORIGINAL_BACKENDS: None}},
             "spec": {"rules": rules}}
