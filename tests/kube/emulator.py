@@ -292,6 +292,7 @@ class Emulator:
         self.job_handler: Callable[[Obj], tuple[str, str]] = lambda job: ("complete", "")
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> what pods/log answers
         self.forbidden: set[tuple[str, str]] = set()  # (verb, plural) the caller may not do: 403
+        self.allowed: set[tuple[str, str]] | None = None  # when set, (verb, plural) all the caller may do (RBAC)
         self.delay = 0.0
         self._fail: list[int] = []
         self._fail_lock = threading.Lock()
@@ -893,7 +894,7 @@ class _Handler(BaseHTTPRequestHandler):
             api.requests["GET"] -= 1
             api.requests["LIST"] += 1
         target = f"{plural}/{sub[0]}" if sub else plural
-        if (verb, target) in api.forbidden:
+        if (verb, target) in api.forbidden or (api.allowed is not None and (verb, target) not in api.allowed):
             raise ApiError(403, "Forbidden", f'{plural}{"/" + sub[0] if sub else ""} "{name or ""}" is forbidden: '
                            f"User \"system:serviceaccount:grayops:grayops\" cannot {verb} resource \"{target}\" in "
                            f"API group \"{group}\" in the namespace \"{namespace}\"")
