@@ -17,6 +17,15 @@ from reconciler.core.effects import CheckResult, CheckStage, Event, InstanceObse
 from reconciler.core.model import Measurement, RolloutState
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import Check, ClusterSpec, MetricSpec, MetricsSettings, NotifierSettings, Plugin, Settings
+from reconciler.core.strategy import (
+    CleanupResult,
+    Operation,
+    OperationResult,
+    Preflight,
+    RunSmoke,
+    SmokeResult,
+    StrategyObservation,
+)
 
 
 class Clock(Protocol):
@@ -42,6 +51,30 @@ class ClusterDriver(Protocol):
     def check(self, plugin: Plugin, instance: InstanceRef, stage: CheckStage, version: str,
               checks: Sequence[Check]) -> CheckResult:
         """Run checks on one instance; a check that cannot run is a failed result, never an exception."""
+        ...
+
+
+@runtime_checkable
+class StrategyDriver(Protocol):
+    """A cluster driver that also runs strategies (README "Strategies"): blue-green, traffic canaries, partition
+    steps, smoke tests and cleanup, as the operations of `core.strategy`. The kubernetes driver is one."""
+
+    def observe_strategy(self, plugin: Plugin, instances: Sequence[InstanceRef]
+                         ) -> Mapping[str, StrategyObservation]:
+        """Where each instance stands (from caches); unreachable ones are reported, never raised."""
+        ...
+
+    def preflight(self, plugin: Plugin, instances: Sequence[InstanceRef]) -> Mapping[str, Preflight]:
+        """What each instance lacks for the strategy, as readable lines."""
+        ...
+
+    def perform_all(self, plugin: Plugin, operations: Sequence[Operation]
+                    ) -> Sequence[OperationResult | CleanupResult]:
+        """Each operation on its instance, clusters in parallel; never raises."""
+        ...
+
+    def smoke(self, plugin: Plugin, request: RunSmoke) -> SmokeResult:
+        """The smoke tests of one instance; blocks up to their timeouts; never raises."""
         ...
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
+    ValidationError,
     WithJsonSchema,
     create_model,
     field_validator,
@@ -29,7 +31,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticCustomError, PydanticUndefined
+from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined
 
 from reconciler.core.timing import format_duration, parse_clock, parse_duration
 
@@ -95,11 +97,60 @@ def size_percent(size: int | str) -> float | None:
     return float(size[:-1]) if isinstance(size, str) else None
 
 
+def _count_or_share(value: Any) -> Any:
+    """A pod count such as 1 or a share such as "25%" (0 allowed), as Kubernetes' IntOrString fields take them."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if match and float(match.group(1)) <= 100:
+            return f"{float(match.group(1)):g}%"
+        if value.strip().isdigit():
+            return int(value)
+    raise ValueError(f"{value!r} is not a pod count such as 1 or a share such as \"25%\"")
+
+
+CountOrShare = Annotated[
+    int | str,
+    BeforeValidator(_count_or_share),
+    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}]}),
+]
+
+
+def fail_at(model: str, field: str, value: Any, kind: str, message: str) -> ValidationError:
+    """An error of a model's validator located at one of its fields, so it points at that field's line."""
+    return ValidationError.from_exception_data(model, [InitErrorDetails(
+        type=PydanticCustomError(kind, message), loc=(field,), input=value)])
+
+
 # --- Plugin -----------------------------------------------------------------------------------------------
 
 
 class Metadata(Strict):
     name: Name
+
+
+class TrafficSpec(Strict):
+    """`strategy: canary`: the Gateway API HTTPRoute whose backendRef weights grayops moves, step by step."""
+
+    gateway_route: Name = Field(description="the HTTPRoute, in each instance's namespace, that sends traffic to the "
+                                            "workload's service")
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1,
+                             description="the canary's share of traffic in percent at each step, growing to 100")
+
+    @field_validator("steps")
+    @classmethod
+    def _grow_to_100(cls, steps: list[int]) -> list[int]:
+        for step in steps:
+            if not 1 <= step <= 100:
+                raise ValueError(f"each step is a share of traffic from 1 to 100 (percent), not {step}")
+        for before, after in pairwise(steps):
+            if after <= before:
+                raise ValueError(f"steps must grow: {after} comes after {before}")
+        if steps[-1] != 100:
+            raise ValueError(f"the last step must be 100, so the canary takes all traffic before it is promoted "
+                             f"(the steps end at {steps[-1]})")
+        return steps
 
 
 class Workload(Strict):
@@ -115,6 +166,40 @@ class Workload(Strict):
     partition: int | None = Field(
         None, ge=0, description="StatefulSet: start each change with this RollingUpdate partition (only ordinals >= "
                                 "it move); grayops lowers it to 0 once they are ready")
+    strategy: Literal["inPlace", "blueGreen", "canary"] = Field(
+        "inPlace", description="inPlace: change the workload itself; blueGreen: a second Deployment <name>-<color> "
+                               "made ready beside it, then the Service's selector switches; canary: a canary "
+                               "Deployment beside it and the HTTPRoute's weights moved step by step (README "
+                               "\"Strategies\")")
+    service: Name | None = Field(
+        None, description="blueGreen: the Service whose selector grayops switches between colors; canary: the "
+                          "stable Service the HTTPRoute sends traffic to")
+    traffic: TrafficSpec | None = Field(None, description="canary: the HTTPRoute and the traffic steps")
+    scale_down_delay: Duration = Field(
+        600.0, description="blueGreen: how long the old color keeps its pods after the switch (a rollback in that "
+                           "time is a switch back, in seconds)")
+
+    @model_validator(mode="after")
+    def _strategy_has_what_it_needs(self) -> Workload:
+        strategy = self.strategy
+        if strategy != "inPlace" and (self.kind != "Deployment" or self.api_version):
+            raise fail_at("Workload", "strategy", strategy, "strategy_kind",
+                          f"strategy {strategy} works on a Deployment, not a {self.kind}")
+        if strategy != "inPlace" and self.service is None:
+            what = "whose selector grayops switches between colors" if strategy == "blueGreen" else \
+                "the HTTPRoute sends stable traffic to"
+            raise fail_at("Workload", "strategy", strategy, "strategy_service",
+                          f"strategy {strategy} needs service: the Service {what}")
+        if strategy == "canary" and self.traffic is None:
+            raise fail_at("Workload", "strategy", strategy, "strategy_traffic",
+                          "strategy canary needs traffic: {gatewayRoute: NAME, steps: [10, 50, 100]}")
+        if strategy != "canary" and self.traffic is not None:
+            raise fail_at("Workload", "traffic", self.traffic, "strategy_only",
+                          f"traffic is for strategy canary (this workload's strategy is {strategy})")
+        if strategy != "blueGreen" and "scale_down_delay" in self.model_fields_set:
+            raise fail_at("Workload", "scaleDownDelay", self.scale_down_delay, "strategy_only",
+                          f"scaleDownDelay is for strategy blueGreen (this workload's strategy is {strategy})")
+        return self
 
 
 class PluginSpec(Strict):
@@ -207,6 +292,28 @@ class MetricCheck(Strict):
 
 
 Check = Annotated[HttpCheck | ExecCheck | MetricCheck, Field(discriminator="type")]
+
+
+class JobCheck(Strict):
+    """A smoke test run as a Kubernetes Job in the instance's namespace, passed when it completes in time."""
+
+    type: Literal["job"]
+    template: dict[str, Any] | Name = Field(
+        description="the Job's spec (batch/v1 JobSpec, e.g. {template: {spec: {containers: [...]}}}), or the name "
+                    "of a ConfigMap in the instance's namespace holding it as YAML under the key job.yaml")
+    timeout: Duration = Field(300.0, description="a Job not complete within this fails the smoke test")
+
+    @field_validator("template")
+    @classmethod
+    def _has_containers(cls, template: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(template, dict):
+            pod = (template.get("template") or {}).get("spec") if isinstance(template.get("template"), dict) else None
+            if not isinstance(pod, dict) or not isinstance(pod.get("containers"), list) or not pod["containers"]:
+                raise ValueError("a Job spec needs template.spec.containers (at least one container)")
+        return template
+
+
+SmokeCheck = Annotated[HttpCheck | ExecCheck | JobCheck, Field(discriminator="type")]
 
 
 class MetricSpec(Strict):
@@ -345,6 +452,41 @@ class PolicySpec(Strict):
     scan: ScanSpec | None = Field(
         None, description="the vulnerability report of the image must pass before the first instance is touched "
                           "(README \"Supply chain\")")
+    max_surge: CountOrShare | None = Field(
+        None, description="Deployments: the RollingUpdate maxSurge while grayops changes them (restored after)")
+    max_unavailable: CountOrShare | None = Field(
+        None, description="Deployments: the RollingUpdate maxUnavailable while grayops changes them (restored after)")
+    partition_steps: list[CountOrShare] = Field(
+        default_factory=list, description="StatefulSets: the RollingUpdate partition at each step, a pod count or "
+                                          "a share of the replicas, going down to 0 (e.g. [75%, 50%, 0])")
+    smoke: list[SmokeCheck] = Field(
+        default_factory=list, description="smoke tests after each promotion and after a rollback: http, exec, or a "
+                                          "Kubernetes Job run to completion")
+
+    @field_validator("partition_steps")
+    @classmethod
+    def _partitions_go_down_to_0(cls, steps: list[int | str]) -> list[int | str]:
+        if not steps:
+            return steps
+        counts = [s for s in steps if isinstance(s, int) and s > 0]
+        shares = [s for s in steps if isinstance(s, str) and size_percent(s) != 0]
+        if counts and shares:
+            raise ValueError("partitionSteps are all pod counts or all shares such as \"75%\" (and 0)")
+        values = [size_percent(s) if isinstance(s, str) else float(s) for s in steps]
+        for before, after, text in zip(values, values[1:], steps[1:], strict=False):
+            if after is not None and before is not None and after >= before:
+                raise ValueError(f"partitionSteps must go down: {text} comes after a lower or equal step")
+        if values[-1] != 0:
+            raise ValueError(f"the last partition step must be 0, so every pod is updated (it is {steps[-1]})")
+        return steps
+
+    @model_validator(mode="after")
+    def _surge_or_unavailable(self) -> PolicySpec:
+        if self.max_surge is not None and self.max_unavailable is not None and \
+                _zero(self.max_surge) and _zero(self.max_unavailable):
+            raise fail_at("PolicySpec", "maxUnavailable", self.max_unavailable, "no_progress",
+                          "maxSurge and maxUnavailable cannot both be 0: no pod could ever be replaced")
+        return self
 
     @model_validator(mode="after")
     def _batches_grow_to_all(self) -> PolicySpec:
@@ -368,6 +510,10 @@ class PolicySpec(Strict):
             last = self.batches[-1].name
             raise ValueError(f"the last batch ({last!r}) must have size \"100%\" so every instance is reached")
         return self
+
+
+def _zero(value: int | str) -> bool:
+    return value == 0 or (isinstance(value, str) and size_percent(value) == 0)
 
 
 class Policy(Strict):

@@ -7,15 +7,24 @@ It speaks the REST API the `kubernetes` client and kubectl use, over real HTTP o
 - POST (409 AlreadyExists), PUT and PATCH (strategic-merge: lists merged by `name` for containers and by `type`
   for conditions; merge-patch RFC 7386; json-patch replace/add) with metadata.generation bumped on a spec change
   and metadata.resourceVersion checked (409 Conflict when a stale one is sent), the /status subresource;
-- services/<name>:<port>/proxy/<path> answered by `http_handler`, and pods/exec over the websocket protocol
-  (v4.channel.k8s.io, one shot: stdout on channel 1, the status on channel 3) answered by `exec_handler`.
+- DELETE with propagationPolicy (dependents removed in the background by default, orphaned by default for
+  batch/v1 Jobs, as the real server does), the deployments/scale subresource (autoscaling/v1 Scale);
+- services/<name>:<port>/proxy/<path> answered by `http_handler`, pods/exec over the websocket protocol
+  (v4.channel.k8s.io, one shot: stdout on channel 1, the status on channel 3) answered by `exec_handler`, and
+  pods/<name>/log from `logs`;
+- Services with Endpoints kept by the controller (ready and not-ready pod addresses behind the selector), Jobs
+  (batch/v1), ConfigMaps, and Gateway API HTTPRoutes (gateway.networking.k8s.io/v1) as a custom resource.
 
 Faults: `fail_next(n, status)` answers the next n requests with an error, `delay` holds every answer (timeouts),
 `down()`/`up()` stop and restart the listener on the same port. `requests` counts requests by verb.
 
 The controller simulator (a thread, or `step()` by hand) moves Deployments and StatefulSets forward, two steps
 per rollout, unless their image's tag is listed in `bad_versions`: "deadline" (ProgressDeadlineExceeded),
-"stuck" (pods never ready). Custom resources whose kind is registered become ready the same way.
+"stuck" (pods never ready). A Deployment's pods belong to its template (`<name>-<hash>-<i>`): during a rollout the
+old pods stay Ready until the new ones are, as a ReplicaSet rollout keeps them; a scale changes only the count.
+Custom resources whose kind is registered become ready the same way. A Job runs one pod and then completes,
+fails or hangs as `job_handler` says (with the pod's log); an HTTPRoute gets the status a Gateway controller
+writes (Accepted, and ResolvedRefs False with BackendNotFound when a backendRef names no Service).
 """
 
 from __future__ import annotations
@@ -32,15 +41,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 Obj = dict[str, Any]
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class Resource:
-    def __init__(self, group: str, version: str, plural: str, kind: str, namespaced: bool = True) -> None:
+    def __init__(self, group: str, version: str, plural: str, kind: str, namespaced: bool = True,
+                 short: tuple[str, ...] = ()) -> None:
         self.group, self.version, self.plural, self.kind, self.namespaced = group, version, plural, kind, namespaced
+        self.short = short  # kubectl's short names, from discovery (svc, deploy...)
 
     @property
     def group_version(self) -> str:
@@ -48,13 +59,22 @@ class Resource:
 
 
 BUILTIN = [
-    Resource("", "v1", "pods", "Pod"),
-    Resource("", "v1", "services", "Service"),
-    Resource("", "v1", "namespaces", "Namespace", namespaced=False),
-    Resource("apps", "v1", "deployments", "Deployment"),
-    Resource("apps", "v1", "statefulsets", "StatefulSet"),
+    Resource("", "v1", "pods", "Pod", short=("po",)),
+    Resource("", "v1", "services", "Service", short=("svc",)),
+    Resource("", "v1", "namespaces", "Namespace", namespaced=False, short=("ns",)),
+    Resource("apps", "v1", "deployments", "Deployment", short=("deploy",)),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", short=("sts",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+    Resource("", "v1", "endpoints", "Endpoints", short=("ep",)),
+    Resource("", "v1", "configmaps", "ConfigMap", short=("cm",)),
+    Resource("batch", "v1", "jobs", "Job"),
 ]
+HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")  # a CRD: installed or not
+GATEWAY_CONTROLLER = "emulator.grayops.dev/gateway-controller"
+# Subresources discovery lists besides status: (plural, subresource) -> (group, version, kind, verbs)
+SUBRESOURCES = {("deployments", "scale"): ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
+                ("statefulsets", "scale"): ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
+                ("pods", "log"): ("", "v1", "Pod", ["get"]), ("pods", "exec"): ("", "v1", "PodExecOptions", ["create"])}
 
 
 class ApiError(Exception):
@@ -178,16 +198,86 @@ def json_patch(target: Obj, ops: list[Obj]) -> Obj:
     return doc
 
 
+def deployment_defaults(deployment: Obj) -> None:
+    """What the API server fills in on a new Deployment (its RollingUpdate strategy above all)."""
+    spec = deployment.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("strategy", {"type": "RollingUpdate",
+                                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+
+
+def job_defaults(job: Obj) -> None:
+    """What the API server fills in on a new Job (selector and pod labels by its uid, the usual counts), and what
+    it refuses: a pod template that restarts Always, or one without containers."""
+    meta, spec = job["metadata"], job.setdefault("spec", {})
+    template = spec.get("template") or {}
+    pod_spec = template.get("spec") or {}
+    if pod_spec.get("restartPolicy") not in ("Never", "OnFailure"):
+        raise ApiError(422, "Invalid", f'Job.batch "{meta["name"]}" is invalid: spec.template.spec.restartPolicy: '
+                       f'Required value: valid values: "OnFailure", "Never"')
+    if not pod_spec.get("containers"):
+        raise ApiError(422, "Invalid", f'Job.batch "{meta["name"]}" is invalid: spec.template.spec.containers: '
+                       "Required value")
+    labels = {"batch.kubernetes.io/controller-uid": meta["uid"], "batch.kubernetes.io/job-name": meta["name"],
+              "controller-uid": meta["uid"], "job-name": meta["name"]}
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completions", 1)
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("selector", {"matchLabels": {"batch.kubernetes.io/controller-uid": meta["uid"]}})
+    template_meta = template.setdefault("metadata", {})
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
+
+
+def scale_of(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    labels = ((obj["spec"].get("selector") or {}).get("matchLabels") or {})
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                         "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+            "spec": {"replicas": obj["spec"].get("replicas", 1)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+
+def template_hash(obj: Obj) -> str:
+    """A pod template's hash, as the pod-template-hash label of a Deployment's ReplicaSet."""
+    return hashlib.sha1(json.dumps(obj["spec"]["template"], sort_keys=True).encode()).hexdigest()[:10]
+
+
+def pod_ip(namespace: str, name: str) -> str:
+    digest = hashlib.sha1(f"{namespace}/{name}".encode()).digest()
+    return f"10.{digest[0]}.{digest[1]}.{digest[2] or 1}"
+
+
+def is_ready(pod: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def pod_address(pod: Obj) -> Obj:
+    meta = pod["metadata"]
+    return {"ip": pod["status"]["podIP"], "targetRef": {"kind": "Pod", "name": meta["name"],
+                                                        "namespace": meta["namespace"]}}
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """A Service's selector (equality only) over a pod's labels; an empty selector selects nothing."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 # --- the server -----------------------------------------------------------------------------------------------
 
 
 class Emulator:
     """One emulated cluster: its objects, its event log, its HTTP listener and its controller."""
 
-    def __init__(self, name: str = "cluster", controller: bool = True, interval: float = 0.05) -> None:
+    def __init__(self, name: str = "cluster", controller: bool = True, interval: float = 0.05,
+                 gateway_api: bool = True) -> None:
         self.name = name
         self.resources: dict[tuple[str, str, str], Resource] = {}
-        for res in BUILTIN:
+        for res in [*BUILTIN, *([HTTPROUTES] if gateway_api else [])]:
             self.add_resource(res)
         self.cond = threading.Condition()
         self.objects: dict[tuple[str, str, str], dict[tuple[str, str], Obj]] = {}
@@ -198,7 +288,11 @@ class Emulator:
         self.bad_versions: dict[str, str] = {}
         self.http_handler: Callable[[str, str, str], tuple[int, str]] = self._default_http
         self.exec_handler: Callable[[Obj, list[str]], tuple[str, int]] = lambda pod, cmd: ("PONG\n", 0)
+        # A Job's outcome and its pod's log: ("complete" | "fail" | "hang", log text).
+        self.job_handler: Callable[[Obj], tuple[str, str]] = lambda job: ("complete", "")
+        self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> what pods/log answers
         self.forbidden: set[tuple[str, str]] = set()  # (verb, plural) the caller may not do: 403
+        self.allowed: set[tuple[str, str]] | None = None  # when set, (verb, plural) all the caller may do (RBAC)
         self.delay = 0.0
         self._fail: list[int] = []
         self._fail_lock = threading.Lock()
@@ -323,6 +417,10 @@ class Emulator:
             meta.update(namespace=namespace, uid=str(uuid.uuid4()), generation=1, creationTimestamp=now_text())
             if not res.namespaced:
                 meta.pop("namespace")
+            if res.kind == "Job":
+                job_defaults(obj)
+            elif res.kind == "Deployment":
+                deployment_defaults(obj)
             bucket[(namespace, name)] = obj
             self._record(res, "ADDED", obj)
             return copy.deepcopy(obj)
@@ -356,13 +454,26 @@ class Emulator:
             self._record(res, "MODIFIED", obj)
             return copy.deepcopy(obj)
 
-    def delete(self, res: Resource, namespace: str, name: str) -> Obj:
+    def delete(self, res: Resource, namespace: str, name: str, propagation: str | None = None) -> Obj:
+        """Delete an object; its dependents (pods) go too unless orphaned, the default for batch/v1 Jobs only."""
         with self.cond:
             obj = self.objects.get(self._key(res), {}).pop((namespace, name), None)
             if obj is None:
-                raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
+                raise ApiError(404, "NotFound", f'{res.plural}.{res.group or "core"} "{name}" not found')
             self._record(res, "DELETED", obj)
+            if (propagation or ("Orphan" if res.kind == "Job" else "Background")) != "Orphan":
+                self._delete_pods(namespace, obj["metadata"]["uid"])
             return copy.deepcopy(obj)
+
+    def _delete_pods(self, namespace: str, owner_uid: str, keep: Callable[[Obj], bool] = lambda pod: False) -> None:
+        """Pods of the owner (a ReplicaSet's uid starts with its Deployment's), except those `keep` spares."""
+        pods = self.resource("pods", "", "v1")
+        bucket = self.objects.setdefault(self._key(pods), {})
+        for key, pod in list(bucket.items()):
+            refs = pod["metadata"].get("ownerReferences") or [{}]
+            if key[0] == namespace and str(refs[0].get("uid", "")).startswith(owner_uid) and not keep(pod):
+                del bucket[key]
+                self._record(pods, "DELETED", pod)
 
     # --- convenience for tests --------------------------------------------------------------------------------
 
@@ -392,6 +503,36 @@ class Emulator:
         self.settle()
         return obj
 
+    def add_service(self, namespace: str, name: str, selector: dict[str, str], port: int = 8080) -> Obj:
+        return self.create(self.resource("services", "", "v1"), namespace, {
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"type": "ClusterIP", "selector": selector,
+                     "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}]}})
+
+    def add_httproute(self, namespace: str, name: str, service: str, port: int = 8080,
+                      gateway: str = "public") -> Obj:
+        """An HTTPRoute sending every request to one Service, as a team writes it before any canary."""
+        return self.create(self.resource("httproutes", HTTPROUTES.group, "v1"), namespace, {
+            "metadata": {"name": name},
+            "spec": {"parentRefs": [{"name": gateway}], "hostnames": [f"{name}.example.com"],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                "backendRefs": [{"name": service, "port": port, "weight": 1}]}]}})
+
+    def serving(self, namespace: str, service: str) -> list[Obj]:
+        """The ready pods behind a Service, as its Endpoints list them: where its traffic goes."""
+        with self.cond:
+            endpoints = self.objects.get(self._key(self.resource("endpoints", "", "v1")), {}).get((namespace, service))
+            pods = self.objects.get(self._key(self.resource("pods", "", "v1")), {})
+            names = [a["targetRef"]["name"] for subset in (endpoints or {}).get("subsets") or []
+                     for a in subset.get("addresses") or []]
+            return [copy.deepcopy(pods[(namespace, n)]) for n in names if (namespace, n) in pods]
+
+    def route_weights(self, namespace: str, route: str) -> dict[str, int]:
+        """Service -> weight over the HTTPRoute's backendRefs (of its first rule, as the tests write them)."""
+        obj = self.get(self.resource("httproutes", HTTPROUTES.group, "v1"), namespace, route)
+        refs = obj["spec"]["rules"][0].get("backendRefs") or []
+        return {r["name"]: int(r.get("weight", 1)) for r in refs}
+
     def settle(self, steps: int = 4) -> None:
         for _ in range(steps):
             self.step()
@@ -406,7 +547,8 @@ class Emulator:
             self.step()
 
     def step(self) -> None:
-        """One pass of the controllers: each workload moves one step towards its spec (or fails on purpose)."""
+        """One pass of the controllers: each workload moves one step towards its spec (or fails on purpose), Jobs
+        run, then Endpoints follow the pods and HTTPRoutes get their status."""
         with self.cond:
             for res in list(self.resources.values()):
                 for (ns, name), obj in list(self.objects.get(self._key(res), {}).items()):
@@ -414,8 +556,13 @@ class Emulator:
                         self._step_deployment(res, ns, name, obj)
                     elif res.kind == "StatefulSet":
                         self._step_statefulset(res, ns, name, obj)
-                    elif res.group and res.group != "coordination.k8s.io" and "spec" in obj:
+                    elif res.kind == "Job":
+                        self._step_job(res, ns, name, obj)
+                    elif res is HTTPROUTES:
+                        self._step_route(res, ns, name, obj)
+                    elif res.group and res.group not in ("coordination.k8s.io", "batch") and "spec" in obj:
                         self._step_custom(res, ns, name, obj)
+            self._step_endpoints()
 
     def _set_status(self, res: Resource, ns: str, name: str, obj: Obj, status: Obj) -> None:
         if obj.get("status") != status:
@@ -437,15 +584,22 @@ class Emulator:
         replicas = obj["spec"].get("replicas", 1)
         status = copy.deepcopy(obj.get("status") or {})
         generation = obj["metadata"]["generation"]
+        template = template_hash(obj)
         progressing = {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
         available = {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}
-        if status.get("observedGeneration") != generation:
+        if status.get("observedGeneration") != generation and status.get("_template") == template:
+            # A scale or a strategy change: the same ReplicaSet with more or fewer pods, the new ones not up yet.
+            kept = min(status.get("availableReplicas", 0), replicas)
+            status.update(observedGeneration=generation, replicas=replicas, updatedReplicas=replicas,
+                          readyReplicas=kept, availableReplicas=kept)
+            status["_steps"], status["_ready_pods"] = 1, kept
+        elif status.get("observedGeneration") != generation:
             # A new rollout: the new ReplicaSet exists, its pods are not up yet, the old ones still run.
             status.update(observedGeneration=generation, replicas=replicas + min(1, status.get("replicas", 0)),
                           updatedReplicas=0, readyReplicas=status.get("availableReplicas", 0),
                           availableReplicas=status.get("availableReplicas", 0),
                           conditions=[{**progressing, "reason": "ReplicaSetUpdated"}, available])
-            status["_steps"] = 0
+            status["_steps"], status["_ready_pods"], status["_template"] = 0, 0, template
         elif status.get("_steps", 0) < 3:
             behaviour = self._behaviour(obj)
             status["_steps"] = status.get("_steps", 0) + 1
@@ -461,8 +615,9 @@ class Emulator:
                 status.update(replicas=replicas, readyReplicas=replicas, availableReplicas=replicas,
                               conditions=[progressing, available])
                 status["_steps"] = 99
-        self._pods(ns, name, obj, ready=status.get("availableReplicas", 0) >= replicas and
-                   status.get("updatedReplicas", 0) >= replicas)
+        rolled = status.get("availableReplicas", 0) >= replicas and status.get("updatedReplicas", 0) >= replicas \
+            and status.get("replicas", 0) <= replicas
+        self._deployment_pods(ns, obj, replicas if rolled else status.get("_ready_pods", 0))
         self._set_status(res, ns, name, obj, status)
 
     def _step_statefulset(self, res: Resource, ns: str, name: str, obj: Obj) -> None:
@@ -511,26 +666,126 @@ class Emulator:
                                      "message": f"version {version} failed to start"}]
         self._set_status(res, ns, name, obj, status)
 
-    def _pods(self, ns: str, owner: str, obj: Obj, ready: bool) -> None:
-        """One pod per replica with the template's labels and containers, Ready as the workload says."""
+    def _deployment_pods(self, ns: str, obj: Obj, ready: int) -> None:
+        """The pods of the Deployment's current template (`<name>-<hash>-<i>`), the first `ready` of them Ready;
+        pods of an older template stay as they were until all new ones are, as the old ReplicaSet's pods do."""
+        meta, replicas = obj["metadata"], obj["spec"].get("replicas", 1)
+        template, pod_hash = obj["spec"]["template"], template_hash(obj)
+        wanted = [f"{meta['name']}-{pod_hash}-{i}" for i in range(replicas)]
+        self._delete_pods(ns, meta["uid"], keep=lambda pod: pod["metadata"]["name"] in wanted or (
+            ready < replicas and pod["metadata"]["labels"].get("pod-template-hash") != pod_hash))
+        owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{meta['name']}-{pod_hash}",
+                 "uid": f"{meta['uid']}-{pod_hash}", "controller": True}
+        labels = {**template["metadata"].get("labels", {}), "pod-template-hash": pod_hash}
+        for index, name in enumerate(wanted):
+            self._put_pod(ns, name, labels, template["spec"], owner, "Running", index < ready)
+
+    def _put_pod(self, ns: str, name: str, labels: dict[str, str], spec: Obj, owner: Obj, phase: str,
+                 ready: bool) -> None:
         pods = self.resource("pods", "", "v1")
         bucket = self.objects.setdefault(self._key(pods), {})
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "uid": f"pod-{ns}-{name}",
+                            "generation": 1, "creationTimestamp": now_text(), "ownerReferences": [owner]},
+               "spec": copy.deepcopy(spec),
+               "status": {"phase": phase, "podIP": pod_ip(ns, name),
+                          "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+        old = bucket.get((ns, name))
+        if old is not None:
+            pod["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            pod["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+        if old != pod:
+            bucket[(ns, name)] = pod
+            self._record(pods, "ADDED" if old is None else "MODIFIED", pod)
+
+    def _pods(self, ns: str, owner: str, obj: Obj, ready: bool) -> None:
+        """A StatefulSet's pods, one per ordinal (`<name>-<i>`), Ready as the workload says."""
+        owner_ref = {"apiVersion": "apps/v1", "kind": obj["kind"], "name": owner, "uid": obj["metadata"]["uid"],
+                     "controller": True}
         template = obj["spec"]["template"]
         for i in range(obj["spec"].get("replicas", 1)):
-            name = f"{owner}-{i}"
-            pod = {"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"name": name, "namespace": ns, "labels": dict(template["metadata"]["labels"]),
-                                "uid": f"{owner}-{i}", "generation": 1, "creationTimestamp": now_text()},
-                   "spec": copy.deepcopy(template["spec"]),
-                   "status": {"phase": "Running", "conditions": [
-                       {"type": "Ready", "status": "True" if ready else "False"}]}}
+            self._put_pod(ns, f"{owner}-{i}", template["metadata"]["labels"], template["spec"], owner_ref,
+                          "Running", ready)
+
+    def _step_job(self, res: Resource, ns: str, name: str, obj: Obj) -> None:
+        """A Job runs one pod: started at the first step, then complete, failed or still running (`job_handler`)."""
+        status = copy.deepcopy(obj.get("status") or {})
+        if any(c.get("status") == "True" for c in status.get("conditions") or []) or obj["spec"].get("suspend"):
+            return
+        meta, template = obj["metadata"], obj["spec"]["template"]
+        pod = f"{name}-{meta['uid'][:5]}"
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": meta["uid"], "controller": True}
+        if not status.get("startTime"):
+            status.update(startTime=now_text(), active=1, ready=0)
+            self._put_pod(ns, pod, template["metadata"]["labels"], template["spec"], owner, "Running", True)
+        else:
+            outcome, log = self.job_handler(obj)
+            if outcome == "hang":
+                return
+            self.logs[(ns, pod)] = log
+            if outcome == "complete":
+                status.update(active=0, ready=0, succeeded=1, completionTime=now_text(), conditions=[
+                    {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"},
+                    {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                     "message": "Reached expected number of succeeded pods"}])
+            else:
+                status.update(active=0, ready=0, failed=1, conditions=[
+                    {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                     "message": "Job has reached the specified backoff limit"}])
+            self._put_pod(ns, pod, template["metadata"]["labels"], template["spec"], owner,
+                          "Succeeded" if outcome == "complete" else "Failed", False)
+        self._set_status(res, ns, name, obj, status)
+
+    def _step_endpoints(self) -> None:
+        """Each Service with a selector gets Endpoints of its name: the ready and not-ready pods it selects."""
+        services = self.objects.get(self._key(self.resource("services", "", "v1")), {})
+        endpoints = self.resource("endpoints", "", "v1")
+        bucket = self.objects.setdefault(self._key(endpoints), {})
+        pods = list(self.objects.get(self._key(self.resource("pods", "", "v1")), {}).values())
+        for (ns, name), service in services.items():
+            selector = service["spec"].get("selector") or {}
+            chosen = sorted((p for p in pods if p["metadata"]["namespace"] == ns and p["status"]["phase"] == "Running"
+                             and selects(selector, p["metadata"].get("labels") or {})),
+                            key=lambda p: p["metadata"]["name"])
+            ports = [{"name": port.get("name", ""), "port": port.get("targetPort", port["port"]),
+                      "protocol": port.get("protocol", "TCP")} for port in service["spec"].get("ports") or []]
+
+            ready = [pod_address(p) for p in chosen if is_ready(p)]
+            waiting = [pod_address(p) for p in chosen if not is_ready(p)]
+            subset = {"ports": ports, **({"addresses": ready} if ready else {}),
+                      **({"notReadyAddresses": waiting} if waiting else {})}
             old = bucket.get((ns, name))
-            if old is not None:
-                pod["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-                pod["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
-            if old != pod:
-                bucket[(ns, name)] = pod
-                self._record(pods, "ADDED" if old is None else "MODIFIED", pod)
+            if old is None:
+                self.create(endpoints, ns, {"metadata": {"name": name, "labels": service["metadata"].get("labels", {})},
+                                            "subsets": [subset] if chosen else []})
+            elif old.get("subsets") != ([subset] if chosen else []):
+                old["subsets"] = [subset] if chosen else []
+                self._record(endpoints, "MODIFIED", old)
+        for key in [k for k in bucket if k not in services]:
+            self._record(endpoints, "DELETED", bucket.pop(key))
+
+    def _step_route(self, res: Resource, ns: str, name: str, obj: Obj) -> None:
+        """A Gateway controller's status: Accepted by each parent, ResolvedRefs False while a Service is missing."""
+        services = self.objects.get(self._key(self.resource("services", "", "v1")), {})
+        refs = [ref for rule in obj["spec"].get("rules") or [] for ref in rule.get("backendRefs") or []]
+        missing = sorted({ref["name"] for ref in refs
+                          if ref.get("kind", "Service") == "Service" and (ns, ref["name"]) not in services})
+        generation = obj["metadata"]["generation"]
+        resolved = {"type": "ResolvedRefs", "status": "False" if missing else "True",
+                    "reason": "BackendNotFound" if missing else "ResolvedRefs",
+                    "message": f"Service(s) {', '.join(missing)} not found" if missing else "Resolved all the "
+                                                                                           "Object references"}
+        conditions = [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "Accepted"}, resolved]
+        old_conditions = {c["type"]: c for parent in (obj.get("status") or {}).get("parents") or []
+                          for c in parent.get("conditions") or []}
+        for cond in conditions:
+            before = old_conditions.get(cond["type"], {})
+            cond.update(observedGeneration=generation, lastTransitionTime=before.get("lastTransitionTime", now_text())
+                        if before.get("status") == cond["status"] else now_text())
+        parents = [{"parentRef": ref, "controllerName": GATEWAY_CONTROLLER, "conditions": copy.deepcopy(conditions)}
+                   for ref in obj["spec"].get("parentRefs") or []]
+        self._set_status(res, ns, name, obj, {"parents": parents})
 
 
 # --- HTTP ------------------------------------------------------------------------------------------------------
@@ -573,13 +828,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         api = self.api
+        if api.is_down:  # a kept-alive connection outlives the listener: the cluster is gone all the same
+            self.close_connection = True
+            return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         watching = method == "GET" and query.get("watch") in ("1", "true")
         api.requests["WATCH" if watching else method] += 1
         if api.delay:
             time.sleep(api.delay)
-        body = self._body() if method in ("POST", "PUT", "PATCH") else None
+        body = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else None
         fault = api.take_fault()
         if fault is not None:
             self._send(fault, status_body(fault, "InternalError", f"injected fault {fault}"))
@@ -593,7 +851,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any, watching: bool) -> None:
         api = self.api
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]  # the client encodes e.g. the ":" of name:port
         if path == "/version":
             self._send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-emulated", "platform": "linux/amd64"})
             return
@@ -636,7 +894,7 @@ class _Handler(BaseHTTPRequestHandler):
             api.requests["GET"] -= 1
             api.requests["LIST"] += 1
         target = f"{plural}/{sub[0]}" if sub else plural
-        if (verb, target) in api.forbidden:
+        if (verb, target) in api.forbidden or (api.allowed is not None and (verb, target) not in api.allowed):
             raise ApiError(403, "Forbidden", f'{plural}{"/" + sub[0] if sub else ""} "{name or ""}" is forbidden: '
                            f"User \"system:serviceaccount:grayops:grayops\" cannot {verb} resource \"{target}\" in "
                            f"API group \"{group}\" in the namespace \"{namespace}\"")
@@ -647,6 +905,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if plural == "pods" and sub and sub[0] == "exec" and name:
             self._exec(api.get(res, ns, name), parse_qs(urlsplit(self.path).query).get("command", []))
+            return
+        if plural == "pods" and sub and sub[0] == "log" and name and method == "GET":
+            api.get(res, ns, name)  # 404 for a pod that is gone
+            lines = api.logs.get((ns, name), "").splitlines()
+            tail = int(query.get("tailLines") or len(lines))
+            self._send(200, "".join(f"{line}\n" for line in lines[len(lines) - tail:] if tail), "text/plain")
+            return
+        if sub and sub[0] == "scale" and name and res.kind in ("Deployment", "StatefulSet"):
+            self._scale(res, ns, name, method, body)
             return
         if method == "GET" and name is None:
             if watching:
@@ -670,7 +937,29 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             self._patch(res, ns, name, body, subresource, query)
         elif method == "DELETE":
-            self._send(200, api.delete(res, ns, name))
+            policy = (body or {}).get("propagationPolicy") or query.get("propagationPolicy")
+            self._send(200, api.delete(res, ns, name, policy))
+
+    def _scale(self, res: Resource, ns: str, name: str, method: str, body: Any) -> None:
+        """The scale subresource: an autoscaling/v1 Scale read from, and written to, the workload's replicas."""
+        api = self.api
+        with api.cond:
+            obj = api.get(res, ns, name)
+            if method in ("PUT", "PATCH"):
+                current = scale_of(obj)
+                if method == "PUT":
+                    wanted = body
+                elif isinstance(body, list):
+                    wanted = json_patch(current, body)
+                else:
+                    wanted = merge_patch(current, body)
+                sent_rv = (wanted.get("metadata") or {}).get("resourceVersion") if method == "PUT" else \
+                    (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+                obj["spec"]["replicas"] = int(wanted["spec"]["replicas"])
+                obj = api.replace(res, ns, name, obj, expect_rv=sent_rv)
+            elif method != "GET":
+                raise ApiError(405, "MethodNotAllowed", f"{method} on {res.plural}/scale is not supported")
+        self._send(200, scale_of(obj))
 
     def _patch(self, res: Resource, ns: str, name: str, body: Any, subresource: str, query: dict[str, str]) -> None:
         api = self.api
@@ -702,10 +991,16 @@ class _Handler(BaseHTTPRequestHandler):
         resources = []
         for res in found:
             verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+            short = {"shortNames": list(res.short)} if res.short else {}
             resources.append({"name": res.plural, "singularName": res.kind.lower(), "namespaced": res.namespaced,
-                              "kind": res.kind, "verbs": verbs})
+                              "kind": res.kind, "verbs": verbs, **short})
             resources.append({"name": f"{res.plural}/status", "singularName": "", "namespaced": res.namespaced,
                               "kind": res.kind, "verbs": ["get", "patch", "update"]})
+            for (plural, sub), (sub_group, sub_version, kind, sub_verbs) in SUBRESOURCES.items():
+                if plural == res.plural:
+                    resources.append({"name": f"{plural}/{sub}", "singularName": "", "namespaced": True,
+                                      "kind": kind, "verbs": sub_verbs,
+                                      **({"group": sub_group, "version": sub_version} if sub_group else {})})
         self._send(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": found[0].group_version,
                          "resources": resources})
 

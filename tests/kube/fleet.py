@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from reconciler.adapters.kube import KubernetesCluster
 from reconciler.adapters.kube.driver import KubernetesDriver
 from reconciler.core.spec import Plugin
-from tests.kube.emulator import Emulator
+from tests.kube.emulator import Emulator, kubeconfig
 
 NAMES = ("kube-canary", "kube-staging", "kube-prod")
 
@@ -29,6 +31,12 @@ class Fleet:
         return self.emulators[name]
 
 
+def clusters_for(emulators: list[Emulator], directory: Path) -> list[KubernetesCluster]:
+    """Cluster specs for emulators outside the fleet fixture, through a kubeconfig of their own in `directory`."""
+    path = directory / f"kubeconfig-{emulators[0].name}"
+    path.write_text(yaml.safe_dump(kubeconfig(emulators)))
+    return [KubernetesCluster(name=e.name, driver="kubernetes", kube_context=e.name, kubeconfig=str(path))
+            for e in emulators]
 
 
 def plugin(name: str = "billing", version: str = "1.0.0", workload: dict[str, object] | None = None,

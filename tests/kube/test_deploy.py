@@ -91,3 +91,25 @@ def test_the_secret_is_an_example_with_placeholders_only() -> None:
     values = secret["stringData"]
     assert {"GIT_REPO", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"} <= set(values)
     assert all("REPLACE" in v for v in values.values())
+
+
+def test_the_strategies_role_grants_what_the_driver_does_and_no_more() -> None:
+    path = DEPLOY / "strategies" / "rbac.yaml"
+    docs = documents(path)
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert all("*" not in v for v in verbs.values()) and all("*" not in g + r for g, r in verbs)
+    assert verbs == {
+        ("apps", "deployments"): {"create", "delete"},
+        ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
+        ("", "endpoints"): {"get", "list", "watch"},
+        ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
+        ("batch", "jobs"): {"get", "list", "create", "delete"},
+        ("", "pods/log"): {"get"},
+        ("", "configmaps"): {"get"},
+    }
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "grayops", "namespace": "grayops"}]

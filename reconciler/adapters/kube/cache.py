@@ -23,6 +23,7 @@ Obj = dict[str, Any]
 WATCH: Any = k8s_watch.Watch  # untyped in the client
 WATCH_SECONDS = 60  # the server ends each watch after this; the informer resumes from the last resourceVersion
 MAX_BACKOFF = 5.0
+CORE_SINGULAR = {"services": "service", "endpoints": "endpoints", "pods": "pod", "configmaps": "config_map"}
 
 
 def newer(a: Obj, b: Obj | None) -> bool:
@@ -102,9 +103,16 @@ class Informer:
                     return
                 backoff = min(MAX_BACKOFF, backoff * 2)
 
+    def _lister(self) -> tuple[Any, tuple[str, ...]]:
+        """The client function that lists (and watches) the kind in all namespaces, and its arguments."""
+        if self.group == "":  # the core group is not under /apis: its own functions, e.g. list_service_for_all_...
+            return getattr(self.api.core, f"list_{CORE_SINGULAR[self.plural]}_for_all_namespaces"), ()
+        return self.api.custom.list_cluster_custom_object, (self.group, self.version, self.plural)
+
     def _list(self) -> str:
         self.requests["LIST"] += 1
-        doc = call_json(self.api.custom.list_cluster_custom_object, self.group, self.version, self.plural)
+        lister, args = self._lister()
+        doc = call_json(lister, *args)
         items = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in doc.get("items", [])}
         with self._lock:
             self._items = items
@@ -117,9 +125,9 @@ class Informer:
         while not self._stop.is_set():
             self.requests["WATCH"] += 1
             self._watch = watcher = WATCH()
+            lister, args = self._lister()
             stream = watcher.stream(
-                self.api.custom.list_cluster_custom_object, self.group, self.version, self.plural,
-                resource_version=version, timeout_seconds=WATCH_SECONDS, deserialize=False,
+                lister, *args, resource_version=version, timeout_seconds=WATCH_SECONDS, deserialize=False,
                 _request_timeout=(CONNECT_TIMEOUT, WATCH_SECONDS + 10))
             for event in stream:
                 kind, obj = event.get("type"), event.get("object")

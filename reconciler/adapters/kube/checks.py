@@ -21,7 +21,9 @@ Obj = dict[str, Any]
 
 
 def run_http(api: ClusterApi, ref: InstanceRef, plugin: Plugin, workload: Workload, version: str,
-             check: HttpCheck) -> tuple[bool, str]:
+             check: HttpCheck, service_name: str | None = None) -> tuple[bool, str]:
+    """GET through the API server's proxy to the Service (`service_name`, by default named like the workload),
+    or to the check's URL."""
     if check.url:
         url = check.url.format(cluster=ref.cluster, namespace=ref.namespace, plugin=plugin.metadata.name,
                                version=version)
@@ -34,7 +36,8 @@ def run_http(api: ClusterApi, ref: InstanceRef, plugin: Plugin, workload: Worklo
             return False, f"http {url}: {err}"
         where = url
     else:
-        service = f"{workload.name}:{check.port}" if check.port else workload.name
+        target = service_name or workload.name
+        service = f"{target}:{check.port}" if check.port else target
         where = f"service {ref.namespace}/{service} {check.path} on cluster {ref.cluster}"
         try:
             answer: Any = call(api.core.connect_get_namespaced_service_proxy_with_path, service, ref.namespace,

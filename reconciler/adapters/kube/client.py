@@ -63,6 +63,10 @@ class ClusterApi:
         return k8s.CustomObjectsApi(self.api_client)
 
     @property
+    def batch(self) -> k8s.BatchV1Api:
+        return k8s.BatchV1Api(self.api_client)
+
+    @property
     def coordination(self) -> k8s.CoordinationV1Api:
         return k8s.CoordinationV1Api(self.api_client)
 

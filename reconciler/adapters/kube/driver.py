@@ -5,6 +5,10 @@ Errors are per instance and name the cluster, namespace and object: a missing ku
 container, or a forbidden patch comes back from `apply` as that instance's error (the engine fails it and counts
 it against the batch's budget). A cluster that does not answer is not an error of `apply`: its instances are
 observed unreachable, and the policy's `offline` setting decides.
+
+Strategies (README "Strategies"): `observe_strategy` reports where each instance of a blue-green, canary or
+partition-stepped plugin stands, `perform` runs one operation of `core.strategy` on one instance (`perform_all`
+on many, clusters in parallel), `smoke` runs smoke tests, `preflight` checks the objects a strategy needs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.adapters.kube import KubernetesCluster
 from reconciler.adapters.kube import checks as kube_checks
+from reconciler.adapters.kube import operations as ops
 from reconciler.adapters.kube import workloads as wl
 from reconciler.adapters.kube.cache import Informer
 from reconciler.adapters.kube.client import (
@@ -31,10 +36,22 @@ from reconciler.adapters.kube.client import (
     connect,
     describe,
 )
-from reconciler.adapters.ports import MetricsSource
+from reconciler.adapters.ports import Clock, MetricsSource, SystemClock
 from reconciler.core.effects import CheckResult, CheckStage, InstanceObservation, SetVersion
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import Check, ExecCheck, HttpCheck, Plugin, Workload
+from reconciler.core.strategy import (
+    BlueGreenObservation,
+    Cleanup,
+    CleanupResult,
+    Knobs,
+    Operation,
+    OperationResult,
+    Preflight,
+    RunSmoke,
+    SmokeResult,
+    StrategyObservation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +71,11 @@ class KubernetesDriver:
     """Implements `ClusterDriver` for the clusters whose `driver` is `kubernetes`. Thread-safe."""
 
     def __init__(self, clusters: Sequence[KubernetesCluster], metrics: MetricsSource | None = None,
-                 parallel: int = PARALLEL_PER_CLUSTER, sync_timeout: float = SYNC_TIMEOUT) -> None:
+                 parallel: int = PARALLEL_PER_CLUSTER, sync_timeout: float = SYNC_TIMEOUT,
+                 clock: Clock | None = None) -> None:
         self.clusters = {c.name: c for c in clusters}
         self.metrics = metrics
+        self.clock = clock or SystemClock()
         self.parallel = parallel
         self.sync_timeout = sync_timeout
         self.requests: Counter[str] = Counter()  # requests this driver started, by verb (for the benchmark)
@@ -100,6 +119,9 @@ class KubernetesDriver:
 
     def observe(self, plugin: Plugin, instances: Sequence[InstanceRef]) -> Mapping[str, InstanceObservation]:
         workload = workload_of(plugin)
+        if workload.strategy == "blueGreen":
+            return {iid: serving(seen) for iid, seen in self.observe_strategy(plugin, instances).items()
+                    if isinstance(seen, BlueGreenObservation)}
         kind = wl.kind_of(workload)
         by_cluster: dict[str, list[InstanceRef]] = defaultdict(list)
         for ref in instances:
@@ -134,7 +156,8 @@ class KubernetesDriver:
             return InstanceObservation(None, False, message=f"{where}: not found")
         if kind.builtin and wl.container_of(obj, workload) is None:
             return InstanceObservation(None, False, failed=wl.container_error(obj, workload, where))
-        if kind == wl.STATEFULSET and wl.canary_done(obj):
+        if kind == wl.STATEFULSET and wl.canary_done(obj) and \
+                wl.PARTITION_STEPS_ANNOTATION not in wl.annotations_of(obj):  # with steps, the caller lowers it
             self._continue_partition(informer, ref, obj, where)
         reading = wl.read(obj, workload)
         return InstanceObservation(reading.version, reading.ready, reading.failed,
@@ -154,8 +177,14 @@ class KubernetesDriver:
 
     # --- apply --------------------------------------------------------------------------------------------------
 
-    def apply(self, plugin: Plugin, changes: Sequence[SetVersion]) -> Mapping[str, str]:
+    def apply(self, plugin: Plugin, changes: Sequence[SetVersion], knobs: Knobs | None = None) -> Mapping[str, str]:
+        """Start each change in place, with the policy's knobs (maxSurge, maxUnavailable, the first partition
+        step); a blue-green plugin is changed by the strategy operations instead, and refused here."""
         workload = workload_of(plugin)
+        if workload.strategy == "blueGreen":
+            return {c.instance: f"{wl.describe(workload, c.instance.partition('/')[2], c.instance.partition('/')[0])}"
+                                ": strategy blueGreen is changed by Stage and Switch, not in place (README "
+                                "\"Strategies\")" for c in changes}
         by_cluster: dict[str, list[SetVersion]] = defaultdict(list)
         for change in changes:
             by_cluster[change.instance.partition("/")[0]].append(change)
@@ -171,7 +200,7 @@ class KubernetesDriver:
                 return
             with ThreadPoolExecutor(max_workers=min(self.parallel, len(batch))) as pool:
                 for change, error in zip(batch, pool.map(
-                        lambda c: self._apply_one(informer, plugin, workload, c), batch), strict=True):
+                        lambda c: self._apply_one(informer, plugin, workload, c, knobs), batch), strict=True):
                     if error:
                         with lock:
                             errors[change.instance] = error
@@ -181,7 +210,8 @@ class KubernetesDriver:
                 list(pool.map(lambda item: one_cluster(*item), by_cluster.items()))
         return errors
 
-    def _apply_one(self, informer: Informer, plugin: Plugin, workload: Workload, change: SetVersion) -> str | None:
+    def _apply_one(self, informer: Informer, plugin: Plugin, workload: Workload, change: SetVersion,
+                   knobs: Knobs | None = None) -> str | None:
         """Make one instance ask for `change.version`; an error message, or None (done, or cluster unreachable)."""
         namespace = change.instance.partition("/")[2]
         where = wl.describe(workload, namespace, informer.api.name)
@@ -191,7 +221,7 @@ class KubernetesDriver:
                 obj = self._read(informer, kind, namespace, workload.name)
                 try:
                     patch = wl.patch_for(obj, workload, plugin.spec.image, change.version, change.rollout_id,
-                                         change.previous)
+                                         change.previous, knobs)
                 except ValueError as err:
                     if str(err) == "container":
                         return wl.container_error(obj, workload, where)
@@ -260,3 +290,105 @@ class KubernetesDriver:
                 return CheckResult(instance.id, stage, version, False, message)
             passed.append(message)
         return CheckResult(instance.id, stage, version, True, "; ".join(passed) or "no checks")
+
+    # --- strategies (README "Strategies") -----------------------------------------------------------------------
+
+    def observe_strategy(self, plugin: Plugin, instances: Sequence[InstanceRef]
+                         ) -> Mapping[str, StrategyObservation]:
+        """Where each instance of a blue-green, canary or StatefulSet plugin stands, from the list+watch caches
+        (no request per instance); an in-place Deployment plugin has nothing to report."""
+        workload = workload_of(plugin)
+        if workload.strategy == "inPlace" and wl.kind_of(workload) != wl.STATEFULSET:
+            return {}
+        kinds = ops.kinds_for(workload)
+        by_cluster: dict[str, list[InstanceRef]] = defaultdict(list)
+        for ref in instances:
+            by_cluster[ref.cluster].append(ref)
+        result: dict[str, StrategyObservation] = {}
+        caches: dict[str, dict[str, Informer]] = {}
+        for cluster, refs in by_cluster.items():
+            try:
+                caches[cluster] = {name: self.informer(cluster, kind) for name, kind in kinds.items()}
+            except ClusterAccessError as err:
+                result.update({r.id: ops.unobserved(workload, r, str(err)) for r in refs})
+        deadline = time.monotonic() + self.sync_timeout
+        for cluster, informers in caches.items():
+            for informer in informers.values():
+                informer.wait_synced(max(0.0, deadline - time.monotonic()))
+            broken = next((i for i in informers.values() if not i.healthy()), None)
+            for ref in by_cluster[cluster]:
+                if broken is None:
+                    result[ref.id] = ops.observe_one(plugin, workload, ref, informers)
+                else:
+                    result[ref.id] = ops.unobserved(workload, ref, *unhealthy(cluster, broken))
+        return result
+
+    def preflight(self, plugin: Plugin, instances: Sequence[InstanceRef]) -> Mapping[str, Preflight]:
+        """What each instance lacks for the plugin's strategy (a Service, an HTTPRoute that sends to it...)."""
+
+        def one(ref: InstanceRef) -> Preflight:
+            try:
+                return Preflight(ref.id, tuple(ops.preflight(self._instance(plugin, ref.id))))
+            except ClusterUnreachable as err:
+                return Preflight(ref.id, (f"cluster {ref.cluster} unreachable: {err}",), reachable=False)
+            except (ClusterAccessError, ApiException) as err:
+                return Preflight(ref.id, (f"cluster {ref.cluster}: {ops.reason(err)}",))
+
+        found: list[Preflight] = ops.for_all(instances, lambda r: r.cluster, one, self.parallel)
+        return {p.instance: p for p in found}
+
+    def perform(self, plugin: Plugin, operation: Operation) -> OperationResult | CleanupResult:
+        """One strategy operation on one instance; never raises."""
+        name = type(operation).__name__
+        try:
+            it = self._instance(plugin, operation.instance)
+        except ClusterAccessError as err:
+            if isinstance(operation, Cleanup):
+                return CleanupResult(operation.instance, (), outcome="error", message=str(err))
+            return OperationResult(operation.instance, name, "error", str(err))
+        if isinstance(operation, Cleanup):
+            return ops.cleanup(it, operation)
+        return ops.attempt(name, operation.instance, lambda: ops.OPERATIONS[type(operation)](it, operation))
+
+    def perform_all(self, plugin: Plugin, operations: Sequence[Operation]
+                    ) -> list[OperationResult | CleanupResult]:
+        """`perform` on many instances, clusters in parallel; the results in the operations' order."""
+        done: list[OperationResult | CleanupResult] = ops.for_all(
+            operations, lambda o: o.instance.partition("/")[0], lambda o: self.perform(plugin, o), self.parallel)
+        return done
+
+    def smoke(self, plugin: Plugin, request: RunSmoke) -> SmokeResult:
+        """The policy's smoke tests on one instance (blocks up to the checks' timeouts); never raises."""
+        try:
+            it = self._instance(plugin, request.instance)
+        except ClusterAccessError as err:
+            return SmokeResult(request.instance, request.version, request.after, False, str(err))
+        return ops.run_smoke(it, request)
+
+    def _instance(self, plugin: Plugin, instance: str) -> ops.Instance:
+        cluster, _, namespace = instance.partition("/")
+        return ops.Instance(self.api(cluster), plugin, workload_of(plugin), InstanceRef(cluster, namespace),
+                            self.clock.now)
+
+
+def serving(seen: StrategyObservation) -> InstanceObservation:
+    """A blue-green instance as the engine's observation sees it: the color its Service selects (the plugin's own
+    Deployment before the first switch)."""
+    assert isinstance(seen, BlueGreenObservation)
+    if not seen.reachable:
+        return InstanceObservation(None, False, reachable=False, message=seen.message)
+    if seen.message:
+        return InstanceObservation(None, False, message=seen.message)
+    track = seen.colors.get(seen.serving or "blue")
+    if track is None:
+        return InstanceObservation(None, False, message=f"no Deployment for the {seen.serving} color")
+    return InstanceObservation(track.version, track.ready, track.failed, message=track.message)
+
+
+def unhealthy(cluster: str, informer: Informer) -> tuple[str, bool]:
+    """Why a cache has nothing to say, and whether the cluster answered at all (a kind it does not serve)."""
+    why = informer.error or "no answer yet"
+    if informer.plural == "httproutes" and ": 404" in why:
+        return (f"cluster {cluster} serves no HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API "
+                "to use strategy canary"), True
+    return f"cluster {cluster} unreachable: {why}", False

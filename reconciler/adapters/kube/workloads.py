@@ -8,14 +8,19 @@ applying the same version twice sends nothing.
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.spec import Workload
+from reconciler.core.strategy import Knobs
 
 Obj = dict[str, Any]
 ROLLOUT_ANNOTATION = "grayops.dev/rollout"
 PREVIOUS_ANNOTATION = "grayops.dev/previous-version"
+ORIGINAL_STRATEGY_ANNOTATION = "grayops.dev/original-strategy"  # a Deployment's spec.strategy before the knobs
+PARTITION_STEPS_ANNOTATION = "grayops.dev/partition-steps"  # "2,1,0": the caller lowers the partition, not observe
 FIELD_MANAGER = "grayops"
 
 
@@ -211,31 +216,47 @@ def annotations_of(obj: Obj) -> dict[str, str]:
     return found
 
 
+def image_of(container: Obj, image: str | None, version: str) -> str:
+    """`<image>:<version>`, the image being the plugin's or else the container's own without its tag."""
+    base = image or str(container.get("image", "")).split("@", 1)[0].rsplit(":", 1)[0]
+    if not base:
+        raise ValueError("the plugin names no image and the container has none")
+    return f"{base}:{version}"
+
+
 def patch_for(obj: Obj, workload: Workload, image: str | None, version: str, rollout: str,
-              previous: str | None) -> Obj | None:
-    """The patch that makes `obj` ask for `version` (None when it already does, with the same annotations).
+              previous: str | None, knobs: Knobs | None = None) -> Obj | None:
+    """The patch that makes `obj` ask for `version` (None when it already does, with the same annotations), with
+    the policy's knobs: a Deployment's RollingUpdate maxSurge / maxUnavailable (the original kept in an
+    annotation), a StatefulSet's first partition step.
 
     Raises ValueError with a readable reason when the object cannot be changed (no such container, no image).
     """
-    notes = {ROLLOUT_ANNOTATION: rollout}
+    notes: dict[str, str | None] = {ROLLOUT_ANNOTATION: rollout}
     if previous is not None:
         notes[PREVIOUS_ANNOTATION] = previous
     kind = kind_of(workload)
+    knobs = knobs or Knobs()
     if kind.builtin:
         container = container_of(obj, workload)
         if container is None:
             raise ValueError("container")
-        base = image or str(container.get("image", "")).split("@", 1)[0].rsplit(":", 1)[0]
-        if not base:
-            raise ValueError("the plugin names no image and the container has none")
-        new_image = f"{base}:{version}"
+        new_image = image_of(container, image, version)
         spec: Obj = {}
         if container.get("image") != new_image:
             spec = {"template": {"spec": {"containers": [{"name": container["name"], "image": new_image}]}}}
         if kind == STATEFULSET:
-            start = workload.partition or 0
+            steps = partition_steps(knobs.partition_steps, replicas_of(obj))
+            start = steps[0] if steps else workload.partition or 0
+            notes[PARTITION_STEPS_ANNOTATION] = ",".join(map(str, steps)) if steps else None
             if spec or partition_of(obj) > start:
                 spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": start}}
+        else:
+            strategy, original = surge_patch(obj, knobs)
+            if strategy:
+                spec["strategy"] = strategy
+            if original is not None:
+                notes[ORIGINAL_STRATEGY_ANNOTATION] = original
     else:
         path = field_path(workload.version_path or "spec.version")
         spec = {}
@@ -251,6 +272,62 @@ def patch_for(obj: Obj, workload: Workload, image: str | None, version: str, rol
     patch: Obj = {"metadata": {"annotations": notes, "resourceVersion": obj["metadata"]["resourceVersion"]}}
     if spec:
         patch["spec"] = spec
+    return patch
+
+
+def replicas_of(obj: Obj) -> int:
+    return int((obj.get("spec") or {}).get("replicas", 1))
+
+
+def partition_steps(steps: tuple[int | str, ...], replicas: int) -> tuple[int, ...]:
+    """The policy's partition steps as partitions of this StatefulSet: "75%" of 4 replicas is 3 (the 4th pod moves
+    first), counts above the replicas are the replicas; steps that land on the same partition are one step."""
+    resolved: list[int] = []
+    for step in steps:
+        value = math.floor(replicas * float(step.rstrip("%")) / 100) if isinstance(step, str) else min(step, replicas)
+        if not resolved or value < resolved[-1]:
+            resolved.append(value)
+    return tuple(resolved)
+
+
+def surge_patch(obj: Obj, knobs: Knobs) -> tuple[Obj, str | None]:
+    """The Deployment strategy the knobs ask for (empty when it has them already), and the original strategy to
+    remember (None when it is remembered already, or nothing changes)."""
+    wanted = {k: v for k, v in (("maxSurge", knobs.max_surge), ("maxUnavailable", knobs.max_unavailable))
+              if v is not None}
+    current = (obj.get("spec") or {}).get("strategy") or {}
+    rolling = current.get("rollingUpdate") or {}
+    if not wanted or (current.get("type", "RollingUpdate") == "RollingUpdate"
+                      and all(rolling.get(k) == v for k, v in wanted.items())):
+        return {}, None
+    remembered = ORIGINAL_STRATEGY_ANNOTATION in annotations_of(obj)
+    return ({"type": "RollingUpdate", "rollingUpdate": wanted},
+            None if remembered else json.dumps(current, sort_keys=True))
+
+
+def restore_patch(obj: Obj) -> Obj | None:
+    """A merge patch that puts back the strategy the knobs replaced and forgets it; None when none was replaced."""
+    text = annotations_of(obj).get(ORIGINAL_STRATEGY_ANNOTATION)
+    if text is None:
+        return None
+    try:
+        original = json.loads(text)
+    except ValueError:
+        original = {}
+    current = (obj.get("spec") or {}).get("strategy") or {}
+    return {"metadata": {"annotations": {ORIGINAL_STRATEGY_ANNOTATION: None},
+                         "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"strategy": merge_diff(current, original if isinstance(original, dict) else {})}}
+
+
+def merge_diff(current: Any, wanted: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns `current` into `wanted`."""
+    if not isinstance(current, dict) or not isinstance(wanted, dict):
+        return wanted
+    patch: Obj = {k: None for k in current if k not in wanted}
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            patch[key] = merge_diff(current.get(key), value)
     return patch
 
 
