@@ -12,10 +12,12 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+from reconciler.core.model import Verdict
 from reconciler.web.record import Point
 
 WIDTH, HEIGHT = 280, 84
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 8, 16
+DOTS = 40  # up to this many readings each has a dot (with its own title); past it, the line shows them
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def metric_chart(chart_id: str, metric: str, points: Sequence[Point], thresholds
     if len(drawn) > 1:
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in drawn)
         parts.append(f'<polyline class="series" points="{path}"/>')
-    for point in points:
+    for index, point in enumerate(points):  # many points: only the ones that were not good, and the last
+        if len(points) > DOTS and point.verdict is Verdict.SUCCESSFUL and index < len(points) - 1:
+            continue
         cy = y(point.value) if point.value is not None else HEIGHT - BOTTOM
         parts.append(f'<circle class="point verdict-{point.verdict.value.lower()}" cx="{x(point.at):.1f}" '
                      f'cy="{cy:.1f}" r="3.5"><title>{escape(_point_text(point))}</title></circle>')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace, registry: Callable[[], Registry]) -> int:
                                 timeout_graceful_shutdown=3, access_log=args.log_level == "debug")
         server = uvicorn.Server(config)
         log.info("web view of %s on http://%s:%d", source.record().source, args.host, args.port)
+        # uvicorn stops on SIGTERM/SIGINT, then raises the signal again with the handler it found: make that one
+        # ours, so the clone and its lock are cleaned up below instead of the process dying in the middle.
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda signum, frame: None)
         try:
             server.run()
         finally:

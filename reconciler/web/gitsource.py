@@ -119,6 +119,10 @@ class GitRecordSource:
             self._thread.join(timeout=30)
         self.repo.release_workdir()
 
+    def wake(self) -> None:
+        """Fetch now rather than at the next poll (e.g. a push webhook arrived)."""
+        self._wake.set()
+
     def poll_interval(self) -> float:
         if self.poll is not None:
             return self.poll

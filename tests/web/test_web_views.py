@@ -232,3 +232,10 @@ def test_the_memory_source_tells_its_listeners_of_each_change_only() -> None:
     stop()
     source.publish(states={})
     assert len(seen) == 2
+
+
+def test_a_long_bake_is_a_line_with_a_dot_for_each_reading_that_was_not_good_and_the_last() -> None:
+    points = [Point(T0 + timedelta(seconds=s), 0.01, Verdict.SUCCESSFUL) for s in range(100)]
+    points[40] = replace(points[40], value=None, verdict=Verdict.INCONCLUSIVE)
+    svg = str(metric_chart("c2", "error_rate", points, [Threshold("max", 0.05)]))
+    assert svg.count("<circle") == 2 and "verdict-inconclusive" in svg
