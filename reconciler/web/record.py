@@ -179,10 +179,12 @@ class ReadingLog:
                     continue
                 key = (state.plugin, state.rollout_id, batch.name, track.name)
                 series = self._series.setdefault(key, deque(maxlen=self.per_series))
-                if any(point.at == last.at for point in series):
+                # to the millisecond, as status files keep it: the same reading from memory and from git is one
+                at = last.at.replace(microsecond=last.at.microsecond // 1000 * 1000)
+                if any(point.at == at for point in series):
                     continue
-                series.append(Point(last.at, last.value, last.verdict, last.message))
-                if len(series) > 1 and series[-2].at > last.at:  # an older commit read after a newer one
+                series.append(Point(at, last.value, last.verdict, last.message))
+                if len(series) > 1 and series[-2].at > at:  # an older commit read after a newer one
                     ordered = sorted(series, key=lambda p: p.at)
                     series.clear()
                     series.extend(ordered)
