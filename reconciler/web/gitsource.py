@@ -76,13 +76,15 @@ class RepoReader:
     def finished(self) -> dict[str, tuple[Finished, ...]]:
         return by_plugin(f for f in self._finished.values() if f is not None)
 
-    def heads(self) -> tuple[str, str | None]:
-        """The commit of the clone, and of the record when it lives on a status branch of its own."""
+    def heads(self) -> tuple[str | None, str | None]:
+        """The commit of the clone (None while the repository is empty), and of the record when it lives on a
+        status branch of its own."""
         record = None
         if self.repo.status_branch is not None:
             found = self.repo.history(["status", "reports"], limit=1)
             record = found[0].commit if found else None
-        return self.repo.head(), record
+        first = self.repo.first_parents(1)
+        return (first[0] if first else None), record
 
     def read(self, fleet: bool = True) -> None:
         """Read what changed; `fleet=False` leaves the revision to whoever has it in force (the reconciler)."""
@@ -202,7 +204,7 @@ class GitRecordSource:
         self._listeners = Listeners()
         self._record = Record(revision="0", source=f"{redact_url(remote)} ({branch})")
         self._serial = 0
-        self._heads: tuple[str, str | None] | None = None
+        self._heads: tuple[str | None, str | None] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -41,7 +41,7 @@ class ReconcilerRecordSource:
         self._listeners = Listeners()
         self._record = Record(revision="0", source=source)
         self._serial = 0
-        self._heads: tuple[str, str | None] | None = None
+        self._heads: tuple[str | None, str | None] | None = None
         self._lock = threading.Lock()
         self._pending: tuple[Fleet | None, dict[str, RolloutState], tuple[str, ...]] | None = None
         self._wake = threading.Event()

@@ -118,3 +118,16 @@ def test_the_view_s_workdir_is_its_own(fleet_repo: Human, tmp_path: Path) -> Non
         first.close()
     with pytest.raises(RemoteUnavailable):
         GitRecordSource(str(tmp_path / "nowhere.git"), tmp_path / "other", full_registry().models).start()
+
+
+def test_an_empty_repository_is_shown_empty_until_its_first_push(fleet_repo: Human, tmp_path: Path) -> None:
+    source = GitRecordSource(str(fleet_repo.remote), tmp_path / "view", full_registry().models, poll=0.2)
+    source.start()
+    try:
+        assert source.record().head is None and source.record().plugins() == []
+        fleet_repo.commit("fleet", {"grayops.yaml": settings_yaml(TIERS), "policies/fast.yaml": FAST_POLICY,
+                                    "plugins/billing.yaml": plugin_yaml("billing", "1.5.0")})
+        record = wait_for(lambda: source.record().head and source.record(), 60, "the first push")
+        assert record.plugins() == ["billing"] and record.refused == ()
+    finally:
+        source.close()
