@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -61,7 +62,14 @@ def run(args: argparse.Namespace, registry: Callable[[], Registry]) -> int:
         app = create_app(source)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                 timeout_graceful_shutdown=3, access_log=args.log_level == "debug")
-        server = uvicorn.Server(config)
+        broadcaster = app.state.web.broadcaster
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                broadcaster.close()  # the open event streams end at once: a stop never waits on a browser left open
+                super().handle_exit(sig, frame)
+
+        server = Server(config)
         log.info("web view of %s on http://%s:%d", source.record().source, args.host, args.port)
         # uvicorn stops on SIGTERM/SIGINT, then raises the signal again with the handler it found: make that one
         # ours, so the clone and its lock are cleaned up below instead of the process dying in the middle.
@@ -73,3 +81,4 @@ def run(args: argparse.Namespace, registry: Callable[[], Registry]) -> int:
             app.state.web.close()
             source.close()
         return 0 if server.started else 1
+
