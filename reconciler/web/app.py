@@ -17,6 +17,7 @@ start with the ASGI `root_path`, so the app can be mounted under a prefix.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -79,7 +80,8 @@ class WebView:
         self.env = templates()
         self.broadcaster = Broadcaster(current=source.record())
         self._unsubscribe = source.subscribe(self.broadcaster.publish)
-        self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()  # pages render in a thread pool
+        self._cache_lock = threading.Lock()
 
     def close(self) -> None:
         self._unsubscribe()
@@ -98,15 +100,18 @@ class WebView:
         record = self.source.record()
         key = (request.scope.get("root_path", ""), str(request.url.path) + "?" + str(request.url.query),
                record.revision)
-        html = self._cache.get(key)
+        with self._cache_lock:
+            html = self._cache.get(key)
+            if html is not None:
+                self._cache.move_to_end(key)
         if html is not None:
-            self._cache.move_to_end(key)
             return HTMLResponse(html, headers=SECURITY_HEADERS)
         response = build(record)
         if response.status_code == 200:
-            self._cache[key] = bytes(response.body).decode("utf-8")
-            while len(self._cache) > CACHE_PAGES:
-                self._cache.popitem(last=False)
+            with self._cache_lock:
+                self._cache[key] = bytes(response.body).decode("utf-8")
+                while len(self._cache) > CACHE_PAGES:
+                    self._cache.popitem(last=False)
         return response
 
     def missing(self, request: Request, record: Record, title: str, message: str) -> Response:
