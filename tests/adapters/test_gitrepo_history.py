@@ -17,7 +17,8 @@ def remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "human"))
-    human_commit(tmp_path / "human", {"grayops.yaml": "kind: Settings\n", "plugins/x.yaml": PLUGIN_X}, "seed")
+    human_commit(tmp_path / "human", {"grayops.yaml": "kind: Settings\n", "plugins/x.yaml": PLUGIN_X,
+                                      "status/x.yaml": "phase: idle\n"}, "seed")
     return bare
 
 
