@@ -55,7 +55,8 @@ def build_slack(settings: SlackSettings, context: Context) -> SlackNotifier | No
                     "no Slack messages", settings.channel)
         return None
     tiers = {c.name: c.labels["tier"] for c in context.settings.clusters if "tier" in c.labels}
-    return SlackNotifier(slack_client(token, context.env), settings.channel, settings.plugins, settings.tiers, tiers)
+    return SlackNotifier(slack_client(token, context.env), settings.channel, settings.plugins, settings.tiers, tiers,
+                         dashboard_url=context.settings.dashboard.url)
 
 
 SLACK = NotifierAdapter("slack", SlackSettings, build_slack)

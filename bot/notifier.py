@@ -73,8 +73,9 @@ class _Observed:
 class SlackNotifier:
     def __init__(self, client: WebClient, channel: str, plugin_channels: Mapping[str, str] | None = None,
                  tier_channels: Mapping[str, str] | None = None, cluster_tiers: Mapping[str, str] | None = None,
-                 queue_limit: int = 1000, min_backoff: float = 1.0) -> None:
+                 queue_limit: int = 1000, min_backoff: float = 1.0, dashboard_url: str | None = None) -> None:
         self.client = client
+        self.dashboard_url = dashboard_url
         self.channel = channel
         self.plugin_channels = dict(plugin_channels or {})
         self.tier_channels = dict(tier_channels or {})
@@ -148,7 +149,7 @@ class SlackNotifier:
             message = self._messages.get(rollout_id)
         if observed is None:
             return
-        text, blocks = rollout_message(observed.state, observed.batches_total)
+        text, blocks = rollout_message(observed.state, observed.batches_total, self.dashboard_url)
         shown = json.dumps(blocks, sort_keys=True)
         if message is not None and message.ts is not None:
             if message.shown == shown:

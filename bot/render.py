@@ -7,6 +7,7 @@ Every text from the fleet repository or a person (versions, reasons, names) goes
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from reconciler.core.effects import Event
 from reconciler.core.engine import retry_point
@@ -68,14 +69,18 @@ def summary(state: RolloutState, batches_total: int) -> str:
     return "\n".join(lines)
 
 
-def rollout_message(state: RolloutState, batches_total: int) -> tuple[str, list[Block]]:
-    """(fallback text, blocks) of the rollout's one message, with the buttons that apply to its phase."""
+def rollout_message(state: RolloutState, batches_total: int,
+                    dashboard_url: str | None = None) -> tuple[str, list[Block]]:
+    """(fallback text, blocks) of the rollout's one message, with the buttons that apply to its phase, and a link
+    to the rollout's page of the web view when grayops.yaml gives `dashboard.url`."""
     text = f"{title(state)}: {state.phase.value}"
+    context = slack_escape(f"rollout {state.rollout_id} · desired commit {state.desired_commit[:10]} · requested by "
+                           f"{state.requested_by or '?'}")
+    if dashboard_url:  # checked when grayops.yaml is read: http(s), no space, <, > or |
+        context += f" · <{dashboard_url}/rollouts/{quote(state.plugin, safe='')}|open in the web view>"
     blocks: list[Block] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": summary(state, batches_total)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(
-            f"rollout {state.rollout_id} · desired commit {state.desired_commit[:10]} · requested by "
-            f"{state.requested_by or '?'}")}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
     buttons = _buttons(state)
     if buttons:

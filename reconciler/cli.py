@@ -746,6 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", metavar="DIR", help="build the demo in DIR and keep it (default: a temporary dir)")
     demo.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
     demo.set_defaults(func=cmd_demo)
+    from reconciler.web.command import add_parser as add_dashboard  # the web view (README "Web view")
+    add_dashboard(sub, full_registry)
     return parser
 
 

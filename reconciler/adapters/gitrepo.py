@@ -823,11 +823,16 @@ class GitRepo:
             return _parse_record(records[0], self._own)[0] if records else None
 
     def history(self, paths: Sequence[str], since: str | None = None, limit: int | None = None) -> list[Change]:
-        """The commits up to HEAD (after `since`, when given) that changed any of `paths`, newest first."""
+        """The commits up to HEAD (after `since`, when given) that changed any of `paths`, newest first.
+
+        Paths all in status/ and reports/ are read from the status location (the status branch when one is set).
+        """
+        rels = [_safe_relpath(p) for p in paths]
+        tree = self._record_tree() if rels and all(r.startswith(STATUS_PREFIXES) for r in rels) else self._main
         with self.lock():
             args = ["log", f"--format={_LOG_FORMAT}", *([f"-n{limit}"] if limit else []),
-                    f"{since}..HEAD" if since else "HEAD", "--", *(_safe_relpath(p) for p in paths)]
-            run = self._git(*args, check=False)
+                    f"{since}..HEAD" if since else "HEAD", "--", *rels]
+            run = self._git(*args, cwd=tree.path, check=False)
             if run.returncode != 0:
                 return []
             return [_parse_record(r, self._own)[0] for r in run.stdout.split("\x1e") if r.strip()]
@@ -1136,15 +1141,15 @@ def _stream(command: list[str], cwd: Path, on_output: Callable[[str], bool]) -> 
     return _Run(0 if stopped else proc.returncode, "".join(chunks), stderr)
 
 
-# One commit of `git log`: sha, author, committer, subject, trailers, then (with --name-only) the paths.
-_LOG_FORMAT = "%x1e%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%s%x1f%(trailers:only,unfold)%x1f"
+# One commit of `git log`: sha, author, committer, commit time, subject, trailers, then (with --name-only) the paths.
+_LOG_FORMAT = "%x1e%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%cI%x1f%s%x1f%(trailers:only,unfold)%x1f"
 
 
 def _parse_record(record: str, own: tuple[str, str]) -> tuple[Change, str]:
     """A `_LOG_FORMAT` record -> its Change and the rest (the paths it touched, with --name-only)."""
     fields = record.split("\x1f")
-    fields += [""] * (8 - len(fields))
-    sha, author, email, committer, committer_email, subject, trailer_text, names = fields[:8]
+    fields += [""] * (9 - len(fields))
+    sha, author, email, committer, committer_email, when, subject, trailer_text, names = fields[:9]
     trailers = []
     for line in trailer_text.splitlines():
         key, sep, value = line.partition(":")
@@ -1158,14 +1163,22 @@ def _parse_record(record: str, own: tuple[str, str]) -> tuple[Change, str]:
         author=f"{author} <{email}>" if author or email else None,
         committer=f"{committer} <{committer_email}>" if committer or committer_email else None,
         trailers=tuple(trailers),
+        at=_commit_time(when),
     )
     # who asked: a Requested-By trailer is trusted in grayops's own commits only; in a human's it is a claim
     by = (found.get("requested-by") if is_own(change, own) else None) or author or None
     return replace(change, by=by), names
 
 
+def _commit_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.strip()).astimezone(UTC)
+    except ValueError:
+        return None
+
+
 def _take_record(record: str, wanted: set[str], found: dict[str, Change], own: tuple[str, str]) -> None:
-    if record.count("\x1f") < 7:
+    if record.count("\x1f") < 8:
         return
     change, names = _parse_record(record, own)
     for name in names.split("\0"):

@@ -139,6 +139,7 @@ class Change:
     author: str | None = None  # "Name <email>"
     committer: str | None = None  # "Name <email>"
     trailers: tuple[tuple[str, str], ...] = ()  # (lower-cased key, value), in order
+    at: datetime | None = None  # when it was committed (the committer's time), when git said
 
     def trailer(self, key: str) -> str | None:
         """The first value of trailer `key` (any case), None when absent."""

@@ -603,6 +603,18 @@ class GitSettings(Strict):
     poll_interval: Duration = 5.0
 
 
+class DashboardSettings(Strict):
+    url: str | None = Field(None, description="where the web view is served, e.g. https://grayops.example.com; "
+                                              "Slack messages link to <url>/rollouts/<plugin>")
+
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s<>|]+", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL (without spaces, <, > or |)")
+        return value.rstrip("/") if value is not None else None
+
+
 class SimFault(Strict):
     version: Version
     selector: dict[str, str] = Field(default_factory=dict, description="only on clusters with these labels")
@@ -669,6 +681,7 @@ class Settings(Strict):
     notifiers: list[NotifierSettings] = Field(default_factory=lambda: [NotifierSettings(type="log")])
     status: StatusSettings = Field(default_factory=StatusSettings)
     git: GitSettings = Field(default_factory=GitSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
     registries: list[RegistrySettings] = Field(default_factory=list)

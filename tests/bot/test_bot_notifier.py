@@ -23,7 +23,7 @@ from reconciler.adapters.notify.webhook import EVENT, WebhookNotifier
 from reconciler.core.effects import Event
 from reconciler.core.model import Phase, Severity
 from tests.bot.fake_slack import Call, FakeSlack
-from tests.bot.harness import SLOW_POLICY, Running, fake_slack, seed, slack_env, wait_phase
+from tests.bot.harness import SLACK, SLOW_POLICY, Running, fake_slack, seed, slack_env, wait_phase
 from tests.conftest import Human, plugin_yaml, remote_status, wait_for
 
 __all__ = ["fake_slack", "slack_env"]  # fixtures
@@ -240,3 +240,21 @@ def test_a_refusing_webhook_is_given_up_and_a_down_one_retried(receiver: Receive
     refused.notify(event)
     assert refused.flush(10) and refused.outbox.dropped == 1 and len(receiver.received) == 2  # not retried
     refused.close()
+
+
+def test_the_rollout_message_links_to_its_page_of_the_web_view(fleet_repo: Human, tmp_path: Path,
+                                                               fake_slack: FakeSlack,
+                                                               slack_env: dict[str, str]) -> None:
+    human = fleet_repo
+    seed(human, "1.5.0", policy=QUICK, extra_settings=SLACK + "dashboard: {url: \"https://grayops.example.com/\"}\n")
+    running = Running(human, tmp_path / "work")
+    try:
+        wait_phase(human, "Succeeded")
+        flush(running)
+        ts = running.thread_of("billing")[1]  # type: ignore[index]
+        context = fake_slack.of("chat.update", ts=ts)[-1].args["blocks"][1]
+        assert context["type"] == "context"
+        assert context["elements"][0]["text"].endswith(
+            " · <https://grayops.example.com/rollouts/billing|open in the web view>")
+    finally:
+        running.stop()
