@@ -17,13 +17,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, Rewrite
 from reconciler.adapters.ports import Clock, SystemClock
 from reconciler.adapters.registry import Registry, Runtime, default_registry
 from reconciler.adapters.telemetry import Telemetry
-from reconciler.core import yamledit, yamlemit, yamlpos
+from reconciler.core import yamledit
 from reconciler.core.brakes import with_brakes
 from reconciler.core.effects import (
     Alert,
@@ -42,60 +40,20 @@ from reconciler.core.effects import (
     WriteReport,
 )
 from reconciler.core.engine import ENGINE, Decision, Transition, blocked_clusters, decide, situation
-from reconciler.core.fleet import MAX_RECORD_BYTES, Fleet, FleetInvalid, load_fleet, show_path
-from reconciler.core.model import Measurement, Phase, RolloutState, Severity, from_doc, to_doc
+from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.layout import SETTINGS_PATH, approvals_files, owner, status_branch, status_path, status_plugin
+from reconciler.core.model import Measurement, Phase, RolloutState, Severity
 from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
-from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
-from reconciler.core.report import render_report, report_path
+from reconciler.core.plan import InstanceRef, select_instances
+from reconciler.core.report import batches_total, render_report, report_path
 from reconciler.core.spec import MetricSpec, Plugin
+from reconciler.core.status import StatusUnreadable, dump_status, load_status
 
 log = logging.getLogger("grayops")
 REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
 
 ALERTED_ERRORS = 5  # the root errors an invalid_revision alert carries (the log has every one)
 LOOK_BACK = 100  # first-parent commits searched for the last good revision when a start finds HEAD refused
-
-
-def dump_status(state: RolloutState) -> str:
-    """Deterministic YAML: sorted keys, block style, no stamps that change without a transition."""
-    return yamlemit.dump(to_doc(state))
-
-
-class StatusUnreadable(ValueError):
-    """A status/<plugin>.yaml that cannot be read as a rollout's state; its text is `path: why`, one line."""
-
-    def __init__(self, path: str, why: str) -> None:
-        self.path, self.why = path, why
-        super().__init__(f"{path}: {why}")
-
-
-def load_status(text: str, path: str = "status file") -> RolloutState:
-    """The one reader of status/<plugin>.yaml: anything it cannot read raises StatusUnreadable naming `path`."""
-    try:
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise StatusUnreadable(path, f"unreadable status, not valid YAML ({where}{' '.join(problem.split())})") \
-            from err
-    if not isinstance(doc, dict):
-        raise StatusUnreadable(path, "unreadable status, not a mapping of rollout fields")
-    try:
-        return from_doc(doc)
-    except KeyError as err:
-        raise StatusUnreadable(path, f"unreadable status, a field is missing: {err.args[0]}") from err
-    except (ValueError, TypeError, AttributeError, IndexError, AssertionError) as err:
-        raise StatusUnreadable(path, f"unreadable status, a field has the wrong form ({' '.join(str(err).split())})") \
-            from err
-
-
-def status_path(plugin: str) -> str:
-    return f"status/{plugin}.yaml"
-
-
-def approvals_paths(plugin: str) -> list[str]:
-    return [f"approvals/{plugin}.yaml", f"approvals/{plugin}.yml"]
 
 
 def judge_plugin_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> Judged:
@@ -105,7 +63,7 @@ def judge_plugin_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> Judged:
     evidence = {}
     for commit in dict.fromkeys(r.desired_commit for r in records):
         version = repo.change_of(commit)
-        edits = tuple(repo.history(approvals_paths(plugin), since=version.commit)) if version else ()
+        edits = tuple(repo.history(approvals_files(plugin), since=version.commit)) if version else ()
         evidence[commit] = ApprovalEvidence(version, edits)
     return judge_approvals(records, evidence, Directory.of(fleet.access), (repo.author_name, repo.author_email))
 
@@ -178,31 +136,20 @@ class Reconciler:
         limits, with YAML anchors, or not a status at all) is logged and its plugin starts without it.
         """
         self.repo.ensure_clone()
-        self.repo.use_status_branch(self._status_branch(self.repo.read("grayops.yaml")))
+        if self.repo.status_branch is None:  # else given on the command line
+            self.repo.use_status_branch(status_branch(self.repo.read(SETTINGS_PATH)))
         self._count_reports()
         recorded = self.repo.status_files()
         for error in recorded.errors:
             log.error("%s; its plugin starts without its recorded state", error)
         for path, text in recorded.items():
-            plugin = path.removeprefix("status/").rsplit(".", 1)[0]
+            plugin = status_plugin(path)
+            if plugin is None:
+                continue  # not a status grayops writes (status/<plugin>.yaml)
             try:
-                yamlpos.check(text, MAX_RECORD_BYTES)  # grayops never writes anchors: an alias bomb is refused
                 self.states[plugin] = load_status(text, path)
-            except (StatusUnreadable, yamlpos.YamlSyntaxError) as err:  # whatever a hand-made one holds
-                log.error("%s cannot be read (%s); %s starts without its recorded state", show_path(path),
-                          " ".join(str(err).split()), plugin)
-
-    def _status_branch(self, settings_text: str | None) -> str | None:
-        """status.branch from grayops.yaml as it stands, before the revision is validated (None when unset)."""
-        if self.repo.status_branch is not None or not settings_text:
-            return self.repo.status_branch  # given on the command line
-        try:
-            doc = yamlpos.load(settings_text).data
-        except yamlpos.YamlSyntaxError:
-            return None
-        status = doc.get("status") if isinstance(doc, dict) else None
-        branch = status.get("branch") if isinstance(status, dict) else None
-        return branch if isinstance(branch, str) and branch else None
+            except StatusUnreadable as err:  # whatever a hand-made one holds
+                log.error("%s; %s starts without its recorded state", err, plugin)
 
     @property
     def poll_interval(self) -> float:
@@ -313,10 +260,7 @@ class Reconciler:
         plugin = fleet.plugins.get(state.plugin) if fleet else None
         if fleet is None or plugin is None or plugin.spec.version != state.target_version:
             return len(state.batches)
-        policy = fleet.policies[plugin.spec.policy]
-        assigned = {iid for batch in state.batches for iid in batch.instances}
-        ordered = order_instances(self._instances_of(fleet, state.plugin), policy)
-        return len(state.batches) + len(cut(ordered, policy.batches, assigned))
+        return batches_total(fleet, state, self._instances_of(fleet, state.plugin))
 
     # --- sync -------------------------------------------------------------------------------------------------
 
@@ -432,10 +376,9 @@ class Reconciler:
         alerts, once per rollout); False when no path belongs to a plugin."""
         held = False
         for path in paths:
-            top, _, rest = path.partition("/")
-            if top in ("plugins", "status", "approvals", "reports") and rest:
-                first = rest.split("/", 1)[0]  # reports/<plugin>/..., else <top>/<plugin>.yaml
-                self._holds[first if top == "reports" else first.rsplit(".", 1)[0]] = hold
+            plugin = owner(path)
+            if plugin is not None:
+                self._holds[plugin] = hold
                 held = True
         return held
 
@@ -511,7 +454,7 @@ class Reconciler:
         records = tuple(fleet.approvals.get(name, ()))
         if not records:
             return (), ()
-        key = (records, fleet.access, tuple(self.repo.read(p) for p in approvals_paths(name)))
+        key = (records, fleet.access, tuple(self.repo.read(p) for p in approvals_files(name)))
         cached = self._judged.get(name)
         if cached is not None and cached[0] == key:
             return cached[1]
