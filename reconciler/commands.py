@@ -27,6 +27,7 @@ from reconciler.core.plan import batches_left, select_instances
 from reconciler.core.spec import BRAKES, AdapterModels, ApprovalRecord, CommitCommand
 from reconciler.core.status import StatusUnreadable, load_status
 from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
+from reconciler.shell.desired import judge_plugin_approvals
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +252,6 @@ def _check_batch(fleet: Fleet, plugin: str, batch: str) -> None:
 
 
 def _accepted_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> tuple[ApprovalRecord, ...]:
-    from reconciler.shell import judge_plugin_approvals
-
     return judge_plugin_approvals(repo, fleet, plugin)[0]
 
 
