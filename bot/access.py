@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from reconciler.core.fleet import Fleet
 from reconciler.core.model import RolloutState
-from reconciler.core.plan import InstanceRef, cut, order_instances, select_instances
+from reconciler.core.plan import InstanceRef, batches_left, select_instances
 from reconciler.core.spec import Access, AccessRule
 
 TIER_LABEL = "tier"
@@ -88,8 +88,7 @@ def touched_tiers(fleet: Fleet, plugin: str, command: str, batch: str | None,
 def _approval_batch(fleet: Fleet, plugin: str, batch: str | None, state: RolloutState,
                     instances: list[InstanceRef]) -> list[InstanceRef]:
     policy = fleet.policies[fleet.plugins[plugin].spec.policy]
-    assigned = {iid for b in state.batches for iid in b.instances}
-    for planned in cut(order_instances(instances, policy), policy.batches, assigned):
+    for planned in batches_left(instances, policy, state.batches):
         if (batch is None and planned.spec.approval) or planned.name == batch:
             return list(planned.instances)
     by_id = {ref.id: ref for ref in instances}

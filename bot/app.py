@@ -31,11 +31,12 @@ from bot.inbound import DEFAULT_LIMITS, Limits, Refused, body_length, read_body,
 from bot.parse import HELP, Request, Usage, parse
 from bot.render import ACTION_PREFIX
 from bot.service import COMMANDS_TOTAL, Backend, Reply, SeenTriggers, Service, payload_user
+from reconciler.core.spec import COMMANDS, COMMIT_COMMANDS
 from reconciler.core.text import one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
 
-SLASH_COMMANDS = ("/pause", "/resume", "/rollback", "/approve", "/rollout", "/retry")
+SLASH_COMMANDS = tuple(f"/{command}" for command in COMMANDS)
 EVENTS_PATH = "/slack/events"
 
 
@@ -94,7 +95,7 @@ def create_app(backend: Backend, client: WebClient, signing_secret: str | None,
 
     for slash in SLASH_COMMANDS:
         app.command(slash)(on_command)
-    app.action(re.compile(rf"^{ACTION_PREFIX}(pause|resume|rollback|approve|retry)$"))(on_button)
+    app.action(re.compile(rf"^{ACTION_PREFIX}({'|'.join(COMMIT_COMMANDS)})$"))(on_button)
     return app, service
 
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Literal
 
+from reconciler.core.spec import COMMANDS, Command
 from reconciler.core.text import REASON_LIMIT, one_line, slack_escape
 
-ChatCommand = Literal["pause", "resume", "rollback", "approve", "rollout", "retry"]
-COMMANDS: tuple[ChatCommand, ...] = ("pause", "resume", "rollback", "approve", "rollout", "retry")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_TEXT = 300  # characters of a command's text: a plugin name, a batch name or a reason, quoted or not
 
-USAGE: dict[ChatCommand, str] = {
+USAGE: dict[Command, str] = {
     "pause": "`/pause <plugin> [reason]` stop starting new work (commits spec.paused: true)",
     "resume": "`/resume <plugin>` continue where it stopped (commits spec.paused: false)",
     "rollback": "`/rollback <plugin> [reason]` roll back fast to the last good version (reverts spec.version)",
@@ -31,7 +29,7 @@ HELP = "grayops commands:\n" + "\n".join(f"• {line}" for line in USAGE.values(
 
 @dataclass(frozen=True)
 class Request:
-    command: ChatCommand
+    command: Command
     plugin: str | None = None
     reason: str | None = None
     batch: str | None = None
@@ -41,7 +39,7 @@ class Usage(ValueError):
     """The text is not a valid command; `str()` is what to show the user (ephemeral)."""
 
 
-def command_name(slash: str) -> ChatCommand:
+def command_name(slash: str) -> Command:
     """`/pause` -> pause; a prefixed name such as `/grayops-pause` works too (for workspaces where /pause is taken)."""
     name = slash.strip().lstrip("/").rsplit("-", 1)[-1].lower()
     for known in COMMANDS:

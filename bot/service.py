@@ -28,11 +28,12 @@ from bot.parse import HELP, USAGE, Request
 from bot.render import batch_line, summary, title
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.adapters.registry import default_registry
-from reconciler.commands import CommandRefused, run_command
+from reconciler.commands import CommandRefused, recorded_state, run_command
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState
 from reconciler.core.report import batches_total
-from reconciler.core.spec import AdapterModels
+from reconciler.core.spec import AdapterModels, CommitCommand
+from reconciler.core.status import StatusUnreadable
 from reconciler.core.text import NAME_LIMIT, one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
@@ -42,8 +43,8 @@ COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome
 DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
 
 USER_ID_LIMIT = 40  # Slack user IDs are about 11 characters
-VERB = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked", "approve": "approved",
-        "retry": "retry asked"}
+VERB: dict[CommitCommand, str] = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked",
+                                  "approve": "approved", "retry": "retry asked"}
 
 
 @dataclass(frozen=True)
@@ -196,12 +197,8 @@ class Service:
             repo.integrate()
 
     def _state(self, plugin: str) -> RolloutState | None:
-        from reconciler.shell import StatusUnreadable, load_status, status_path
-
-        path = status_path(plugin)
-        text = self.backend.repo.status_files().get(path)
         try:
-            return load_status(text, path) if text else None
+            return recorded_state(self.backend.repo, plugin)
         except StatusUnreadable as err:
             log.warning("%s", err)
             return None

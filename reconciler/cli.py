@@ -255,15 +255,9 @@ def cmd_bot(args: argparse.Namespace) -> int:
     try:
         repo.ensure_clone()
         if args.status_branch is None:  # read /rollout's status where the reconciler writes it
-            import yaml
+            from reconciler.core.layout import SETTINGS_PATH, status_branch
 
-            try:
-                settings = yaml.safe_load(repo.read("grayops.yaml") or "") or {}
-            except yaml.YAMLError:
-                settings = {}  # an invalid revision: the reconciler refuses it too
-            status = settings.get("status") if isinstance(settings, dict) else None
-            branch = status.get("branch") if isinstance(status, dict) else None
-            repo.use_status_branch(branch if isinstance(branch, str) and branch else None)
+            repo.use_status_branch(status_branch(repo.read(SETTINGS_PATH)))
     except RemoteUnavailable as err:
         return _fail(f"cannot start: {err}")
     try:
@@ -300,21 +294,16 @@ def _read_fleet_files(repo: str) -> dict[str, str]:
 def _status_files(repo: str, files: dict[str, str], remote: str | None = None) -> dict[str, str]:
     """status/ files: from the same files, or from the status branch grayops.yaml names (read at `remote`'s copy
     of it when the repository is a local clone that was fetched)."""
-    import yaml
-
     from reconciler.adapters.snapshot import read_ref, read_repo
+    from reconciler.core.layout import SETTINGS_PATH, is_record, status_branch
 
-    try:
-        settings = yaml.safe_load(files.get("grayops.yaml", "")) or {}
-        branch = ((settings.get("status") or {}).get("branch")) if isinstance(settings, dict) else None
-    except yaml.YAMLError:
-        branch = None
+    branch = status_branch(files.get(SETTINGS_PATH))
     source: Mapping[str, str]
     if branch and remote:
         source = read_ref(Path(repo), f"{remote}/{branch}")
     else:
         source = read_repo(repo, branch=branch) if branch else files
-    return {p: t for p, t in source.items() if p.startswith(("status/", "reports/"))}
+    return {p: t for p, t in source.items() if is_record(p)}
 
 
 def _fetched_clone(repo: str) -> tuple[str, str] | None:
@@ -360,7 +349,8 @@ def _read_records(source: str, fetch: bool = True) -> tuple[dict[str, str], dict
 
 def cmd_status(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
-    from reconciler.shell import StatusUnreadable, load_status
+    from reconciler.core.layout import plugin_of, status_plugin
+    from reconciler.core.status import StatusUnreadable, load_status
 
     # --workdir is the reconciler's own clone, read as it stands; a human's local clone is fetched first.
     source = str(Path(args.workdir) / "repo") if args.workdir else args.repo
@@ -372,8 +362,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     states = {}
     unreadable = 0  # each is said in one line, and status exits 1
     for path, text in records.items():
-        name = path[len("status/"):-len(".yaml")]
-        if path.startswith("status/") and path.endswith(".yaml") and args.plugin in (None, name):
+        name = status_plugin(path)
+        if name is not None and args.plugin in (None, name):
             try:
                 states[name] = load_status(text, path)
             except StatusUnreadable as err:
@@ -381,7 +371,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 _fail(str(err))
     if args.plugin:
         if args.plugin not in states:
-            plugins = sorted(p[len("plugins/"):].rsplit(".", 1)[0] for p in files if p.startswith("plugins/"))
+            plugins = sorted(name for p in files if (name := plugin_of(p)) is not None)
             if args.plugin in plugins:
                 if not unreadable:
                     print(f"{args.plugin}: no rollout recorded yet")
@@ -444,23 +434,24 @@ def _number(value: float | None) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError
+    from reconciler.core.layout import reports_of, status_path
     from reconciler.core.report import report_finished, report_path
-    from reconciler.shell import StatusUnreadable, load_status
+    from reconciler.core.status import StatusUnreadable, load_status
 
     try:
         _, records = _read_records(args.repo)
     except GitError as err:
         return _fail(str(err))
     # in the order the rollouts finished (a version string such as 1.10.0 does not sort after 1.9.0)
-    reports = sorted((p for p in records if p.startswith(f"reports/{args.plugin}/")),
+    reports = sorted((p for p in records if p.startswith(reports_of(args.plugin))),
                      key=lambda p: (report_finished(records[p]), p))
     if not reports:
         return _fail(f"no report for {args.plugin!r} yet (reports are written when a rollout ends)")
     chosen = reports[-1]
-    status = records.get(f"status/{args.plugin}.yaml")
+    status = records.get(status_path(args.plugin))
     if status:
         try:
-            path = report_path(load_status(status, f"status/{args.plugin}.yaml"))
+            path = report_path(load_status(status, status_path(args.plugin)))
         except StatusUnreadable as err:
             log.warning("%s; showing the newest report by name", err)
             path = chosen
@@ -539,7 +530,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from reconciler.adapters.snapshot import read_ref
     from reconciler.core import planview
     from reconciler.core.fleet import FleetInvalid, load_fleet
-    from reconciler.shell import load_status
+    from reconciler.core.layout import status_plugin
+    from reconciler.core.status import load_status
 
     try:
         files = _read_fleet_files(args.repo)
@@ -560,8 +552,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             base = None  # an invalid base: everything counts as changed
     states = {}
     for path, text in files.items():
-        if path.startswith("status/") and path.endswith(".yaml"):
-            states[path[len("status/"):-len(".yaml")]] = load_status(text, path)  # unreadable: one line, exit 1
+        if (name := status_plugin(path)) is not None:
+            states[name] = load_status(text, path)  # unreadable: one line, exit 1
     names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
     sys.stdout.write(planview.RENDERERS[args.format](planview.build(head, names, base, states)))
     return 0
@@ -768,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _one_line(err: Exception) -> str:
     """What went wrong, in one line: our own errors say it themselves; anything else is named as unexpected."""
     from reconciler.adapters.gitrepo import GitError
-    from reconciler.shell import StatusUnreadable
+    from reconciler.core.status import StatusUnreadable
 
     text = " ".join(str(err).split())
     if isinstance(err, GitError | StatusUnreadable):

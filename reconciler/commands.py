@@ -12,24 +12,25 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 import yaml
 
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
 from reconciler.core import yamledit
 from reconciler.core.brakes import plugin_alone
-from reconciler.core.engine import retry_point
+from reconciler.core.engine import find_approval, retry_point
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.layout import approvals_path, plugin_files, status_path
 from reconciler.core.model import Phase, RolloutState, fmt_time
 from reconciler.core.people import Directory, Role, conflict, version_people
-from reconciler.core.plan import cut, order_instances, select_instances
-from reconciler.core.spec import AdapterModels, ApprovalRecord
+from reconciler.core.plan import batches_left, select_instances
+from reconciler.core.spec import BRAKES, AdapterModels, ApprovalRecord, CommitCommand
+from reconciler.core.status import StatusUnreadable, load_status
 from reconciler.core.text import NAME_LIMIT, REASON_LIMIT, one_line
+from reconciler.shell.desired import judge_plugin_approvals
 
 log = logging.getLogger(__name__)
 
-CommandName = Literal["pause", "resume", "rollback", "approve", "retry"]
 ONCE_WINDOW = timedelta(days=1)  # how far back a repeated request is looked for (Slack's are 5 minutes old at most)
 
 
@@ -48,7 +49,7 @@ class CommandResult:
 
 def run_command(
     repo: GitRepo,
-    command: CommandName,
+    command: CommitCommand,
     plugin: str,
     by: str,
     now: datetime,
@@ -114,12 +115,11 @@ def run_command(
             _two_person_rule(repo, fleet, plugin, state, by)
             batch = batch or _awaiting_batch(fleet, plugin, state)
             _check_batch(fleet, plugin, batch)
-            approvals_path = f"approvals/{plugin}.yaml"
-            accepted = _accepted_approvals(repo, fleet, plugin)
-            approved = _approvals_text(repo.read(approvals_path), plugin, state, batch, by, now, accepted)
+            approved = _approvals_text(repo.read(approvals_path(plugin)), plugin, state, batch, by, now,
+                                       _accepted_approvals(repo, fleet, plugin))
             if approved is None:
                 return CommandResult(False, f"batch {batch} of {plugin} {state.target_version} is already approved")
-            files = {approvals_path: approved}
+            files = {approvals_path(plugin): approved}
             subject, unchanged = f"approve {plugin} {state.target_version} batch {batch}", ""
             extra = [("Grayops-Batch", batch), ("Approved-By", by), ("Desired-Commit", state.desired_commit)]
         if state is not None:
@@ -176,11 +176,10 @@ def _refresh(repo: GitRepo) -> bool:
     return False
 
 
-BRAKES = ("pause", "rollback")  # they act even at a refused HEAD (README "Pause and rollback at an invalid HEAD")
 HISTORY_LIMIT = 100  # how far back a broken plugin file's last valid content is looked for
 
 
-def _fleet(repo: GitRepo, command: CommandName,
+def _fleet(repo: GitRepo, command: CommitCommand,
            adapters: AdapterModels) -> tuple[Fleet | None, FleetInvalid | None]:
     """The revision at HEAD; at a refused one, (None, its errors) for a brake, else CommandRefused."""
     from policies import builtin_policies
@@ -199,7 +198,7 @@ def _brake_file(repo: GitRepo, plugin: str, refused: FleetInvalid | None) -> tup
     errors = refused.errors if refused else ()
     first = f": {errors[0]}" if errors else ""
     files = repo.desired_files()
-    path = next((p for p in (f"plugins/{plugin}.yaml", f"plugins/{plugin}.yml") if p in files), None)
+    path = next((p for p in plugin_files(plugin) if p in files), None)
     if path is None:
         raise CommandRefused(f"no plugin named {plugin!r} at HEAD, and HEAD is refused ({len(errors)} error(s)){first}")
     note = (f"HEAD is refused ({len(errors)} error(s){first}); the reconciler obeys this brake all the same")
@@ -215,15 +214,18 @@ def _brake_file(repo: GitRepo, plugin: str, refused: FleetInvalid | None) -> tup
                          f"{first}")
 
 
+def recorded_state(repo: GitRepo, plugin: str) -> RolloutState | None:
+    """The plugin's rollout as status/ records it, None when there is none; raises StatusUnreadable."""
+    path = status_path(plugin)
+    text = repo.status_files().get(path)
+    return load_status(text, path) if text else None
+
+
 def _state(repo: GitRepo, plugin: str, needed: bool) -> RolloutState | None:
     """The plugin's recorded rollout. An unreadable status refuses a command that `needed` it; pause and
     resume go on without it (a brake must work whatever the record says)."""
-    from reconciler.shell import StatusUnreadable, load_status, status_path
-
-    path = status_path(plugin)
-    text = repo.status_files().get(path)
     try:
-        return load_status(text, path) if text else None
+        return recorded_state(repo, plugin)
     except StatusUnreadable as err:
         if needed:
             raise CommandRefused(f"{err}; this command needs the recorded rollout") from None
@@ -234,10 +236,8 @@ def _state(repo: GitRepo, plugin: str, needed: bool) -> RolloutState | None:
 def _awaiting_batch(fleet: Fleet, plugin: str, state: RolloutState) -> str:
     """The next batch that needs an approval, from the plan of what is left."""
     spec = fleet.plugins[plugin].spec
-    policy = fleet.policies[spec.policy]
-    assigned = {iid for b in state.batches for iid in b.instances}
-    for planned in cut(order_instances(select_instances(spec, fleet.settings.clusters), policy), policy.batches,
-                       assigned):
+    for planned in batches_left(select_instances(spec, fleet.settings.clusters), fleet.policies[spec.policy],
+                                state.batches):
         if planned.spec.approval:
             return planned.name
     raise CommandRefused(f"no batch of {plugin} {state.target_version} is left that needs an approval")
@@ -252,8 +252,6 @@ def _check_batch(fleet: Fleet, plugin: str, batch: str) -> None:
 
 
 def _accepted_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> tuple[ApprovalRecord, ...]:
-    from reconciler.shell import judge_plugin_approvals
-
     return judge_plugin_approvals(repo, fleet, plugin)[0]
 
 
@@ -278,8 +276,7 @@ def _retry_files(repo: GitRepo, plugin: str, path: str, text: str, state: Rollou
     point = retry_point(state)
     assert point is not None
     failed_at = fmt_time(point[1])
-    approvals_path = f"approvals/{plugin}.yaml"
-    current = repo.read(approvals_path)
+    current = repo.read(approvals_path(plugin))
     doc = yaml.safe_load(current) if current else None
     if not isinstance(doc, dict):
         doc = {"apiVersion": "grayops.dev/v1", "kind": "Approvals", "metadata": {"name": plugin}, "approvals": []}
@@ -289,7 +286,7 @@ def _retry_files(repo: GitRepo, plugin: str, path: str, text: str, state: Rollou
     records.append({"version": state.target_version, "rolloutId": state.rollout_id, "batch": batch,
                     "failedAt": failed_at, "by": by, "at": fmt_time(now)})
     doc["retries"] = records
-    files = {approvals_path: yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)}
+    files = {approvals_path(plugin): yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)}
     if state.phase is Phase.PAUSED:
         files[path] = yamledit.set_field(text, ("spec", "paused"), False)
     return files
@@ -299,10 +296,8 @@ def _approvals_text(text: str | None, plugin: str, state: RolloutState, batch: s
                     now: datetime, accepted: Sequence[ApprovalRecord]) -> str | None:
     """approvals/<plugin>.yaml with this approval added; None when the batch already has one the two-person
     rule accepts (a refused one, e.g. written by hand by the version's author, does not count)."""
-    for record in accepted:
-        if (record.version == state.target_version and record.batch == batch
-                and state.desired_commit.startswith(record.desired_commit)):
-            return None
+    if find_approval(accepted, state, batch) is not None:
+        return None
     doc = yaml.safe_load(text) if text else None
     if not isinstance(doc, dict):
         doc = {"apiVersion": "grayops.dev/v1", "kind": "Approvals", "metadata": {"name": plugin}, "approvals": []}

@@ -65,8 +65,6 @@ from reconciler.core.effects import Change
 from reconciler.core.fleet import (
     MAX_FILE_BYTES,
     MAX_RECORD_BYTES,
-    RECORD_DIRECTORIES,
-    YAML_SUFFIXES,
     EntryKind,
     FleetError,
     RevisionFiles,
@@ -75,6 +73,7 @@ from reconciler.core.fleet import (
     show_path,
     survey,
 )
+from reconciler.core.layout import RECORD_DIRECTORIES, REPORTS_DIRECTORY, STATUS_DIRECTORY, YAML_SUFFIXES
 from reconciler.core.people import is_own
 from reconciler.core.text import MESSAGE_LIMIT, one_line
 
@@ -716,7 +715,7 @@ class GitRepo:
     def report_paths(self) -> list[str]:
         """"reports/..." paths of every report tracked in the status location."""
         with self.lock():
-            run = self._git("ls-files", "-z", "--cached", "--", "reports/", cwd=self._record_tree().path)
+            run = self._git("ls-files", "-z", "--cached", "--", REPORTS_DIRECTORY, cwd=self._record_tree().path)
             return sorted(p for p in run.stdout.split("\0") if p.endswith(".md"))
 
     def first_parents(self, limit: int) -> list[str]:
@@ -735,7 +734,8 @@ class GitRepo:
             tree = self._record_tree()
             entries, oids = self._entries(tree, self._commit_of(tree, "HEAD"), "status")
             found = survey(entries)
-            wanted = [e for e in found.records if e.path.startswith("status/") and e.path.endswith(YAML_SUFFIXES)]
+            wanted = [e for e in found.records
+                      if e.path.startswith(STATUS_DIRECTORY) and e.path.endswith(YAML_SUFFIXES)]
             files, errors = self._read_entries(tree, wanted, oids, MAX_RECORD_BYTES)
             return RevisionFiles(files, [*found.errors, *errors])
 

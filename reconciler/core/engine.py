@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -48,8 +48,8 @@ from reconciler.core.model import (
     Verdict,
     fmt_time,
 )
-from reconciler.core.plan import cut, order_instances
-from reconciler.core.spec import ApprovalRecord, MetricSpec
+from reconciler.core.plan import batches_left
+from reconciler.core.spec import ApprovalRecord
 from reconciler.core.timing import format_duration, human_duration, in_window, next_window_start
 
 ENGINE = "grayops"  # who acts when no human did
@@ -66,7 +66,7 @@ class Transition:
 
 @dataclass(frozen=True)
 class Decision:
-    state: RolloutState | None
+    state: RolloutState
     effects: tuple[Effect, ...] = ()
     transitions: tuple[Transition, ...] = ()
 
@@ -116,10 +116,7 @@ class _Tick:
 
 def decide(state: RolloutState | None, desired: Desired, obs: Observations, now: datetime) -> Decision:
     tick = _Tick(desired, obs, now)
-    st = _select_rollout(tick, state)
-    if st is None:
-        return Decision(None)
-    st = _observe(tick, st)
+    st = _observe(tick, _select_rollout(tick, state))
     st = _retry(tick, st)
     if not st.phase.terminal:
         st = _pause_or_resume(tick, st)
@@ -135,7 +132,7 @@ def decide(state: RolloutState | None, desired: Desired, obs: Observations, now:
 # --- which rollout ------------------------------------------------------------------------------------------
 
 
-def _select_rollout(t: _Tick, st: RolloutState | None) -> RolloutState | None:
+def _select_rollout(t: _Tick, st: RolloutState | None) -> RolloutState:
     d = t.desired
     if st is not None and d.version == st.target_version:
         if st.phase is Phase.ROLLED_BACK:
@@ -391,8 +388,7 @@ def _progress(t: _Tick, st: RolloutState) -> RolloutState:
 
 def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
     d, policy = t.desired, t.desired.policy
-    assigned = {iid for b in st.batches for iid in b.instances}
-    remaining = cut(order_instances(d.instances, policy), policy.batches, assigned)
+    remaining = batches_left(d.instances, policy, st.batches)
     if not remaining:
         return _succeed(t, st), False
     nxt = remaining[0]
@@ -405,7 +401,7 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
         return st, False
     approval: ApprovalRecord | None = None
     if nxt.spec.approval:
-        approval = _find_approval(t.obs.approvals, st, nxt.name)
+        approval = find_approval(t.obs.approvals, st, nxt.name)
         if approval is None:
             if st.phase is not Phase.AWAITING_APPROVAL:
                 message = (f"batch {nxt.name} of {st.plugin} {st.target_version} needs an approval: "
@@ -434,7 +430,8 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
     return t.transition(st, Phase.PROGRESSING, reason, "batch-start", nxt.name), True
 
 
-def _find_approval(approvals: tuple[ApprovalRecord, ...], st: RolloutState, batch: str) -> ApprovalRecord | None:
+def find_approval(approvals: Iterable[ApprovalRecord], st: RolloutState, batch: str) -> ApprovalRecord | None:
+    """The approval of this batch of this rollout among `approvals` (the ones the two-person rule accepted)."""
     return next((record for record in approvals if _binds(record, st, batch)), None)
 
 
@@ -988,10 +985,6 @@ def _pending_commits(t: _Tick, st: RolloutState) -> RolloutState:
 def _common_rollback_version(st: RolloutState) -> str | None:
     versions = Counter(i.rollback_to for i in st.instances.values() if i.rollback_to)
     return versions.most_common(1)[0][0] if versions else None
-
-
-def metric_spec(desired: Desired, name: str) -> MetricSpec | None:
-    return next((m for m in desired.policy.analysis.metrics if m.name == name), None)
 
 
 def blocked_clusters(

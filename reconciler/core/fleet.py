@@ -23,6 +23,15 @@ from typing import Any, TypeVar, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core import foreign, yamlpos
+from reconciler.core.layout import (
+    ACCESS_PATH,
+    ANALYSIS_DIRECTORY,
+    DIRECTORY_KINDS,
+    FLEET_DIRECTORIES,
+    RECORD_DIRECTORIES,
+    SETTINGS_PATH,
+    YAML_SUFFIXES,
+)
 from reconciler.core.plan import matches
 from reconciler.core.spec import (
     FILE_KINDS,
@@ -41,16 +50,6 @@ from reconciler.core.spec import (
     settings_model,
 )
 
-SETTINGS_PATH = "grayops.yaml"
-ACCESS_PATH = "access.yaml"
-# Directory -> the kind its files must hold.
-DIRECTORY_KINDS = {"plugins": "Plugin", "policies": "Policy", "approvals": "Approvals"}
-# Foreign analysis templates (Argo Rollouts, Flagger), kept unchanged; policies reference them.
-ANALYSIS_DIRECTORY = "analysis"
-FLEET_DIRECTORIES = (*DIRECTORY_KINDS, ANALYSIS_DIRECTORY)
-# Written by the reconciler only; never part of the desired state.
-RECORD_DIRECTORIES = ("status/", "reports/")
-YAML_SUFFIXES = (".yaml", ".yml")
 # Limits on what a revision can make grayops read (README "Limits").
 MAX_FILE_BYTES = 1 << 20  # one fleet file (grayops.yaml, a plugin, a policy, ...)
 MAX_REVISION_BYTES = 32 << 20  # every fleet file of a revision together

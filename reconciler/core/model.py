@@ -8,7 +8,7 @@ and are rebuilt after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -71,14 +71,6 @@ class Verdict(StrEnum):
     FAILED = "Failed"
     INCONCLUSIVE = "Inconclusive"
     ERROR = "Error"
-
-    @property
-    def rank(self) -> int:
-        return list(Verdict).index(self)
-
-
-def worst(verdicts: Iterable[Verdict]) -> Verdict | None:
-    return max(verdicts, key=lambda v: v.rank, default=None)
 
 
 class Severity(StrEnum):

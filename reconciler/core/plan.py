@@ -11,6 +11,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.core.model import BatchState
 from reconciler.core.spec import BatchSpec, ClusterSpec, PluginSpec, PolicySpec, size_percent
 
 
@@ -95,6 +96,14 @@ def cut(
     if remaining:  # only when sizes never reach 100%, which validation refuses; never lose an instance
         planned.append(PlannedBatch(batches[-1], tuple(remaining)))
     return planned
+
+
+def batches_left(instances: Sequence[InstanceRef], policy: PolicySpec, started: Sequence[BatchState]
+                 ) -> list[PlannedBatch]:
+    """The plan of the batches a rollout has not started yet: its instances that no started batch took, in the
+    policy's order, cut by its batch sizes. The one place that says how many batches are left."""
+    assigned = {iid for batch in started for iid in batch.instances}
+    return cut(order_instances(instances, policy), policy.batches, assigned)
 
 
 def plan(plugin: PluginSpec, clusters: Sequence[ClusterSpec], policy: PolicySpec) -> list[PlannedBatch]:

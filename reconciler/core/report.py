@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import yaml
 
+from reconciler.core import layout
 from reconciler.core.fleet import Fleet
 from reconciler.core.model import BatchState, Phase, RolloutState, Step, fmt_time
-from reconciler.core.plan import PlannedBatch, cut, order_instances, select_instances
+from reconciler.core.plan import InstanceRef, PlannedBatch, batches_left, select_instances
 from reconciler.core.timing import human_duration
 
 
@@ -73,21 +74,21 @@ def summarize(state: RolloutState, batches_total: int | None = None) -> Summary:
     )
 
 
-def _unstarted(fleet: Fleet, state: RolloutState) -> list[PlannedBatch]:
-    """The plan of the batches the rollout has not started, from the revision in force (none when the plugin has
-    moved on to another version)."""
+def _unstarted(fleet: Fleet, state: RolloutState, instances: Sequence[InstanceRef] | None = None
+               ) -> list[PlannedBatch]:
+    """The plan of the batches the rollout has not started, from the revision `fleet` (none when the plugin has
+    moved on to another version). `instances`: the plugin's in `fleet`, when already selected."""
     plugin = fleet.plugins.get(state.plugin)
     if plugin is None or plugin.spec.version != state.target_version:
         return []
-    policy = fleet.policies[plugin.spec.policy]
-    assigned = {iid for batch in state.batches for iid in batch.instances}
-    return cut(order_instances(select_instances(plugin.spec, fleet.settings.clusters), policy), policy.batches,
-               assigned)
+    if instances is None:
+        instances = select_instances(plugin.spec, fleet.settings.clusters)
+    return batches_left(instances, fleet.policies[plugin.spec.policy], state.batches)
 
 
-def batches_total(fleet: Fleet, state: RolloutState) -> int:
+def batches_total(fleet: Fleet, state: RolloutState, instances: Sequence[InstanceRef] | None = None) -> int:
     """Started batches plus the plan of the rest (as the reconciler counts them)."""
-    return len(state.batches) + len(_unstarted(fleet, state))
+    return len(state.batches) + len(_unstarted(fleet, state, instances))
 
 
 def pending_batches(fleet: Fleet, state: RolloutState) -> list[PlannedBatch]:
@@ -105,7 +106,7 @@ def report_finished(text: str) -> str:
 
 
 def report_path(state: RolloutState) -> str:
-    return f"reports/{state.plugin}/{state.target_version}-{state.rollout_id}.md"
+    return layout.report_path(state.plugin, state.target_version, state.rollout_id)
 
 
 # How a finished rollout's instance counts toward the success rate (README "grayops' own metrics"):

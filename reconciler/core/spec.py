@@ -780,7 +780,14 @@ def picks(model: type[BaseModel], node: Mapping[str, Any]) -> bool:
 
 # --- Access and approvals ---------------------------------------------------------------------------------
 
-Command = Literal["pause", "resume", "rollback", "approve", "rollout", "retry"]
+# The command vocabulary, the one definition the CLI, the bot and access.yaml derive theirs from (README "The CLI",
+# "Slack"): each of these is a commit in the fleet repository; `rollout` only shows (chat).
+CommitCommand = Literal["pause", "resume", "rollback", "approve", "retry"]
+Command = Literal[CommitCommand, "rollout"]
+COMMIT_COMMANDS: tuple[CommitCommand, ...] = get_args(CommitCommand)
+COMMANDS: tuple[Command, ...] = get_args(Command)
+# The brakes act even at a refused HEAD (README "Pause and rollback at an invalid HEAD").
+BRAKES: tuple[CommitCommand, ...] = ("pause", "rollback")
 
 
 class AccessRule(Strict):

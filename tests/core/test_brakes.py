@@ -392,11 +392,11 @@ def test_every_hold_for_a_human_names_the_commands_that_decide() -> None:
 
 
 def test_the_shell_decides_dependencies_first_so_a_waiting_rollout_names_where_they_stand_now() -> None:
-    from reconciler.shell import _dependencies_first
+    from reconciler.shell.tick import dependencies_first
 
     plugins = {"api": ("zeta",), "billing": ("api", "auth"), "auth": (), "zeta": ()}
     want = {name: replace(desired("1.0.0"), plugin=name, depends_on=deps) for name, deps in plugins.items()}
-    order = _dependencies_first(want)
+    order = dependencies_first(want)
     assert sorted(order) == sorted(plugins)
     for name, deps in plugins.items():
         assert all(order.index(dep) < order.index(name) for dep in deps), order

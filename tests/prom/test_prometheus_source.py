@@ -208,23 +208,23 @@ class TestBaselineThroughTheShell:
         return Runtime({}, source(url), LogNotifier())
 
     def test_a_canary_worse_than_its_baseline_fails(self, prometheus: Prometheus) -> None:
-        from reconciler.shell import _with_baseline
+        from reconciler.shell.effects import with_baseline
 
         spec = metric("error_rate", max=0.5, maxIncrease=1.0)
         runtime = self.runtime(prometheus.url)
         canary = runtime.metrics.measure(plugin(), "2.0.0", spec, CANARY, 1.0)
-        measured = _with_baseline(runtime, plugin(), spec, canary, PROD, "1.0.0", 1.0)
+        measured = with_baseline(runtime, plugin(), spec, canary, PROD, "1.0.0", 1.0)
         assert measured.baseline is not None and measured.baseline < 0.05
         reading = judge(spec, measured, _now())
         assert reading.verdict is Verdict.FAILED and "> baseline" in reading.message
 
     def test_a_silent_baseline_is_inconclusive(self, prometheus: Prometheus) -> None:
-        from reconciler.shell import _with_baseline
+        from reconciler.shell.effects import with_baseline
 
         spec = metric("error_rate", max=0.5, maxIncrease=1.0)
         runtime = self.runtime(prometheus.url)
         canary = runtime.metrics.measure(plugin(), "2.0.0", spec, CANARY, 1.0)
-        measured = _with_baseline(runtime, plugin(), spec, canary, PROD, "0.9.0", 1.0)
+        measured = with_baseline(runtime, plugin(), spec, canary, PROD, "0.9.0", 1.0)
         assert measured.baseline_missing == "no data for the baseline (2 instance(s) on 0.9.0)"
         assert judge(spec, measured, _now()).verdict is Verdict.INCONCLUSIVE
 

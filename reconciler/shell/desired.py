@@ -1,0 +1,101 @@
+"""The desired state of the revision in force, as the engine takes it: each plugin's version, policy and
+instances, the commit that asked for it, and its approvals as the two-person rule judges them.
+
+What git says is read once per HEAD (who last changed each plugin file) or per change of the approvals files,
+and instances are selected once per revision: a tick over a large fleet asks git nothing when nothing moved.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reconciler.adapters.gitrepo import GitRepo
+from reconciler.core.effects import Change, Desired
+from reconciler.core.fleet import Fleet
+from reconciler.core.layout import approvals_files
+from reconciler.core.model import RolloutState
+from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
+from reconciler.core.plan import InstanceRef, select_instances
+from reconciler.core.report import batches_total
+
+log = logging.getLogger("grayops")
+
+
+def judge_plugin_approvals(repo: GitRepo, fleet: Fleet, plugin: str) -> Judged:
+    """The plugin's approvals split by the two-person rule, with what git says about each: who committed the
+    version it approves, and who changed the approvals file since (README "The two-person rule")."""
+    records = tuple(fleet.approvals.get(plugin, ()))
+    evidence = {}
+    for commit in dict.fromkeys(r.desired_commit for r in records):
+        version = repo.change_of(commit)
+        edits = tuple(repo.history(approvals_files(plugin), since=version.commit)) if version else ()
+        evidence[commit] = ApprovalEvidence(version, edits)
+    return judge_approvals(records, evidence, Directory.of(fleet.access), (repo.author_name, repo.author_email))
+
+
+class DesiredState:
+    def __init__(self, repo: GitRepo) -> None:
+        self._repo = repo
+        self._changes: tuple[str, dict[str, Change]] = ("", {})  # HEAD -> the last change of each plugin file
+        self._selected_in: Fleet | None = None
+        self._selected: dict[str, tuple[InstanceRef, ...]] = {}
+        self._judged: dict[str, tuple[object, Judged]] = {}
+
+    def of(self, fleet: Fleet) -> dict[str, Desired]:
+        head = self._repo.head()
+        if self._changes[0] != head:
+            paths = [fleet.plugin_paths[name] for name in fleet.plugins]
+            self._changes = (head, self._repo.last_changes(paths))
+        changes = self._changes[1]
+        desired = {}
+        for name, plugin in fleet.plugins.items():
+            spec = plugin.spec
+            change = changes.get(fleet.plugin_paths[name]) or Change(head)
+            desired[name] = Desired(
+                plugin=name,
+                version=spec.version,
+                paused=spec.paused,
+                policy_name=spec.policy,
+                policy=fleet.policies[spec.policy],
+                instances=self.instances(fleet, name),
+                desired_commit=change.commit,
+                change=change,
+                depends_on=tuple(spec.depends_on),
+            )
+        return desired
+
+    def instances(self, fleet: Fleet, name: str) -> tuple[InstanceRef, ...]:
+        """The plugin's instances in the revision in force, selected once per revision (a hot path at scale)."""
+        if self._selected_in is not fleet:  # a new revision: forget the old one's selections
+            self._selected_in, self._selected = fleet, {}
+        found = self._selected.get(name)
+        if found is None:
+            found = self._selected[name] = tuple(select_instances(fleet.plugins[name].spec, fleet.settings.clusters))
+        return found
+
+    def batches_total(self, fleet: Fleet | None, state: RolloutState) -> int:
+        """How many batches the rollout has in all: the started ones plus the plan of the rest."""
+        if fleet is None or state.plugin not in fleet.plugins:
+            return len(state.batches)
+        return batches_total(fleet, state, self.instances(fleet, state.plugin))
+
+    def approvals(self, fleet: Fleet, name: str) -> Judged:
+        """The plugin's approvals split by the two-person rule (README "The two-person rule"): git says who
+        committed each approved version and who wrote each approval. Judged again only when they change."""
+        records = tuple(fleet.approvals.get(name, ()))
+        if not records:
+            return (), ()
+        key = (records, fleet.access, tuple(self._repo.read(p) for p in approvals_files(name)))
+        cached = self._judged.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        judged = judge_plugin_approvals(self._repo, fleet, name)
+        for refused in judged[1]:
+            log.warning("approvals/%s.yaml: the approval of batch %s by %s is refused: %s", name,
+                        refused.record.batch, refused.record.by, refused.reason)
+        self._judged[name] = (key, judged)
+        return judged
+
+    def approved(self, fleet: Fleet, state: RolloutState) -> dict[str, str]:
+        """Batch -> who approved it, among the accepted approvals of this rollout's version (for its report)."""
+        return {a.batch: a.by for a in self.approvals(fleet, state.plugin)[0] if a.version == state.target_version}

@@ -1,0 +1,268 @@
+"""The reconciler: the parts of the shell, wired, and the tick that runs them in order.
+
+One tick: sync the revision in force -> the desired state -> observe the clusters -> decide (the pure engine,
+dependencies first) -> record (commit) -> act -> notify -> push. Each plugin's transition is committed before its
+effects run, so a reconciler killed at any moment restarts from a status that never claims more than happened,
+and asks again (idempotently) for what it had asked. A plugin whose handling raises is held and the others go on
+(`isolation`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
+from reconciler.adapters.ports import Clock, SystemClock
+from reconciler.adapters.registry import Registry, Runtime, default_registry
+from reconciler.adapters.telemetry import Telemetry
+from reconciler.core.effects import UNREACHABLE, Desired, InstanceObservation, Observations
+from reconciler.core.engine import Decision, blocked_clusters, decide, situation
+from reconciler.core.fleet import Fleet
+from reconciler.core.model import Phase, RolloutState, Severity
+from reconciler.core.plan import InstanceRef
+from reconciler.shell.alerts import FleetAlerts, Holds
+from reconciler.shell.desired import DesiredState
+from reconciler.shell.divergence import Divergence
+from reconciler.shell.effects import EffectRunner, noted, notify
+from reconciler.shell.isolation import Isolation
+from reconciler.shell.recorder import Recorder
+from reconciler.shell.remote import RemoteHealth
+from reconciler.shell.revisions import RevisionSource
+
+log = logging.getLogger("grayops")
+REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
+
+Observed = dict[str, Mapping[str, InstanceObservation]]
+
+
+@dataclass(frozen=True)
+class TickReport:
+    states: Mapping[str, RolloutState]
+    transitions: int
+    invalid: tuple[str, ...] = ()  # errors of a refused revision, when the one in force is an older one
+    remote_error: str | None = None
+
+
+class Reconciler:
+    """The long-lived reconciler: owns the clone, the revision in force and the rollout states."""
+
+    def __init__(self, repo: GitRepo, workdir: Path, builtin_policies: Mapping[str, str], clock: Clock | None = None,
+                 poll_interval: float | None = None, registry: Registry | None = None,
+                 telemetry: Telemetry | None = None) -> None:
+        self.repo = repo
+        self.clock = clock or SystemClock()
+        self.telemetry = telemetry or Telemetry()
+        self.registry = registry or default_registry()  # the adapters grayops.yaml may name
+        self.states: dict[str, RolloutState] = {}
+        self.holds = Holds()
+        self.alerts = FleetAlerts(lambda: self.runtime.notifier if self.runtime else None, self.telemetry, self.clock)
+        self.recorder = Recorder(repo)
+        divergence = Divergence(repo, self.holds, self.alerts, self.recorder, self.states)
+        self.remote = RemoteHealth(repo, self.alerts, self.telemetry, divergence)
+        self.revisions = RevisionSource(repo, builtin_policies, self.registry, workdir, self.clock, self.alerts,
+                                        self.remote, divergence, self.states, poll_interval)
+        self.desired = DesiredState(repo)
+        self.runner = EffectRunner(self.telemetry)
+        self.isolation = Isolation(self.holds, self.alerts)
+        self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
+        self._next_report_scan = 0.0
+
+    @property
+    def fleet(self) -> Fleet | None:
+        """The revision in force (the last good one, with the brakes a refused one asks for)."""
+        return self.revisions.fleet
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self.revisions.runtime
+
+    def start(self) -> None:
+        """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
+        self.revisions.open()
+        self._count_reports()
+        self.states.update(self.recorder.states())
+
+    # --- the tick ---------------------------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """sync -> desired -> observe -> decide -> record -> act -> notify -> push (see the module's docstring)."""
+        started = time.monotonic()
+        self._sync()
+        fleet, runtime, moved = self.revisions.fleet, self.revisions.runtime, 0
+        if fleet is not None and runtime is not None:
+            now = self.clock.now()
+            desired = self.desired.of(fleet)
+            observed = self._observe(fleet, runtime, desired)
+            decisions = self._decide(fleet, runtime, desired, observed, now)
+            recorded = self._record(fleet, desired, decisions)
+            acted = self._act(fleet, runtime, desired, recorded)
+            self._notify(fleet, runtime, acted, now)
+            moved = sum(len(decision.transitions) for decision in recorded.values())
+            self.remote.push()
+        self._count_reports(when_due=True)
+        self.telemetry.tick(time.monotonic() - started, fleet is not None)
+        return TickReport(dict(self.states), moved, self.revisions.refused, self.remote.error)
+
+    def _sync(self) -> None:
+        if self.repo.lost():
+            self._clone_again()
+        self.revisions.sync()
+
+    def _observe(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired]) -> Observed:
+        """What each instance runs, from the driver of its cluster."""
+        def one(name: str) -> Mapping[str, InstanceObservation]:
+            seen: dict[str, InstanceObservation] = {}
+            for kind, refs in _by_driver(runtime, desired[name].instances).items():
+                seen.update(runtime.drivers[kind].observe(fleet.plugins[name], refs))
+            return seen
+
+        return self.isolation.each(desired, "observing", one)
+
+    def _decide(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired], observed: Observed,
+                now: datetime) -> dict[str, Decision]:
+        """The engine's decision for each plugin observed, dependencies first so a waiting rollout sees where they
+        stand now (one that could not be observed counts as not ready)."""
+        versions = {name: want.version for name, want in desired.items()}
+        ready = {name: observed.get(name) or dict.fromkeys((ref.id for ref in want.instances), UNREACHABLE)
+                 for name, want in desired.items()}
+        decisions: dict[str, Decision] = {}
+
+        def one(name: str) -> Decision:
+            want, results = desired[name], self.runner.take(name)
+            accepted, refused = self.desired.approvals(fleet, name)
+            situations = {dep: situation(decisions[dep].state if dep in decisions else self.states.get(dep),
+                                         versions.get(dep)) for dep in want.depends_on}
+            obs = Observations(instances=observed[name], checks=tuple(results.checks), metrics=tuple(results.metrics),
+                               approvals=accepted, apply_errors=results.apply_errors, hold=self.holds.take(name),
+                               blocked_clusters=blocked_clusters(want.depends_on, versions, ready, situations),
+                               refused_approvals=refused, retries=fleet.retries.get(name, ()))
+            decisions[name] = decide(noted(runtime, self.states.get(name)), want, obs, now)
+            return decisions[name]
+
+        return self.isolation.each([name for name in dependencies_first(desired) if name in observed], "deciding", one)
+
+    def _record(self, fleet: Fleet, desired: Mapping[str, Desired], decisions: Mapping[str, Decision]
+                ) -> dict[str, Decision]:
+        """Commit each decision (before any of its effects runs), then take its state as the rollout's."""
+        def one(name: str) -> Decision:
+            decision = decisions[name]
+            self.recorder.record(decision, desired[name], fleet.plugin_paths[name],
+                                 self.desired.approved(fleet, decision.state))
+            self.states[name] = decision.state
+            return decision
+
+        return self.isolation.each(decisions, "recording", one)
+
+    def _act(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired],
+             recorded: Mapping[str, Decision]) -> dict[str, Decision]:
+        def one(name: str) -> Decision:
+            self.runner.act(runtime, fleet.plugins[name], desired[name], recorded[name])
+            return recorded[name]
+
+        return self.isolation.each(recorded, "acting", one)
+
+    def _notify(self, fleet: Fleet, runtime: Runtime, acted: Mapping[str, Decision], now: datetime) -> None:
+        def one(name: str) -> None:
+            decision = acted[name]
+            notify(runtime, decision, lambda: self.desired.batches_total(fleet, decision.state), now)
+            self.telemetry.decision(decision, now)
+
+        self.isolation.went_through(self.isolation.each(acted, "notifying", one))
+
+    # --- starting over, reports, and what the CLI asks ----------------------------------------------------------
+
+    def _clone_again(self) -> None:
+        """The clone was deleted under us (rm -rf of the workdir): clone again and resume from status/ at the
+        remote's HEAD, as after a restart. Commits not yet pushed are gone."""
+        lost = self.remote.unpushed
+        log.error("the clone in %s is gone; cloning %s again (%d commit(s) not yet pushed are lost)",
+                  self.repo.workdir, self.repo.remote, lost)
+        try:
+            self.states.clear()
+            self.runner.forget()
+            self.holds.clear()
+            self.start()
+        except RemoteUnavailable as err:
+            self.remote.down(str(err))
+            raise
+        self.remote.unpushed = 0
+        self.alerts.alert("clone_lost", Severity.CRITICAL,
+                          f"the clone in {self.repo.workdir} was deleted; cloned again, {lost} commit(s) not yet "
+                          "pushed are lost; the rollouts resume from status/ at the remote's HEAD")
+
+    def _count_reports(self, when_due: bool = False) -> None:
+        """Count the finished rollouts of reports/ not counted yet: all of them at start (so the success rate
+        survives a restart), then what another replica or process wrote, once a minute (README "grayops' own
+        metrics")."""
+        if when_due and time.monotonic() < self._next_report_scan:
+            return
+        self._next_report_scan = time.monotonic() + REPORT_SCAN_SECONDS
+        try:
+            self.telemetry.count_reports(self.recorder.new_reports())
+        except GitError as err:
+            log.warning("cannot read reports/ for the success rate: %s", err)
+
+    @property
+    def poll_interval(self) -> float:
+        return self.revisions.poll_interval
+
+    def idle(self) -> bool:
+        """Nothing is moving: every rollout settled (or waiting for dependencies that are), nothing waiting to be
+        judged, nothing left to push."""
+        fleet = self.revisions.fleet
+        if fleet is None:
+            return True
+        if not all(_held(fleet, self.states, name) for name in fleet.plugins):
+            return False
+        if self.runner.pending:
+            return False
+        return self.remote.error is not None or self.repo.unpushed() == 0
+
+    def batch_totals(self) -> dict[str, int]:
+        """How many batches each rollout has in all: the started ones plus the plan of the rest."""
+        return {name: self.desired.batches_total(self.revisions.fleet, state) for name, state in self.states.items()}
+
+
+def dependencies_first(desired: Mapping[str, Desired]) -> list[str]:
+    """Plugin names with each one's dependencies (dependsOn) before it; cycles are refused by validation."""
+    ordered: dict[str, None] = {}
+
+    def visit(name: str, path: frozenset[str]) -> None:
+        if name in ordered or name in path or name not in desired:
+            return
+        for dep in desired[name].depends_on:
+            visit(dep, path | {name})
+        ordered[name] = None
+
+    for name in desired:
+        visit(name, frozenset())
+    return list(ordered)
+
+
+def _held(fleet: Fleet, states: Mapping[str, RolloutState], name: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Nothing moves for this plugin without a human or a clock: its rollout is settled, or it waits for
+    dependencies (dependsOn) that are held themselves, e.g. one awaiting an approval."""
+    state, plugin = states.get(name), fleet.plugins.get(name)
+    if state is None or plugin is None:
+        return False
+    version = plugin.spec.version
+    if state.target_version != version:
+        return state.phase is Phase.ROLLED_BACK and version == state.from_version
+    if state.phase.settled:
+        return not (state.revert_pending and state.phase is Phase.ROLLED_BACK)  # the revert is not in force yet
+    if state.waiting_for is None or name in seen:
+        return False
+    return all(_held(fleet, states, dep, seen | {name}) for dep in plugin.spec.depends_on)
+
+
+def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, list[InstanceRef]]:
+    groups: dict[str, list[InstanceRef]] = defaultdict(list)
+    for ref in refs:
+        groups[runtime.cluster_driver[ref.cluster]].append(ref)
+    return groups
