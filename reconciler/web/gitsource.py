@@ -25,7 +25,7 @@ from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, Re
 from reconciler.core.fleet import Fleet, FleetInvalid, RevisionFiles, load_fleet
 from reconciler.core.model import RolloutState
 from reconciler.core.spec import AdapterModels
-from reconciler.shell import StatusUnreadable, load_status
+from reconciler.core.status import StatusUnreadable, load_status
 from reconciler.web.record import (
     Commit,
     Finished,
