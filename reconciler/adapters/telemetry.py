@@ -1,6 +1,6 @@
 """grayops' own metrics, and one small HTTP server for `/metrics`, `/healthz` and `/readyz`.
 
-Owns: a prometheus-client registry with seed 000's metrics (dots as underscores) and the reconciler's own
+Owns: a prometheus-client registry with the metrics of README "grayops' own metrics" and the reconciler's own
 health, fed from the values the shell already has (each tick's `Decision`s, alerts, push and query results).
 Must not: decide anything, or block the tick (it only updates in-memory metrics).
 

@@ -874,7 +874,7 @@ def _roll_back(t: _Tick, st: RolloutState) -> RolloutState:
 
 
 def _watch_deadline(t: _Tick, st: RolloutState) -> RolloutState:
-    """A rollback still running past rollback.deadline alerts once (seed 000: back within 3 minutes)."""
+    """A rollback still running past rollback.deadline alerts once (README "Targets": back within 3 minutes)."""
     deadline = t.desired.policy.rollback.deadline
     if st.rollback_started is None or (t.now - st.rollback_started).total_seconds() <= deadline:
         return st

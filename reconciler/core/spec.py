@@ -384,7 +384,7 @@ class RollbackSpec(Strict):
     on_failure: bool = True
     limit: int = Field(3, ge=0)
     deadline: Duration = Field(180.0, description="a rollback still running after this alerts rollback_slow "
-                                                   "(critical) once; seed 000 asks for 3 minutes")
+                                                   "(critical) once (README \"Targets\": 3 minutes)")
 
 
 # --- Supply chain: the scan gate (README "Supply chain") ---------------------------------------------------

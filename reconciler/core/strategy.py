@@ -36,7 +36,7 @@ def other(color: Color) -> Color:
 
 @dataclass(frozen=True)
 class Knobs:
-    """The policy's seed 001 knobs, for the time of a change: RollingUpdate maxSurge / maxUnavailable on a
+    """The policy's RollingUpdate knobs (README "Strategies"), for the time of a change: RollingUpdate maxSurge / maxUnavailable on a
     Deployment (the originals kept in an annotation and put back by `RestoreKnobs`), and StatefulSet partition
     steps (the first one set with the version, the next ones by `SetPartition`)."""
 
@@ -233,7 +233,7 @@ class BlueGreenObservation:
     def rollback_path(self, previous: str) -> Literal["switch", "scale-up", "redeploy"]:
         """How to return to `previous`: switch back to the idle color (ready at it: seconds), scale it up first
         (scaled down after scaleDownDelay), or deploy `previous` into it again (removed by cleanup, or at another
-        version: seed 002's flow)."""
+        version: README "Strategies", blue-green)."""
         idle = self.colors.get(self.idle)
         if idle is None or idle.version != previous:
             return "redeploy"

@@ -106,7 +106,7 @@ def test_a_rollback_is_timed_from_its_start_in_telemetry() -> None:
 
 
 def test_a_rollback_past_its_deadline_alerts_once_and_the_report_says_how_long_it_took() -> None:
-    assert RollbackSpec().deadline == 180.0  # seed 000: a rollback completes within 3 minutes
+    assert RollbackSpec().deadline == 180.0  # README "Targets": a rollback completes within 3 minutes
     state, world, now = installed("1.5.0")
     world.error_rate["1.6.0"] = 0.2
     policy = make_policy(instanceTimeout="1h", rollback={"deadline": "2s"})
