@@ -159,7 +159,8 @@ def test_a_rollback_after_the_old_color_is_gone_redeploys_it_as_seed_002_says(ku
     wait_for(lambda: "green" not in seen(driver).colors)
     assert seen(driver).rollback_path("1.1.0") == "redeploy"
 
-    # The rollback flow of README "Strategies": scale down the new pods, deploy the previous image, wait for ready, switch the selector.
+    # README "Strategies", the rollback flow: scale down the new pods, deploy the previous image, wait for ready,
+    # switch the selector.
     assert perform(driver, Scale("billing", REF.id, "blue", 0)).message.endswith("no ready pods until a switch")
     assert perform(driver, Stage("billing", REF.id, "1.1.0", "r-2", "1.2.0")).outcome == "done"
     green = emulator.get(emulator.resource("deployments"), REF.namespace, "billing-green")
