@@ -37,8 +37,8 @@ def other(color: Color) -> Color:
 @dataclass(frozen=True)
 class Knobs:
     """The policy's RollingUpdate knobs (README "Strategies"), for the time of a change: maxSurge /
-    maxUnavailable on a Deployment (the originals kept in an annotation and put back by `RestoreKnobs`), and StatefulSet partition
-    steps (the first one set with the version, the next ones by `SetPartition`)."""
+    maxUnavailable on a Deployment (the originals kept in an annotation and put back by `RestoreKnobs`), and
+    StatefulSet partition steps (the first one set with the version, the next ones by `SetPartition`)."""
 
     max_surge: int | str | None = None
     max_unavailable: int | str | None = None

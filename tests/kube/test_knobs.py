@@ -1,5 +1,6 @@
 """The RollingUpdate knobs (README "Strategies") against emulated API servers: a Deployment's maxSurge /
-maxUnavailable for the time of a change and restored after, and a StatefulSet's partition lowered step by step by the caller, each step observable."""
+maxUnavailable for the time of a change and restored after, and a StatefulSet's partition lowered step by step
+by the caller, each step observable."""
 
 from __future__ import annotations
 
