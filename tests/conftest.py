@@ -175,3 +175,16 @@ def remote_status(human: Human, plugin: str) -> dict | None:  # type: ignore[typ
 
     text = remote_file(human, f"status/{plugin}.yaml")
     return yaml.safe_load(text) if text else None
+
+
+# The long end-to-end runs: the real `grayops` command driving whole rollouts, the kill -9 soak, a real browser,
+# the fuzzer. `pytest -m "not slow"` is the fast developer loop (README "Development"); CI runs everything.
+SLOW = ("e2e/", "web/test_web_browser.py", "adapters/test_fuzz_fleet.py", "prom/test_rollouts_prometheus.py",
+        "kube/test_run.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        if item.path.relative_to(root).as_posix().startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
