@@ -15,7 +15,7 @@ from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ExecCheck, HttpCheck, JobCheck
 from reconciler.core.strategy import Adopt, RunSmoke, SmokeResult, Stage
 from tests.conftest import wait_for
-from tests.kube.emulator import Emulator
+from tests.kube.emulator import Emulator, Obj
 from tests.kube.fleet import Fleet, plugin
 
 IMAGE = "registry.example.com/plugins/billing"
@@ -98,8 +98,12 @@ def test_a_job_spec_from_a_configmap(emulator: Emulator, driver: KubernetesDrive
     emulator.create(configmaps, REF.namespace, {"metadata": {"name": "billing-smoke"},
                                                 "data": {"job.yaml": yaml.safe_dump(manifest)}})
     images: list[str] = []
-    emulator.job_handler = lambda obj: (images.append(obj["spec"]["template"]["spec"]["containers"][0]["image"]),
-                                        ("complete", ""))[1]  # type: ignore[func-returns-value]
+
+    def completes(obj: Obj) -> tuple[str, str]:
+        images.append(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+        return "complete", ""
+
+    emulator.job_handler = completes
     assert driver.smoke(plugin(), smoke(job("billing-smoke"))).ok
     assert images[0] == "curlimages/curl:8.8.0"
     missing = driver.smoke(plugin(), smoke(job("no-such-map")))
@@ -122,10 +126,16 @@ def test_http_and_exec_smoke_tests_reach_the_staged_color_before_the_switch(emul
                                                                             driver: KubernetesDriver) -> None:
     asked: list[str] = []
     ran_in: list[str] = []
-    emulator.http_handler = lambda ns, service, path: (  # type: ignore[func-returns-value]
-        asked.append(service), (200, "ok"))[1]
-    emulator.exec_handler = lambda pod, cmd: (ran_in.append(pod["metadata"]["labels"].get(COLOR, "-")),
-                                              ("PONG\n", 0))[1]  # type: ignore[func-returns-value]
+
+    def answer_http(ns: str, service: str, path: str) -> tuple[int, str]:
+        asked.append(service)
+        return 200, "ok"
+
+    def answer_exec(pod: Obj, cmd: list[str]) -> tuple[str, int]:
+        ran_in.append(pod["metadata"]["labels"].get(COLOR, "-"))
+        return "PONG\n", 0
+
+    emulator.http_handler, emulator.exec_handler = answer_http, answer_exec
     wait_for(lambda: driver.perform(BLUE_GREEN, Adopt("billing", REF.id, "r-1")).ok)  # type: ignore[union-attr]
     assert driver.perform(BLUE_GREEN, Stage("billing", REF.id, "1.2.0", "r-1", "1.1.0")).ok  # type: ignore[union-attr]
     checks = (HttpCheck(type="http", path="/health", port=8080), ExecCheck(type="exec", command=["ping"],
