@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -171,7 +171,7 @@ def remote_file(human: Human, path: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def remote_status(human: Human, plugin: str) -> dict | None:  # type: ignore[type-arg]
+def remote_status(human: Human, plugin: str) -> dict[str, Any] | None:
     import yaml
 
     text = remote_file(human, f"status/{plugin}.yaml")

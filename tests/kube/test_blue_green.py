@@ -18,6 +18,7 @@ from reconciler.core.strategy import (
     BlueGreenObservation,
     Cleanup,
     CleanupResult,
+    Color,
     Operation,
     OperationResult,
     Scale,
@@ -69,8 +70,8 @@ def seen(driver: KubernetesDriver) -> BlueGreenObservation:
     return found
 
 
-def color_ready(driver: KubernetesDriver, color: str, version: str) -> bool:
-    track = seen(driver).colors.get(color)  # type: ignore[call-overload]
+def color_ready(driver: KubernetesDriver, color: Color, version: str) -> bool:
+    track = seen(driver).colors.get(color)
     return track is not None and track.ready and track.version == version
 
 
