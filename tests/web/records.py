@@ -29,6 +29,9 @@ from reconciler.core.model import (
 from tests.conftest import FAST_POLICY, free_port, plugin_yaml, settings_yaml, wait_for
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+TIERS = {"canary": 1, "staging": 2, "prod": 5}
+GATED_POLICY = FAST_POLICY.replace("name: fast", "name: gated").replace(
+    "{name: all, size: 100%, bake: 300ms}", "{name: all, size: 100%, bake: 300ms, approval: true}")
 
 
 class StateExtras(TypedDict, total=False):
@@ -37,9 +40,6 @@ class StateExtras(TypedDict, total=False):
     paused_by: str
     pause_reason: str
     paused_at: datetime
-TIERS = {"canary": 1, "staging": 2, "prod": 5}
-GATED_POLICY = FAST_POLICY.replace("name: fast", "name: gated").replace(
-    "{name: all, size: 100%, bake: 300ms}", "{name: all, size: 100%, bake: 300ms, approval: true}")
 
 
 def make_fleet(plugins: Mapping[str, str], tiers: Mapping[str, int] = TIERS, policy: str = "fast",
