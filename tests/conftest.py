@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -126,7 +126,8 @@ def fleet_repo(tmp_path: Path) -> Iterator[Human]:
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 60.0, what: str = "", *, every: float = 0.05) -> T:
+def wait_for(check: Callable[[], T | Literal[False] | None], timeout: float = 60.0, what: str = "", *,
+             every: float = 0.05) -> T:
     """Poll until `check` returns something truthy, and return it; fail (never skip) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -170,7 +171,7 @@ def remote_file(human: Human, path: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def remote_status(human: Human, plugin: str) -> dict | None:  # type: ignore[type-arg]
+def remote_status(human: Human, plugin: str) -> dict[str, Any] | None:
     import yaml
 
     text = remote_file(human, f"status/{plugin}.yaml")

@@ -339,6 +339,7 @@ fi
 exit 0
 """)
     ours = repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x", status=True)
+    assert ours is not None
     result = repo.push(backoff=0.01)
     assert (remote / "raced").exists()  # the race did happen
     assert (result.pushed, result.pending, result.error) == (True, 0, None)
@@ -381,6 +382,7 @@ def test_a_force_push_between_two_fetches_is_not_undone_by_our_next_push(repo: G
                                                                          human: Path) -> None:
     seed = remote_head(remote)
     first = repo.commit({"status/x.yaml": "phase: rolling\n"}, "status: x rolling", status=True)
+    assert first is not None
     assert repo.push().pending == 0
     force_push(human, seed)  # no fetch of ours sees it before our next push
     repo.commit({"status/x.yaml": "phase: done\n"}, "status: x done", status=True)

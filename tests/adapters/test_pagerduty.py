@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def notifier(fake: FakePagerDuty, key: str = KEY) -> PagerDutyNotifier:
     return PagerDutyNotifier(fake.url, key, min_backoff=0.05, rate_limit_wait=0.05)
 
 
-def sent(fake: FakePagerDuty, notifier: PagerDutyNotifier) -> list[dict]:  # type: ignore[type-arg]
+def sent(fake: FakePagerDuty, notifier: PagerDutyNotifier) -> list[dict[str, Any]]:
     assert notifier.flush(30), "the PagerDuty queue did not drain"
     return fake.accepted()
 

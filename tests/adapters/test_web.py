@@ -52,6 +52,7 @@ class JsonServer:
 
             def _answer(self, body: bytes) -> None:
                 url = urllib.parse.urlsplit(self.path)
+                received: dict[str, Any]  # a JSON document: /echo answers with it
                 received = {"method": self.command, "path": url.path, "query": urllib.parse.parse_qs(url.query),
                             "headers": {k.lower(): v for k, v in self.headers.items()},
                             "body": json.loads(body) if body else None}

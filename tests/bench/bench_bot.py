@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -101,7 +102,7 @@ def main() -> None:
                 while f"Slack-Trigger-Id: {trigger}" not in git(remote, "log", "-1", "--format=%B", "main"):
                     time.sleep(0.002)
                 pushed.append(time.perf_counter() - started)
-                fake.wait_for(lambda t=trigger: fake.responses(t), what="the reply")  # type: ignore[misc]
+                fake.wait_for(partial(fake.responses, trigger), what="the reply")
         finally:
             bot.stop()
             fake.close()

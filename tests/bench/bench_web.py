@@ -40,7 +40,7 @@ from reconciler.core.model import (
     Step,
     Verdict,
 )
-from reconciler.shell import dump_status, load_status
+from reconciler.core.status import dump_status, load_status
 from reconciler.web.app import create_app
 from reconciler.web.record import MemoryRecordSource, ReadingLog
 from tests.web.records import serving
@@ -110,15 +110,21 @@ def state(plugin: int, clusters: int) -> RolloutState:
         waiting_for="plugin-0 2.0.0 (batch wave-2 awaits approval)" if plugin == 5 else None)
 
 
+def read_again(track: MetricTrack, step: int, started: datetime) -> MetricTrack:
+    """The track with its `step`-th reading of the bake that `started`."""
+    assert track.last is not None  # every track of `state` has a reading
+    value = (track.last.value or 0) * (1 + step % 7 / 10)
+    return replace(track, last=Reading(track.name, Verdict.SUCCESSFUL, value, started + timedelta(seconds=30 * step),
+                                       "ok"))
+
+
 def history(states: list[RolloutState], points: int) -> ReadingLog:
     """`points` readings per metric per batch, as a running view would have seen them."""
     log = ReadingLog(per_series=points)
     for st in states:
         for step in range(points):
-            batches = tuple(replace(b, metrics=tuple(
-                replace(m, last=Reading(m.name, Verdict.SUCCESSFUL, (m.last.value or 0) * (1 + step % 7 / 10),
-                                        b.started + timedelta(seconds=30 * step), "ok")) for m in b.metrics))
-                for b in st.batches)
+            batches = tuple(replace(b, metrics=tuple(read_again(m, step, b.started) for m in b.metrics))
+                            for b in st.batches)
             log.observe(replace(st, batches=batches))
     return log
 

@@ -110,7 +110,7 @@ class Running:
 
 
 def wait_phase(human: Human, phase: str, timeout: float = 30.0) -> dict[str, Any]:
-    return wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == phase and s,  # type: ignore
+    return wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == phase and s,
                       timeout, f"billing to be {phase} in the remote's status")
 
 

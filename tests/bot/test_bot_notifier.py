@@ -35,6 +35,13 @@ def top_level(fake: FakeSlack) -> list[Call]:
     return [c for c in fake.of("chat.postMessage") if not c.args.get("thread_ts")]
 
 
+def thread_ts(running: Running) -> str:
+    """The ts of billing's rollout message, which the tests wait to be posted first."""
+    thread = running.thread_of("billing")
+    assert thread is not None, "billing's rollout message was not posted"
+    return thread[1]
+
+
 def in_thread(fake: FakeSlack, ts: str) -> list[str]:
     return [str(c.args["text"]) for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == ts]
 
@@ -57,7 +64,7 @@ def test_one_message_per_rollout_updated_in_place_with_its_thread(fleet_repo: Hu
         assert len(posts) == 1, [c.args.get("text") for c in posts]
         post = posts[0]
         assert post.args["channel"] == "#prod"  # the rollout reaches the prod tier, which has its own channel
-        ts = running.thread_of("billing")[1]  # type: ignore[index]
+        ts = thread_ts(running)
         updates = fake_slack.of("chat.update", ts=ts)
         assert updates and "Succeeded" in updates[-1].args["text"]
         assert not any(b["type"] == "actions" for b in updates[-1].args["blocks"])  # no buttons once it ended
@@ -117,7 +124,7 @@ def test_rate_limits_are_waited_out_as_slack_asks(fleet_repo: Human, tmp_path: P
     after = [c for c in fake_slack.calls if c.status == 200 and c.at > limited[0].at]
     assert after and after[0].at - limited[0].at >= 1.0  # the Retry-After was honoured before trying again
     assert len(top_level(fake_slack)) == 1  # nothing lost or doubled by the retries
-    assert any("Succeeded" in line for line in in_thread(fake_slack, running.thread_of("billing")[1]))  # type: ignore
+    assert any("Succeeded" in line for line in in_thread(fake_slack, thread_ts(running)))
 
 
 def test_slack_down_never_holds_up_the_reconciler_and_events_are_sent_when_it_is_back(
@@ -134,7 +141,7 @@ def test_slack_down_never_holds_up_the_reconciler_and_events_are_sent_when_it_is
         fake_slack.come_back()
         flush(running)
         assert len(top_level(fake_slack)) == 1
-        ts = running.thread_of("billing")[1]  # type: ignore[index]
+        ts = thread_ts(running)
         assert any("Succeeded" in line for line in in_thread(fake_slack, ts))
     finally:
         running.stop()
@@ -251,7 +258,7 @@ def test_the_rollout_message_links_to_its_page_of_the_web_view(fleet_repo: Human
     try:
         wait_phase(human, "Succeeded")
         flush(running)
-        ts = running.thread_of("billing")[1]  # type: ignore[index]
+        ts = thread_ts(running)
         context = fake_slack.of("chat.update", ts=ts)[-1].args["blocks"][1]
         assert context["type"] == "context"
         assert context["elements"][0]["text"].endswith(

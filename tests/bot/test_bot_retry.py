@@ -11,7 +11,7 @@ import pytest
 from bot.parse import Request, Usage, parse
 from bot.render import rollout_message, summary
 from bot.service import Backend
-from reconciler.core.model import Phase
+from reconciler.core.model import Phase, RolloutState
 from tests.bot.fake_slack import FakeSlack
 from tests.bot.harness import (
     ACCESS,
@@ -38,8 +38,8 @@ def test_retry_parses_like_rollback() -> None:
         parse("/retry", "")
 
 
-def buttons(state: object) -> list[str]:
-    _, blocks = rollout_message(state, 3)  # type: ignore[arg-type]
+def buttons(state: RolloutState) -> list[str]:
+    _, blocks = rollout_message(state, 3)
     return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
 
 

@@ -12,7 +12,7 @@ from bot.render import event_line, rollout_message
 from policies import builtin_policies
 from reconciler.cli import full_registry
 from reconciler.core.effects import Event
-from reconciler.core.fleet import load_fleet
+from reconciler.core.fleet import Fleet, load_fleet
 from reconciler.core.model import Phase, RolloutState, Severity
 from reconciler.core.people import Directory, same_person
 from reconciler.core.spec import Access, AccessRule
@@ -95,15 +95,16 @@ def test_only_the_groups_that_could_grant_are_looked_up() -> None:
     assert groups_to_check(RULES, Action("approve", "U0X", "billing", frozenset({"canary"}))) == []
 
 
-def _fleet(policy: str = SLOW_POLICY):  # type: ignore[no-untyped-def]
+def _fleet(policy: str = SLOW_POLICY) -> Fleet:
     return load_fleet({"grayops.yaml": settings_yaml(TIERS), "policies/slow.yaml": policy, "access.yaml": ACCESS,
                        "plugins/billing.yaml": plugin_yaml("billing", "1.6.0", policy="slow")}, builtin_policies(),
                       adapters=full_registry().models)
 
 
-def _state(phase: Phase = Phase.PROGRESSING, **kw: object) -> RolloutState:
+def _state(phase: Phase = Phase.PROGRESSING, from_version: str | None = None) -> RolloutState:
     at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-    return RolloutState("billing", "r-1", "1.6.0", "abc123", "slow", phase, "because", at, at, **kw)  # type: ignore
+    return RolloutState("billing", "r-1", "1.6.0", "abc123", "slow", phase, "because", at, at,
+                        from_version=from_version)
 
 
 def test_tiers_of_an_action_are_its_batch_for_approve_and_every_cluster_otherwise() -> None:

@@ -82,10 +82,11 @@ def test_the_commit_message_is_the_last_line_of_defence(fleet_repo: Human, tmp_p
     assert message.splitlines()[0] == "subject Approved-By: U999 --- more"
 
 
-def _state(**kw: object) -> RolloutState:
+def _state(paused_by: str, pause_reason: str, paused_at: datetime, requested_by: str) -> RolloutState:
     at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     return RolloutState("billing", "r-1", "1.6.0", "abc123", "slow", Phase.PAUSED, "paused by <!here>", at, at,
-                        **kw)  # type: ignore[arg-type]
+                        paused_by=paused_by, pause_reason=pause_reason, paused_at=paused_at,
+                        requested_by=requested_by)
 
 
 def test_what_slack_shows_of_a_reason_or_name_is_escaped() -> None:

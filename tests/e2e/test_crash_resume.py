@@ -18,6 +18,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,10 +109,10 @@ def converge(human: Human, workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def status_history(human: Human) -> list[tuple[dict[str, str], dict]]:  # type: ignore[type-arg]
+def status_history(human: Human) -> list[tuple[dict[str, str], dict[str, Any]]]:
     """(trailers, status document) for every commit that changed status/billing.yaml, oldest first."""
     shas = git(human.remote, "log", "--reverse", "--format=%H", "main", "--", "status/billing.yaml").split()
-    history = []
+    history: list[tuple[dict[str, str], dict[str, Any]]] = []
     for sha in shas:
         body = git(human.remote, "show", "-s", "--format=%B", sha)
         trailers = dict(re.findall(r"^([A-Z][\w-]+): (.+)$", body, flags=re.M))

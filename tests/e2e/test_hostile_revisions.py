@@ -65,6 +65,11 @@ def billion_laughs() -> bytes:
     return "".join(lines).encode()
 
 
+def nested_and_unknown_directory(human: Human, outside: Path) -> None:
+    write(human, "plugins/team-a/x.yaml", EVIL.encode())
+    write(human, "plugin/x.yaml", EVIL.encode())
+
+
 def submodule(human: Human, outside: Path) -> None:
     head = git(human.clone, "rev-parse", "HEAD").strip()
     git(human.clone, "update-index", "--add", "--cacheinfo", f"160000,{head},plugins/vendored")
@@ -92,7 +97,7 @@ ROWS = {
     "yaml-and-yml": Row(lambda h, o: write(h, "plugins/billing.yml", EVIL.encode()),
                         ("plugins/billing.yml: plugins/billing.yaml is there too: keep one of them",)),
     "nested-and-unknown-directory": Row(
-        lambda h, o: (write(h, "plugins/team-a/x.yaml", EVIL.encode()), write(h, "plugin/x.yaml", EVIL.encode())),
+        nested_and_unknown_directory,
         ("plugin/x.yaml: not read: YAML outside plugins/, policies/, approvals/, analysis/, status/ and reports/ "
          "(did you mean plugins/?)",
          "plugins/team-a/x.yaml: not read: plugins/ holds its files directly, not in subdirectories")),

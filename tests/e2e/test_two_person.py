@@ -47,7 +47,7 @@ def test_a_hand_written_approval_by_the_versions_author_is_refused_alerted_and_s
     human.commit("approve billing", {"approvals/billing.yaml": approval("1.5.0", status["desiredCommit"], "bob")})
     done = run_once(human, workdir)
     status = remote_status(human, "billing")
-    assert status is not None and status["phase"] == "AwaitingApproval", status["phase"]
+    assert status is not None and status["phase"] == "AwaitingApproval", status
     assert [b["name"] for b in status["batches"]] == ["canary", "wave-1"]  # `all` never started
     assert "ALERT approval_refused" in done.stderr
     assert "two-person rule" in status["reason"] and "Alice Ops" in status["reason"]

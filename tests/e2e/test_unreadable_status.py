@@ -6,15 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import FAST_POLICY, Human, grayops, plugin_yaml, remote_file, settings_yaml
 
+Doc = dict[str, Any]  # a status file as YAML reads it
 
-def seeded(human: Human, workdir: Path) -> dict:  # type: ignore[type-arg]
+
+def seeded(human: Human, workdir: Path) -> Doc:
     human.commit("billing 1.5.0", {
         "grayops.yaml": settings_yaml({"canary": 1, "prod": 2}, "sim:\n  upgradeSeconds: 0.05\n"),
         "policies/fast.yaml": FAST_POLICY,
@@ -23,16 +27,16 @@ def seeded(human: Human, workdir: Path) -> dict:  # type: ignore[type-arg]
     done = grayops("run", "--repo", str(human.remote), "--workdir", str(workdir), "--once", "--interval", "0.05",
                    "--poll", "0.2", "--no-progress")
     assert done.returncode == 0, done.stderr
-    doc = yaml.safe_load(remote_file(human, "status/billing.yaml") or "")
+    doc: Doc = yaml.safe_load(remote_file(human, "status/billing.yaml") or "")
     assert doc["phase"] == "Succeeded"
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
-def without(doc: dict, key: str) -> str:  # type: ignore[type-arg]
+def without(doc: Doc, key: str) -> str:
     return yaml.safe_dump({k: v for k, v in doc.items() if k != key})
 
 
-BROKEN = {
+BROKEN: dict[str, Callable[[Doc], str]] = {
     "not YAML": lambda doc: "phase: [Succeeded\n",
     "no started": lambda doc: without(doc, "started"),
     "batches not a list": lambda doc: yaml.safe_dump({**doc, "batches": 5}),
@@ -51,7 +55,7 @@ def one_clear_line(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.mark.parametrize("broken", BROKEN.values(), ids=BROKEN.keys())
 def test_status_plan_and_rollback_say_it_in_one_line_and_pause_still_works(fleet_repo: Human, tmp_path: Path,
-                                                                           broken) -> None:  # type: ignore[no-untyped-def]
+                                                                           broken: Callable[[Doc], str]) -> None:
     human = fleet_repo
     doc = seeded(human, tmp_path / "work")
     human.pull()

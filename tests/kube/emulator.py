@@ -30,6 +30,7 @@ writes (Accepted, and ResolvedRefs False with BackendNotFound when a backendRef 
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import hashlib
 import json
@@ -159,14 +160,14 @@ MERGE_KEYS = {"containers": "name", "initContainers": "name", "conditions": "typ
 def strategic_merge(target: Any, patch: Any, key: str = "") -> Any:
     if isinstance(patch, list) and key in MERGE_KEYS and isinstance(target, list):
         merge_key = MERGE_KEYS[key]
-        result = [copy.deepcopy(item) for item in target]
+        items = [copy.deepcopy(item) for item in target]
         for item in patch:
-            found = next((i for i, old in enumerate(result) if old.get(merge_key) == item.get(merge_key)), None)
+            found = next((i for i, old in enumerate(items) if old.get(merge_key) == item.get(merge_key)), None)
             if found is None:
-                result.append(copy.deepcopy(item))
+                items.append(copy.deepcopy(item))
             else:
-                result[found] = strategic_merge(result[found], item)
-        return result
+                items[found] = strategic_merge(items[found], item)
+        return items
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = dict(target) if isinstance(target, dict) else {}
@@ -518,7 +519,7 @@ class Emulator:
                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
                                 "backendRefs": [{"name": service, "port": port, "weight": 1}]}]}})
 
-    def serving(self, namespace: str, service: str) -> list[Obj]:
+    def serving(self, namespace: str, service: str) -> builtins.list[Obj]:
         """The ready pods behind a Service, as its Endpoints list them: where its traffic goes."""
         with self.cond:
             endpoints = self.objects.get(self._key(self.resource("endpoints", "", "v1")), {}).get((namespace, service))
@@ -569,8 +570,8 @@ class Emulator:
             obj["status"] = status
             self._record(res, "MODIFIED", obj)
 
-    def _containers(self, obj: Obj) -> list[Obj]:
-        containers: list[Obj] = obj["spec"]["template"]["spec"]["containers"]
+    def _containers(self, obj: Obj) -> builtins.list[Obj]:
+        containers: builtins.list[Obj] = obj["spec"]["template"]["spec"]["containers"]
         return containers
 
     def _behaviour(self, obj: Obj) -> str:
@@ -684,7 +685,7 @@ class Emulator:
                  ready: bool) -> None:
         pods = self.resource("pods", "", "v1")
         bucket = self.objects.setdefault(self._key(pods), {})
-        pod = {"apiVersion": "v1", "kind": "Pod",
+        pod: Obj = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "uid": f"pod-{ns}-{name}",
                             "generation": 1, "creationTimestamp": now_text(), "ownerReferences": [owner]},
                "spec": copy.deepcopy(spec),
@@ -861,11 +862,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if parts == ["apis"]:
             groups: dict[str, list[str]] = {}
-            for res in api.resources.values():
-                if res.group:
-                    groups.setdefault(res.group, [])
-                    if res.version not in groups[res.group]:
-                        groups[res.group].append(res.version)
+            for known in api.resources.values():
+                if known.group:
+                    groups.setdefault(known.group, [])
+                    if known.version not in groups[known.group]:
+                        groups[known.group].append(known.version)
             self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
                  "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}} for g, vs in groups.items()]})

@@ -24,8 +24,8 @@ class Fleet:
         return [KubernetesCluster(name=name, labels={"tier": tiers.get(name, "prod"), **labels}, driver="kubernetes",
                                   kube_context=name, kubeconfig=str(self.kubeconfig)) for name in self.emulators]
 
-    def driver(self, **kwargs: object) -> KubernetesDriver:
-        return KubernetesDriver(self.clusters(), **kwargs)  # type: ignore[arg-type]
+    def driver(self) -> KubernetesDriver:
+        return KubernetesDriver(self.clusters())
 
     def __getitem__(self, name: str) -> Emulator:
         return self.emulators[name]

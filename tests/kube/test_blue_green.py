@@ -18,6 +18,7 @@ from reconciler.core.strategy import (
     BlueGreenObservation,
     Cleanup,
     CleanupResult,
+    Color,
     Operation,
     OperationResult,
     Scale,
@@ -69,8 +70,8 @@ def seen(driver: KubernetesDriver) -> BlueGreenObservation:
     return found
 
 
-def color_ready(driver: KubernetesDriver, color: str, version: str) -> bool:
-    track = seen(driver).colors.get(color)  # type: ignore[call-overload]
+def color_ready(driver: KubernetesDriver, color: Color, version: str) -> bool:
+    track = seen(driver).colors.get(color)
     return track is not None and track.ready and track.version == version
 
 
@@ -259,8 +260,8 @@ def test_operations_on_many_clusters_run_in_parallel_and_keep_their_order(kube: 
     results = driver.perform_all(BLUE_GREEN, [Adopt("billing", r.id, "r-1") for r in refs])
     assert [r.instance for r in results] == [r.id for r in refs]
     assert {r.outcome for r in results} == {"waiting"}
-    wait_for(lambda: all(r.ok for r in driver.perform_all(BLUE_GREEN, [Adopt("billing", r.id, "r-1")
-                                                                          for r in refs])))
+    wait_for(lambda: all(isinstance(r, OperationResult) and r.ok
+                         for r in driver.perform_all(BLUE_GREEN, [Adopt("billing", r.id, "r-1") for r in refs])))
 
 
 def test_the_kubernetes_driver_is_a_strategy_driver(driver: KubernetesDriver) -> None:

@@ -4,6 +4,7 @@ beside the stable ones, the Gateway API HTTPRoute's backendRef weights moved ste
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from reconciler.core.strategy import (
     Stage,
 )
 from tests.conftest import wait_for
-from tests.kube.emulator import Emulator
+from tests.kube.emulator import Emulator, Obj, Resource
 from tests.kube.fleet import Fleet, clusters_for, plugin
 
 IMAGE = "registry.example.com/plugins/billing"
@@ -49,6 +50,10 @@ def seen(driver: KubernetesDriver) -> CanaryObservation:
     found = driver.observe_strategy(CANARY, [REF])[REF.id]
     assert isinstance(found, CanaryObservation)
     return found
+
+
+def weight_seen(driver: KubernetesDriver, weight: int) -> bool:
+    return seen(driver).weight == weight
 
 
 def staged(driver: KubernetesDriver, emulator: Emulator, version: str = "1.1.0") -> None:
@@ -86,7 +91,7 @@ def test_weights_move_step_by_step_then_promotion_takes_everything_back(kube: Fl
     for step in (10, 50, 100):
         assert perform(driver, SetWeight("billing", REF.id, step)).outcome == "done"
         assert emulator.route_weights(REF.namespace, "billing") == {"billing": 100 - step, "billing-canary": step}
-        wait_for(lambda step=step: seen(driver).weight == step, what=f"weight {step} observed")  # type: ignore[misc]
+        wait_for(partial(weight_seen, driver, step), what=f"weight {step} observed")
         assert perform(driver, SetWeight("billing", REF.id, step)).outcome == "unchanged"
 
     # Promotion: the stable Deployment takes the version in place, then all traffic goes back to it.
@@ -189,7 +194,8 @@ def test_a_route_written_by_its_gateway_controller_meanwhile_is_re_read(kube: Fl
     armed: list[str] = []  # the next write to the route races with the controller once
     raced: list[str] = []
 
-    def status_first(res, namespace, name, new, subresource="", expect_rv=None):  # type: ignore[no-untyped-def]
+    def status_first(res: Resource, namespace: str, name: str, new: Obj, subresource: str = "",
+                     expect_rv: str | None = None) -> Obj:
         if res is routes and expect_rv and armed:
             raced.append(armed.pop())
             current = emulator.get(res, namespace, name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from reconciler.adapters.kube import KubernetesCluster
@@ -9,9 +11,9 @@ from reconciler.adapters.kube.driver import KubernetesDriver
 from reconciler.adapters.kube.workloads import PREVIOUS_ANNOTATION, ROLLOUT_ANNOTATION
 from reconciler.core.effects import InstanceObservation, SetVersion
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import ExecCheck, HttpCheck
+from reconciler.core.spec import Check, ExecCheck, HttpCheck
 from tests.conftest import wait_for
-from tests.kube.emulator import Resource
+from tests.kube.emulator import Obj, Resource
 from tests.kube.fleet import NAMES, Fleet, plugin
 
 IMAGE = "registry.example.com/plugins/billing"
@@ -37,9 +39,9 @@ def all_ready(driver: KubernetesDriver, version: str, refs: list[InstanceRef] = 
 
 
 @pytest.fixture
-def driver(kube: Fleet) -> KubernetesDriver:
+def driver(kube: Fleet) -> Iterator[KubernetesDriver]:
     d = kube.driver()
-    yield d  # type: ignore[misc]
+    yield d
     d.close()
 
 
@@ -149,10 +151,10 @@ def test_a_conflict_is_re_read_and_re_applied(kube: Fleet, driver: KubernetesDri
     canary = kube["kube-canary"]
     deployments = canary.resource("deployments")
     original = canary.replace
-    raced = []
+    raced: list[str] = []
 
-    def race_once(res: Resource, namespace: str, name: str, new: dict, subresource: str = "",  # type: ignore[type-arg]
-                  expect_rv: str | None = None) -> dict:  # type: ignore[type-arg]
+    def race_once(res: Resource, namespace: str, name: str, new: Obj, subresource: str = "",
+                  expect_rv: str | None = None) -> Obj:
         # Another writer changes the object between grayops' read and its patch: the server answers 409.
         if expect_rv and not raced and res is deployments:
             raced.append(name)
@@ -258,6 +260,7 @@ def test_http_and_exec_checks(kube: Fleet, driver: KubernetesDriver) -> None:
     canary.http_handler = lambda ns, service, path: (200, "ok") if path == "/health" else (404, "no")
     canary.exec_handler = lambda pod, cmd: ("PONG\n", 0) if cmd == ["redis-cli", "ping"] else ("", 127)
     ref = REFS[0]
+    good: list[Check]  # the policy's checks, of any kind
     good = [HttpCheck(type="http", path="/health", port=8080), ExecCheck(type="exec", command=["redis-cli", "ping"],
                                                                           expect="PONG")]
     result = driver.check(plugin(), ref, "verify", "1.0.0", good)

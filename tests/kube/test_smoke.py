@@ -4,7 +4,7 @@ failing with its log, timing out, removed in every case; http and exec smoke tes
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -13,9 +13,9 @@ from reconciler.adapters.kube.driver import KubernetesDriver
 from reconciler.adapters.kube.strategies import COLOR, MANAGED_BY
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ExecCheck, HttpCheck, JobCheck
-from reconciler.core.strategy import Adopt, RunSmoke, SmokeResult, Stage
+from reconciler.core.strategy import Adopt, Operation, OperationResult, RunSmoke, SmokeResult, SmokeTarget, Stage
 from tests.conftest import wait_for
-from tests.kube.emulator import Emulator
+from tests.kube.emulator import Emulator, Obj
 from tests.kube.fleet import Fleet, plugin
 
 IMAGE = "registry.example.com/plugins/billing"
@@ -30,8 +30,15 @@ def job(template: dict[str, Any] | str = JOB_SPEC, timeout: str = "30s") -> JobC
     return JobCheck.model_validate({"type": "job", "template": template, "timeout": timeout})
 
 
-def smoke(*checks: Any, after: str = "upgrade", target: str = "serving") -> RunSmoke:
-    return RunSmoke("billing", REF.id, "1.1.0", "3f2a9c1d8e", after, target, checks)  # type: ignore[arg-type]
+def smoke(*checks: HttpCheck | ExecCheck | JobCheck, after: Literal["upgrade", "rollback"] = "upgrade",
+          target: SmokeTarget = "serving") -> RunSmoke:
+    return RunSmoke("billing", REF.id, "1.1.0", "3f2a9c1d8e", after, target, checks)
+
+
+def perform(driver: KubernetesDriver, op: Operation) -> OperationResult:
+    result = driver.perform(BLUE_GREEN, op)
+    assert isinstance(result, OperationResult)
+    return result
 
 
 def leftovers(emulator: Emulator) -> list[str]:
@@ -57,7 +64,12 @@ def emulator(kube: Fleet) -> Emulator:
 
 def test_a_job_that_completes_passes_and_is_removed(emulator: Emulator, driver: KubernetesDriver) -> None:
     ran: list[dict[str, Any]] = []
-    emulator.job_handler = lambda obj: (ran.append(obj), ("complete", "ok"))[1]  # type: ignore[func-returns-value]
+
+    def completes(obj: Obj) -> tuple[str, str]:
+        ran.append(obj)
+        return "complete", "ok"
+
+    emulator.job_handler = completes
     result = driver.smoke(plugin(), smoke(job()))
     assert result == SmokeResult(REF.id, "1.1.0", "upgrade", True, "smoke Job tenant-a/billing-smoke-upgrade-"
                                  "3f2a9c1d8e on cluster kube-canary completed")
@@ -98,8 +110,12 @@ def test_a_job_spec_from_a_configmap(emulator: Emulator, driver: KubernetesDrive
     emulator.create(configmaps, REF.namespace, {"metadata": {"name": "billing-smoke"},
                                                 "data": {"job.yaml": yaml.safe_dump(manifest)}})
     images: list[str] = []
-    emulator.job_handler = lambda obj: (images.append(obj["spec"]["template"]["spec"]["containers"][0]["image"]),
-                                        ("complete", ""))[1]  # type: ignore[func-returns-value]
+
+    def completes(obj: Obj) -> tuple[str, str]:
+        images.append(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+        return "complete", ""
+
+    emulator.job_handler = completes
     assert driver.smoke(plugin(), smoke(job("billing-smoke"))).ok
     assert images[0] == "curlimages/curl:8.8.0"
     missing = driver.smoke(plugin(), smoke(job("no-such-map")))
@@ -122,12 +138,18 @@ def test_http_and_exec_smoke_tests_reach_the_staged_color_before_the_switch(emul
                                                                             driver: KubernetesDriver) -> None:
     asked: list[str] = []
     ran_in: list[str] = []
-    emulator.http_handler = lambda ns, service, path: (  # type: ignore[func-returns-value]
-        asked.append(service), (200, "ok"))[1]
-    emulator.exec_handler = lambda pod, cmd: (ran_in.append(pod["metadata"]["labels"].get(COLOR, "-")),
-                                              ("PONG\n", 0))[1]  # type: ignore[func-returns-value]
-    wait_for(lambda: driver.perform(BLUE_GREEN, Adopt("billing", REF.id, "r-1")).ok)  # type: ignore[union-attr]
-    assert driver.perform(BLUE_GREEN, Stage("billing", REF.id, "1.2.0", "r-1", "1.1.0")).ok  # type: ignore[union-attr]
+
+    def answer_http(ns: str, service: str, path: str) -> tuple[int, str]:
+        asked.append(service)
+        return 200, "ok"
+
+    def answer_exec(pod: Obj, cmd: list[str]) -> tuple[str, int]:
+        ran_in.append(pod["metadata"]["labels"].get(COLOR, "-"))
+        return "PONG\n", 0
+
+    emulator.http_handler, emulator.exec_handler = answer_http, answer_exec
+    wait_for(lambda: perform(driver, Adopt("billing", REF.id, "r-1")).ok)
+    assert perform(driver, Stage("billing", REF.id, "1.2.0", "r-1", "1.1.0")).ok
     checks = (HttpCheck(type="http", path="/health", port=8080), ExecCheck(type="exec", command=["ping"],
                                                                           expect="PONG"))
     staged = wait_for(lambda: (r := driver.smoke(BLUE_GREEN, smoke(*checks, target="staged"))).ok and r,

@@ -7,7 +7,7 @@ import pytest
 
 from policies import builtin_policies
 from reconciler.cli import full_registry
-from reconciler.core.fleet import FleetInvalid, load_fleet
+from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.spec import JobCheck, Workload
 from reconciler.core.strategy import Knobs
 from tests.conftest import FAST_POLICY, plugin_yaml, settings_yaml
@@ -16,7 +16,7 @@ ADAPTERS = full_registry().models
 POLICY_HEAD = FAST_POLICY.replace("metadata: {name: fast}", "metadata: {name: knobs}")
 
 
-def load(plugin_extra: str = "", policy_extra: str = "") -> object:
+def load(plugin_extra: str = "", policy_extra: str = "") -> Fleet:
     return load_fleet({"grayops.yaml": settings_yaml({"canary": 1}), "policies/fast.yaml": FAST_POLICY,
                        "policies/knobs.yaml": POLICY_HEAD + policy_extra,
                        "plugins/billing.yaml": plugin_yaml("billing", "1.0.0", extra=plugin_extra)},
@@ -108,10 +108,10 @@ def test_a_complete_strategy_setup_loads() -> None:
                  "  smoke:\n    - {type: http, path: /health}\n    - {type: exec, command: [ping], expect: PONG}\n"
                  "    - {type: job, template: billing-smoke, timeout: 2m}\n"
                  "    - type: job\n      template: {template: {spec: {containers: [{name: t, image: curl}]}}}\n")
-    workload = fleet.plugins["billing"].spec.workload  # type: ignore[attr-defined]
+    workload = fleet.plugins["billing"].spec.workload
     assert isinstance(workload, Workload) and workload.traffic is not None
     assert (workload.strategy, workload.traffic.steps, workload.scale_down_delay) == ("canary", [5, 25, 100], 600.0)
-    policy = fleet.policies["knobs"]  # type: ignore[attr-defined]
+    policy = fleet.policies["knobs"]
     assert Knobs.of(policy) == Knobs(1, 0, ("75%", "50%", 0))
     assert [type(c).__name__ for c in policy.smoke] == ["HttpCheck", "ExecCheck", "JobCheck", "JobCheck"]
     job = policy.smoke[2]

@@ -157,6 +157,7 @@ def test_a_backend_ref_to_another_namespace_or_kind_is_not_the_stable_service() 
 
 
 def test_a_deployment_beside_the_plugins_own_is_its_copy_with_a_label_and_the_image() -> None:
+    origin: dict[str, Any]  # a Deployment as the API returns it
     origin = {"metadata": {"name": "billing", "namespace": "shop", "labels": {"team": "pay"}},
               "spec": {"replicas": 3, "paused": True, "selector": {"matchLabels": {"app": "billing"}},
                        "template": {"metadata": {"labels": {"app": "billing", COLOR: "blue"}},

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from reconciler.adapters.notify.log import LogNotifier
 from reconciler.adapters.ports import SystemClock
 from reconciler.adapters.prometheus import PrometheusMetrics, PrometheusSettings
+from reconciler.adapters.registry import Runtime
 from reconciler.adapters.sim import SimFleet
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.core.analysis import judge
@@ -191,9 +194,7 @@ class TestCheckQueries:
         assert "ok: 2 queries answered" in done.stdout
 
 
-def _now():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -201,10 +202,7 @@ class TestBaselineThroughTheShell:
     """The shell asks the same source for the baseline: the same query over the instances still on the old
     version; the core then judges canary against it."""
 
-    def runtime(self, url: str):  # type: ignore[no-untyped-def]
-        from reconciler.adapters.notify.log import LogNotifier
-        from reconciler.adapters.registry import Runtime
-
+    def runtime(self, url: str) -> Runtime:
         return Runtime({}, source(url), LogNotifier())
 
     def test_a_canary_worse_than_its_baseline_fails(self, prometheus: Prometheus) -> None:

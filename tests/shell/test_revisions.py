@@ -43,7 +43,7 @@ def test_a_refused_revision_keeps_the_last_good_one_in_force_and_says_why_once(t
     revisions, heard = source(human, tmp_path / "work")
     revisions.sync()
     good = revisions.fleet
-    assert good is not None and good.plugins["billing"].spec.version == "1.5.0" and revisions.refused == ()
+    assert good is not None and good.plugins["billing"].spec.version == "1.5.0" and not revisions.refused
     runtime = revisions.runtime
     human.commit("a typo", TYPO)
     revisions.sync()

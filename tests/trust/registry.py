@@ -160,6 +160,7 @@ class Registry:
         index_tag = digest.replace(":", "-")
         found = self.session.get(f"{self.url}/v2/{repo}/manifests/{index_tag}", headers={"Accept": OCI_INDEX},
                                  timeout=30)
+        index: dict[str, Any]  # the referrers index, as JSON
         index = found.json() if found.status_code == 200 else {"schemaVersion": 2, "mediaType": OCI_INDEX,
                                                                 "manifests": []}
         index["manifests"].append({"mediaType": OCI_MANIFEST, "digest": report_digest, "size": len(manifest),

@@ -63,11 +63,11 @@ def errors_of(directory: Path) -> list[str]:
     return list(raised.value.errors)
 
 
-def pem(key: object, private: bool = False) -> bytes:
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, private: bool = False) -> bytes:
     if private:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,  # type: ignore[attr-defined]
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-    return key.public_key().public_bytes(serialization.Encoding.PEM,  # type: ignore[attr-defined]
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict, Unpack
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -31,6 +32,14 @@ T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 TIERS = {"canary": 1, "staging": 2, "prod": 5}
 GATED_POLICY = FAST_POLICY.replace("name: fast", "name: gated").replace(
     "{name: all, size: 100%, bake: 300ms}", "{name: all, size: 100%, bake: 300ms, approval: true}")
+
+
+class StateExtras(TypedDict, total=False):
+    """Fields of a RolloutState that `rollout` leaves at their defaults unless a test sets them."""
+
+    paused_by: str
+    pause_reason: str
+    paused_at: datetime
 
 
 def make_fleet(plugins: Mapping[str, str], tiers: Mapping[str, int] = TIERS, policy: str = "fast",
@@ -62,21 +71,22 @@ def batch(index: int, name: str, phase: BatchPhase, instances: Sequence[str], *,
 
 def rollout(plugin: str = "billing", phase: Phase = Phase.PROGRESSING, *, steps: Mapping[str, tuple[str | None, Step]],
             batches: Sequence[BatchState] = (), target: str = "1.6.0", source: str | None = "1.5.0",
-            reason: str = "", rollout_id: str = "a1b2c3d4e5", policy: str = "fast", **extra: object) -> RolloutState:
+            reason: str = "", rollout_id: str = "a1b2c3d4e5", policy: str = "fast",
+            **extra: Unpack[StateExtras]) -> RolloutState:
     finished = T0 + timedelta(minutes=5) if phase.terminal else None
     return RolloutState(
         plugin=plugin, rollout_id=rollout_id, target_version=target, desired_commit="c0ffee" + "0" * 34,
         policy=policy, phase=phase, reason=reason or f"{plugin} is {phase.value}", started=T0,
         updated=T0 + timedelta(seconds=30), from_version=source, requested_by="Alice Ops", finished=finished,
         batches=tuple(batches), instances={iid: InstanceState(step, version) for iid, (version, step) in steps.items()},
-        **extra)  # type: ignore[arg-type]
+        **extra)
 
 
 def ids(names: Sequence[str], namespace: str = "plugins") -> list[str]:
     return [f"{name}/{namespace}" for name in names]
 
 
-def progressing(plugin: str = "billing", **extra: object) -> RolloutState:
+def progressing(plugin: str = "billing", **extra: Unpack[StateExtras]) -> RolloutState:
     """Canary passed, wave-1 (staging-1..2, prod-1) baking, the rest pending: 8 instances, 3 batches planned."""
     canary, wave = ids(["canary-1"]), ids(["staging-1", "staging-2", "prod-1"])
     steps = {iid: ("1.6.0", Step.DONE) for iid in canary + wave}

@@ -120,7 +120,8 @@ def focus_ring(driver: webdriver.Chrome) -> tuple[str, float]:
 
 
 def console_errors(driver: webdriver.Chrome) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    logs = driver.get_log("browser")  # type: ignore[no-untyped-call]  # selenium leaves get_log unannotated
+    return [entry["message"] for entry in logs if entry["level"] == "SEVERE"]
 
 
 def test_a_person_follows_a_rollout_and_a_rollback_live(fleet_repo: Human, tmp_path: Path, dashboard: str,

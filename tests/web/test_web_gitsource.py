@@ -4,6 +4,7 @@ clone it keeps fresh (README "Web view")."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,11 @@ def rolled_out_then_rolled_back(human: Human, workdir: Path) -> None:
 
 
 @pytest.fixture
-def source(fleet_repo: Human, tmp_path: Path) -> GitRecordSource:
+def source(fleet_repo: Human, tmp_path: Path) -> Iterator[GitRecordSource]:
     rolled_out_then_rolled_back(fleet_repo, tmp_path / "work")
     source = GitRecordSource(str(fleet_repo.remote), tmp_path / "view", full_registry().models, poll=0.2)
     source.start()
-    yield source  # type: ignore[misc]
+    yield source
     source.close()
 
 
@@ -86,7 +87,7 @@ def test_each_change_is_read_and_told_and_a_malformed_status_is_named(source: Gi
 def test_a_refused_head_keeps_the_last_valid_fleet(source: GitRecordSource, fleet_repo: Human) -> None:
     valid = source.record().fleet
     fleet_repo.commit("a typo", {"plugins/billing.yaml": plugin_yaml("billing", "1.7.0").replace("policy", "polcy")})
-    record = wait_for(lambda: source.record().refused and source.record(), 60, "the refusal")
+    record = wait_for(lambda: r if (r := source.record()).refused else None, 60, "the refusal")
     assert record.fleet is valid
     assert any(error.startswith("plugins/billing.yaml:") and "polcy" in error for error in record.refused)
 
@@ -96,7 +97,7 @@ def test_a_remote_that_cannot_be_fetched_is_said_and_the_record_stays(source: Gi
     aside = tmp_path / "moved.git"
     shutil.move(fleet_repo.remote, aside)
     try:
-        record = wait_for(lambda: source.record().problem and source.record(), 60, "the fetch failure")
+        record = wait_for(lambda: r if (r := source.record()).problem else None, 60, "the fetch failure")
         assert record.problem is not None and record.problem.startswith("the remote cannot be fetched (")
         assert record.states["billing"].phase is Phase.ROLLED_BACK
     finally:
@@ -127,7 +128,7 @@ def test_an_empty_repository_is_shown_empty_until_its_first_push(fleet_repo: Hum
         assert source.record().head is None and source.record().plugins() == []
         fleet_repo.commit("fleet", {"grayops.yaml": settings_yaml(TIERS), "policies/fast.yaml": FAST_POLICY,
                                     "plugins/billing.yaml": plugin_yaml("billing", "1.5.0")})
-        record = wait_for(lambda: source.record().head and source.record(), 60, "the first push")
+        record = wait_for(lambda: r if (r := source.record()).head else None, 60, "the first push")
         assert record.plugins() == ["billing"] and record.refused == ()
     finally:
         source.close()

@@ -43,13 +43,17 @@ def test_a_running_reconciler_feeds_the_view_every_reading(fleet_repo: Human, tm
             source.update(reconciler.fleet, reconciler.states, report.invalid)
             reconciler.wake.wait(0.05)
 
+    def succeeded() -> Record | None:
+        record = source.record()
+        state = record.states.get("billing")
+        done = state is not None and state.phase is Phase.SUCCEEDED and record.finished.get("billing")
+        return record if done else None
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         with serving(create_app(source)) as base:
-            record = wait_for(lambda: "billing" in source.record().states and source.record().states[
-                "billing"].phase is Phase.SUCCEEDED and source.record().finished.get("billing") and source.record(),
-                120, "the rollout to succeed in the view")
+            record = wait_for(succeeded, 120, "the rollout to succeed in the view")
             with urllib.request.urlopen(base + "/rollouts/billing", timeout=30) as response:
                 page = response.read().decode()
         state = record.states["billing"]
