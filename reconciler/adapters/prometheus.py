@@ -1,7 +1,8 @@
 """The Prometheus metrics source: one PromQL query per metric per batch, judged by the core.
 
 Owns: rendering a metric's query template for a batch, running it with `prometheus-api-client` (auth, TLS,
-timeout from grayops.yaml), and turning the answer into a `Measurement`. Must not: raise, retry on its own (the
+timeout from grayops.yaml), turning the answer into a `Measurement`, and checking a fleet's queries once each
+(`check_queries`, for `grayops validate --check-queries`). Must not: raise, retry on its own (the
 next interval is the retry), or judge thresholds (that is `core.analysis`).
 
 What comes back, by what Prometheus answered:
@@ -27,7 +28,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -35,8 +36,9 @@ from pydantic import Field, model_validator
 
 from reconciler.adapters.ports import Context, MetricsAdapter
 from reconciler.adapters.secrets import SecretMissing, read_secret
+from reconciler.core.fleet import Fleet
 from reconciler.core.model import Measurement
-from reconciler.core.plan import InstanceRef
+from reconciler.core.plan import InstanceRef, select_instances
 from reconciler.core.queries import placeholder_values, query_template, render
 from reconciler.core.spec import Duration, MetricSpec, MetricsSettings, Plugin, SecretRef, Strict
 
@@ -175,6 +177,39 @@ class PrometheusMetrics:
                                    timeout=self.settings.timeout)
         self._cached = (key, client)
         return client
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    """One metric query of a plugin's policy, run once: where it comes from, and what Prometheus answered."""
+
+    plugin: str
+    metric: str
+    policy_path: str  # the policy file that declares the metric
+    query: str
+    answer: Answer
+
+
+def check_queries(fleet: Fleet, settings: PrometheusSettings,
+                  environ: Mapping[str, str] | None = None) -> Iterator[QueryCheck]:
+    """Each distinct query of each plugin's policy, run once against `settings`' Prometheus as the plugin's first
+    batch would run it (README "Prometheus and telemetry"), yielded as it is answered. Never raises."""
+    prometheus = PrometheusMetrics(settings, environ)
+    checked: set[str] = set()
+    for name, plugin in sorted(fleet.plugins.items()):
+        policy = fleet.policies[plugin.spec.policy]
+        instances = select_instances(plugin.spec, fleet.settings.clusters)
+        for metric in policy.analysis.metrics:
+            template = query_template(settings.queries, metric)
+            if template is None:
+                continue  # the fleet check already refused the revision
+            window = max(metric.interval or policy.analysis.interval, settings.min_window)
+            query = render(template, placeholder_values(name, plugin.spec.version, instances, window))
+            if query in checked:
+                continue
+            checked.add(query)
+            yield QueryCheck(name, metric.name, fleet.policy_paths.get(plugin.spec.policy, plugin.spec.policy),
+                             query, prometheus.query(query))
 
 
 def reduce(values: Sequence[float], aggregate: str) -> Measurement:

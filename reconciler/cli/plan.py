@@ -1,0 +1,47 @@
+"""`grayops plan`: what a revision would roll out (batches, instances, gates, duration), for merge requests."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from policies import builtin_policies
+from reconciler.adapters.gitrepo import GitError
+from reconciler.adapters.snapshot import read_ref, read_repo
+from reconciler.cli.errors import DONE, Failed
+from reconciler.cli.options import Subparsers, repo_args
+from reconciler.cli.wiring import full_registry
+from reconciler.core import planview
+from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.layout import status_plugin
+from reconciler.core.status import load_status
+
+
+def add_parser(sub: Subparsers) -> None:
+    plan = sub.add_parser("plan", help="what a revision would roll out: batches, instances, gates, duration")
+    repo_args(plan, required=False, default=".")
+    plan.add_argument("--base", help="only plugins changed since this ref (for merge request pipelines)")
+    plan.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    plan.set_defaults(func=plan_command)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    files = read_repo(args.repo)
+    head = load_fleet(files, builtin_policies(), adapters=full_registry().models)  # invalid: its errors, exit 1
+    base: Fleet | None = None
+    if args.base:
+        try:
+            base = load_fleet(read_ref(Path(args.repo), args.base), builtin_policies(),
+                              adapters=full_registry().models)
+        except GitError as err:
+            raise Failed(f"cannot read {args.base}: {err}") from err
+        except FleetInvalid:
+            base = None  # an invalid base: everything counts as changed
+    states = {}
+    for path, text in files.items():
+        if (name := status_plugin(path)) is not None:
+            states[name] = load_status(text, path)  # unreadable: one line, exit 1
+    names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
+    sys.stdout.write(planview.RENDERERS[args.format](planview.build(head, names, base, states)))
+    return DONE

@@ -1,0 +1,199 @@
+"""The program's wiring: every adapter grayops has, and the processes `grayops run` and `grayops bot` run.
+
+Owns: joining the reconciler's adapters with the bot's Slack notifier (`full_registry`), and starting, in order,
+what a daemon is made of: the workdir held, the telemetry server, the `Reconciler`, the watcher of a local
+remote, the Slack bot hosted in the process, leader election and the simulated fleet's metrics. Everything
+started is stopped by the `ExitStack` it was started on, in reverse order, whether the command ends or fails.
+Must not: loop over ticks or decide exit codes (the commands do), print (a failure to start is raised as
+`Failed` with its line).
+
+The only module in `reconciler` that imports `bot` (README "Adding an adapter").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.factory import SLACK
+from policies import builtin_policies
+from reconciler import __version__
+from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher, WorkdirBusy
+from reconciler.adapters.registry import Registry, default_registry
+from reconciler.adapters.sim_exporter import SimExporter
+from reconciler.adapters.telemetry import Telemetry, TelemetryServer, parse_listen
+from reconciler.cli.errors import Failed, UsageError
+from reconciler.cli.options import default_workdir
+from reconciler.core.layout import SETTINGS_PATH, status_branch
+from reconciler.shell import Reconciler
+
+if TYPE_CHECKING:
+    from bot.host import HostedBot
+    from reconciler.adapters.kube.lease import LeaderElector
+
+log = logging.getLogger("grayops")
+
+POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def full_registry() -> Registry:
+    """Every adapter grayops has: the reconciler's own and the bot's Slack notifier. The one place that joins
+    them, so nothing else in `reconciler` depends on the bot (README "Adding an adapter")."""
+    return default_registry().with_(SLACK)
+
+
+# --- grayops run ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    """A started `grayops run`: the reconciler and what serves around it."""
+
+    repo: GitRepo
+    reconciler: Reconciler
+    elector: LeaderElector | None
+    stack: ExitStack
+    sim_metrics_port: int | None = None
+    exporter: SimExporter | None = None
+
+    def serve_sim_metrics(self) -> None:
+        """`--sim-metrics-port`: the simulated fleet's metrics, once a revision has built a simulated runtime."""
+        runtime = self.reconciler.runtime
+        if self.exporter is not None or self.sim_metrics_port is None or runtime is None or runtime.sim is None:
+            return
+        self.exporter = SimExporter(runtime.sim, port=self.sim_metrics_port)
+        self.exporter.start()
+        self.stack.callback(self.exporter.stop)
+        log.info("sim metrics served on %s", self.exporter.url)
+
+
+def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
+    """Start `grayops run`'s parts from its options; what was started before a failure is stopped by `stack`."""
+    workdir = Path(args.workdir or default_workdir(args.repo)).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    try:
+        repo.hold_workdir()  # one reconciler per workdir, for the process's lifetime
+    except WorkdirBusy as err:
+        raise Failed(f"cannot start: {err}") from err
+    telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
+    if args.listen:
+        serve_telemetry(telemetry, args.listen, stack)
+    reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
+                            registry=full_registry())
+    stack.callback(close_runtime, reconciler)
+    try:
+        reconciler.start()
+    except RemoteUnavailable as err:
+        raise Failed(f"cannot start: {err}") from err
+    log.info("grayops %s reconciling %s (branch %s) in %s", __version__, args.repo, args.branch, workdir)
+    watcher = RemoteWatcher(args.repo, reconciler.wake.set)
+    watcher.start()
+    stack.callback(watcher.stop)
+    hosted = host_bot(reconciler, args.bot_host, args.bot_port)
+    if hosted is not None:
+        stack.callback(hosted.stop)
+    elector = elect(args.lease_namespace, args.lease_name, args.lease_duration) if args.leader_elect else None
+    if elector is not None:
+        stack.callback(elector.stop)
+    return Daemon(repo, reconciler, elector, stack, sim_metrics_port=args.sim_metrics_port)
+
+
+def serve_telemetry(telemetry: Telemetry, listen: str, stack: ExitStack) -> None:
+    """grayops' own /metrics, /healthz and /readyz on `--listen HOST:PORT`."""
+    try:
+        host, port = parse_listen(listen)
+        served = TelemetryServer(telemetry, host, port).start()
+    except ValueError as err:
+        raise UsageError(f"cannot serve telemetry on {listen}: {err}") from err
+    except OSError as err:
+        raise Failed(f"cannot serve telemetry on {listen}: {err}") from err
+    stack.callback(served.stop)
+    log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
+
+
+def close_runtime(reconciler: Reconciler) -> None:
+    """The notifiers of the runtime in force deliver what they queued (bounded)."""
+    if reconciler.runtime is not None:
+        reconciler.runtime.close()
+
+
+def elect(namespace: str | None, lease: str, duration: float) -> LeaderElector:
+    """Leader election on a Lease in the cluster grayops runs in (or the kubeconfig's current context)."""
+    # Deferred: the Kubernetes client takes about half a second to import, and only --leader-elect needs it here.
+    from reconciler.adapters.kube.client import ClusterAccessError, connect_default
+    from reconciler.adapters.kube.lease import LeaderElector
+
+    if namespace is None:
+        namespace = POD_NAMESPACE.read_text().strip() if POD_NAMESPACE.exists() else "grayops"
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        api = connect_default()
+    except ClusterAccessError as err:
+        raise Failed(f"cannot take part in leader election: {err}") from err
+    log.info("leader election on lease %s/%s as %s", namespace, lease, identity)
+    return LeaderElector(api, namespace, lease, identity, duration=duration).start()
+
+
+def host_bot(reconciler: Reconciler, host: str, port: int) -> HostedBot | None:
+    """The Slack bot in this process when Slack is configured, sharing the reconciler's clone: a command is
+    committed there and wakes the reconciler, so it acts at once (even with the remote down)."""
+    # Deferred: Slack's SDK and Bolt take a few hundred milliseconds to import, and every command that is not a
+    # daemon (status, validate, pause, ...) would pay for them; only a process that serves Slack loads them.
+    from bot.host import HostedBot, SlackEnv
+    from bot.notifier import SlackNotifier
+    from bot.service import Backend
+
+    slack = SlackEnv.read()
+    if not slack.configured:
+        if slack.bot_token:
+            log.warning("Slack commands are off: %s", slack.missing())
+        return None
+
+    def thread_of(plugin: str) -> tuple[str, str] | None:
+        runtime = reconciler.runtime
+        for watcher in runtime.watchers if runtime else ():
+            if isinstance(watcher, SlackNotifier):
+                return watcher.thread_of(plugin)
+        return None
+
+    try:
+        return HostedBot(Backend(reconciler.repo, reconciler.wake.set, thread_of, hosted=True,
+                                 adapters=reconciler.registry.models), slack, host, port)
+    except (OSError, ValueError) as err:
+        log.error("the Slack bot cannot start: %s; reconciling without it", err)
+        return None
+
+
+# --- grayops bot ---------------------------------------------------------------------------------------------
+
+
+def start_bot(args: argparse.Namespace, stack: ExitStack) -> None:
+    """The Slack bot on its own, in a clone of its own (or the reconciler's `--workdir`), and its pusher."""
+    from bot.host import HostedBot, Pusher, SlackEnv  # deferred: see host_bot
+    from bot.service import Backend
+
+    slack = SlackEnv.read()
+    if not slack.configured:
+        raise Failed(f"cannot start the Slack bot: {slack.missing()}")
+    workdir = Path(args.workdir or default_workdir(args.repo)).resolve()
+    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    try:
+        repo.ensure_clone()
+        if args.status_branch is None:  # read /rollout's status where the reconciler writes it
+            repo.use_status_branch(status_branch(repo.read(SETTINGS_PATH)))
+    except RemoteUnavailable as err:
+        raise Failed(f"cannot start: {err}") from err
+    try:
+        hosted = HostedBot(Backend(repo, adapters=full_registry().models), slack, args.host, args.port)
+    except (OSError, ValueError) as err:
+        raise Failed(f"cannot start the Slack bot: {err}") from err
+    pusher = Pusher(repo).start()
+    stack.callback(pusher.stop)  # after the bot has stopped: what it committed last is pushed too
+    stack.callback(hosted.stop)
