@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.adapters.gitrepo import GitError
+from reconciler.adapters.gitrepo import GitError, ProposalExists
 from reconciler.api.auth import Caller, RateLimiter, bearer, find_token
 from reconciler.api.backend import ApiBackend
 from reconciler.api.webhooks import SeenDeliveries, read_push, verified_forge
 from reconciler.commands import CommandRefused, run_command
-from reconciler.core import planview
+from reconciler.core import planview, yamledit
 from reconciler.core.layout import status_path, status_plugin
 from reconciler.core.model import RolloutState, to_doc
 from reconciler.core.report import latest_report, report_path
@@ -39,7 +39,8 @@ BODY_LIMIT = 1024 * 1024  # 1 MiB, by Content-Length before a byte is read, and 
 # The scope each command needs: resume goes with pause; retry, like approve, lets a rollout go forward again.
 SCOPES: Mapping[CommitCommand, ApiScope] = {"pause": "pause", "resume": "pause", "rollback": "rollback",
                                             "retry": "approve", "approve": "approve"}
-ROLLOUT_COMMANDS: tuple[CommitCommand, ...] = ("pause", "resume", "retry", "approve")  # rollback: the seed's route
+# under /api/v1/rollouts/{plugin}/; a rollback is POST /internal/version/upgrade/rollback
+ROLLOUT_COMMANDS: tuple[CommitCommand, ...] = ("pause", "resume", "retry", "approve")
 
 
 class ApiError(Exception):
@@ -146,14 +147,11 @@ class Api:
     # --- the plan and the commands ---------------------------------------------------------------------------
 
     async def plan(self, request: Request) -> Response:
-        await self.caller(request, "plan")
+        caller = await self.caller(request, "plan")
         asked = await self.body(request, PlanRequest)
-        if asked.propose:
-            raise ApiError(501, "propose: pushing a branch for a merge request is not built yet; ask without it "
-                                "for the plan")
-        return JSONResponse(await run_in_threadpool(self._plan, asked))
+        return JSONResponse(await run_in_threadpool(self._plan, asked, caller))
 
-    def _plan(self, asked: PlanRequest) -> dict[str, Any]:
+    def _plan(self, asked: PlanRequest, caller: Caller) -> dict[str, Any]:
         """`grayops plan -o json` of HEAD with the plugin at `version` (and `policy`): what that change would get."""
         self.known(asked.plugin)
         fleet, refused = self.backend.head()
@@ -168,7 +166,30 @@ class Api:
         spec = plugin.spec.model_copy(update={"version": asked.version, "policy": policy})
         changed = replace(fleet, plugins={**fleet.plugins, asked.plugin: plugin.model_copy(update={"spec": spec})})
         states = {asked.plugin: state} if (state := self._state(asked.plugin, strict=False)) else {}
-        return planview.to_doc(planview.build(changed, [asked.plugin], fleet, states))
+        doc: dict[str, Any] = planview.to_doc(planview.build(changed, [asked.plugin], fleet, states))
+        if asked.propose:
+            doc["proposal"] = self._propose(asked, fleet.plugin_paths[asked.plugin], caller)
+        return doc
+
+    def _propose(self, asked: PlanRequest, path: str, caller: Caller) -> dict[str, str]:
+        """Push `grayops/propose/<plugin>-<version>` with the change, for a merge request: the API never commits a
+        version to the watched branch itself."""
+        text = self.backend.repo.read(path) or ""
+        text = yamledit.set_field(text, ("spec", "version"), asked.version)
+        if asked.policy is not None:
+            text = yamledit.set_field(text, ("spec", "policy"), asked.policy)
+        branch = f"grayops/propose/{asked.plugin}-{asked.version}"
+        try:
+            commit = self.backend.repo.propose(branch, {path: text}, f"{asked.plugin} {asked.version}",
+                                               [("Grayops-Action", "propose"), ("Requested-By", caller.by)])
+        except ValueError as err:
+            raise ApiError(400, f"version: {err}") from None
+        except ProposalExists as err:
+            raise ApiError(409, str(err)) from None
+        except GitError as err:
+            raise ApiError(503, str(err)) from None
+        log.info("proposed %s %s on %s for %s", asked.plugin, asked.version, branch, caller.by)
+        return {"branch": branch, "commit": commit}
 
     async def rollback(self, request: Request) -> Response:
         caller = await self.caller(request, "rollback")

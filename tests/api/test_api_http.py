@@ -18,13 +18,16 @@ from typing import Any
 import pytest
 import requests
 
+from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.api import ApiBackend, Rate, create_api_app
 from reconciler.cli import full_registry
+from reconciler.core.fleet import load_fleet
 from reconciler.core.model import Phase
 from reconciler.core.report import render_report
 from reconciler.core.status import dump_status
-from tests.conftest import FAST_POLICY, Human, grayops, plugin_yaml, remote_file, settings_yaml
+from reconciler.shell.desired import judge_plugin_approvals
+from tests.conftest import FAST_POLICY, Human, git, grayops, plugin_yaml, remote_file, settings_yaml
 from tests.web.records import GATED_POLICY, TIERS, progressing, serving
 
 SECRET = "It's a Secret to Everybody"
@@ -117,7 +120,7 @@ def served(fleet_repo: Human, tmp_path: Path) -> Iterator[Served]:
         yield Served(fleet_repo, base, version, woken)
 
 
-# --- the seed's API: rollback and plan ---------------------------------------------------------------------------
+# --- rollback and plan ---------------------------------------------------------------------------
 
 
 def test_rollback_is_the_same_commit_as_the_command_by_the_tokens_person(served: Served) -> None:
@@ -156,6 +159,28 @@ def test_the_plan_of_a_version_is_what_grayops_plan_says_of_that_change(served: 
                        json={"plugin": "billing", "version": "1.7.0", "policy": "fast"}).json()["plugins"][0]
     assert fast["policy"] == "fast" and not any(g.startswith("approval") for g in fast["gates"])
     assert served.human.log("-1", "--format=%s") == "grayops: billing status\n"  # a plan commits nothing
+
+
+def test_propose_pushes_a_branch_for_a_merge_request_and_never_the_watched_one(served: Served) -> None:
+    main = served.commits()
+    asked = {"plugin": "billing", "version": "1.7.0", "policy": "fast", "propose": True}
+    answer = served.call("POST", "/internal/version/upgrade/plan", json=asked)
+    assert answer.status_code == 200, answer.text
+    proposal = answer.json()["proposal"]
+    assert proposal["branch"] == "grayops/propose/billing-1.7.0"
+    assert answer.json()["plugins"][0]["to_version"] == "1.7.0"
+    assert served.commits() == main  # the watched branch is untouched
+    branch = "grayops/propose/billing-1.7.0"
+    assert git(served.human.remote, "log", "-1", "--format=%H%n%P", branch).split() == [proposal["commit"], main[0]]
+    message = git(served.human.remote, "log", "-1", "--format=%B", branch)
+    assert message.startswith("billing 1.7.0\n") and "Requested-By: ops-bot (api token release-bot)" in message
+    changed = git(served.human.remote, "show", f"{branch}:plugins/billing.yaml")
+    assert changed == plugin_yaml("billing", "1.7.0", policy="fast")  # the file as written, two fields changed
+    assert git(served.human.remote, "diff", "--name-only", main[0], branch).split() == ["plugins/billing.yaml"]
+    again = served.call("POST", "/internal/version/upgrade/plan", json=asked)
+    assert again.status_code == 409 and "already has a branch grayops/propose/billing-1.7.0" in again.json()["error"]
+    bad = served.call("POST", "/internal/version/upgrade/plan", json={**asked, "version": "1..7"})
+    assert bad.status_code == 400 and "not a valid branch name" in bad.json()["error"]
 
 
 # --- refusals ------------------------------------------------------------------------------------------------
@@ -249,7 +274,7 @@ def test_pause_and_resume_are_commits_by_the_tokens_person(served: Served) -> No
     assert served.woken == ["wake", "wake"]
 
 
-def test_approve_keeps_the_two_person_rule_for_the_tokens_person(served: Served) -> None:
+def test_approve_keeps_the_two_person_rule_for_the_tokens_person(served: Served, tmp_path: Path) -> None:
     before = served.commits()
     refused = served.call("POST", "/api/v1/rollouts/billing/approve", token="alice")  # Alice wrote billing 1.6.0
     assert refused.status_code == 409 and "two-person rule" in refused.json()["error"]
@@ -260,6 +285,12 @@ def test_approve_keeps_the_two_person_rule_for_the_tokens_person(served: Served)
     assert "Approved-By: rita (api token rita-cli)" in message and "Grayops-Batch: all" in message
     assert f"Desired-Commit: {served.version_commit}" in message
     assert "by: rita (api token rita-cli)" in (remote_file(served.human, "approvals/billing.yaml") or "")
+    # the reconciler counts it: judged as it judges every approval it reads
+    reader = GitRepo(str(served.human.remote), tmp_path / "reader")
+    reader.ensure_clone()
+    fleet = load_fleet(reader.desired_files(), builtin_policies(), adapters=full_registry().models)
+    accepted, refused_approvals = judge_plugin_approvals(reader, fleet, "billing")
+    assert [(a.by, a.batch) for a in accepted] == [("rita (api token rita-cli)", "all")] and not refused_approvals
     retry = served.call("POST", "/api/v1/rollouts/billing/retry", token="rita")
     assert retry.status_code == 409 and retry.json()["error"].startswith("nothing failed to retry in billing")
     batch = served.call("POST", "/api/v1/rollouts/billing/pause", token="oncall", json={"batch": "all"})
