@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
@@ -21,15 +22,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconciler.adapters.gitrepo import GitError, ProposalExists
+from reconciler.api.approval import TRAILER, ApprovalRefused, check, issue
 from reconciler.api.auth import Caller, RateLimiter, bearer, find_token
 from reconciler.api.backend import ApiBackend
 from reconciler.api.webhooks import SeenDeliveries, read_push, verified_forge
 from reconciler.commands import CommandRefused, run_command
 from reconciler.core import planview, yamledit
+from reconciler.core.engine import ENGINE
 from reconciler.core.layout import status_path, status_plugin
-from reconciler.core.model import RolloutState, to_doc
+from reconciler.core.model import Phase, RolloutState, fmt_time, to_doc
 from reconciler.core.report import latest_report, report_path
-from reconciler.core.spec import ApiScope, CommitCommand, Name, Strict, Version
+from reconciler.core.spec import ApiScope, ApprovalAction, CommitCommand, Duration, Name, Strict, Version
 from reconciler.core.status import StatusUnreadable, load_status
 from reconciler.core.text import REASON_LIMIT
 
@@ -64,6 +67,12 @@ class RollbackRequest(Strict):
 class CommandRequest(Strict):
     reason: str | None = Field(None, max_length=REASON_LIMIT)
     batch: Name | None = None  # approve only: the batch (default: the next one that awaits an approval)
+    approval_token: str | None = Field(None, max_length=200)  # approve, retry, resume of a pause by grayops
+
+
+class ApprovalTokenRequest(Strict):
+    action: ApprovalAction
+    ttl: Duration = 900.0
 
 
 M = TypeVar("M", bound=Strict)
@@ -204,24 +213,74 @@ class Api:
             if asked.batch is not None and command != "approve":
                 raise ApiError(400, f"batch: only approve takes a batch, not {command}")
             return await run_in_threadpool(self._command, caller, command, request.path_params["plugin"],
-                                           asked.reason, asked.batch)
+                                           asked.reason, asked.batch, asked.approval_token)
         return run
 
     def _command(self, caller: Caller, command: CommitCommand, plugin: str, reason: str | None,
-                 batch: str | None) -> Response:
+                 batch: str | None, approval_token: str | None = None) -> Response:
         self.known(plugin)
+        once = self._approval(command, plugin, approval_token)
         try:
             result = run_command(self.backend.repo, command, plugin, caller.by, self.backend.now(), reason=reason,
-                                 batch=batch, adapters=self.backend.adapters)
+                                 batch=batch, adapters=self.backend.adapters, once=once)
         except CommandRefused as err:
             raise ApiError(409, str(err)) from None
         except GitError as err:
             raise ApiError(503, str(err)) from None
+        if result.done_before:
+            assert once is not None
+            raise ApiError(409, f"approval token {once[1]} was already used ({result.message}); ask for another")
         if not result.changed:
             return JSONResponse({"commit": None, "message": result.message})
         self.backend.wake()
         log.info("%s by %s: %s", command, caller.by, result.message)
         return JSONResponse({"commit": result.commit, "pushed": result.pushed, "message": result.message}, 202)
+
+    def _approval(self, command: CommitCommand, plugin: str, presented: str | None) -> tuple[str, str] | None:
+        """The `Approval-Token` trailer a critical command is done once under; None when it needs no token.
+        Critical: approve, retry, and resume of a rollout grayops paused by itself."""
+        state = self._state(plugin, strict=False)
+        paused_by_grayops = state is not None and state.phase is Phase.PAUSED and state.paused_by == ENGINE
+        if command not in ("approve", "retry") and not (command == "resume" and paused_by_grayops):
+            return None
+        action: ApprovalAction = "resume" if command == "resume" else command
+        if presented is None:
+            raise ApiError(403, f"{command} of {plugin} needs an approval token (approvalToken), issued by someone "
+                                "allowed to approve; nothing was done")
+        fleet, refused = self.backend.head()
+        if fleet is None or plugin not in fleet.plugins:
+            raise ApiError(409, f"the fleet repository is invalid at HEAD, fix it first: {refused}")
+        try:
+            used = check(self.backend.repo, plugin, fleet.plugins[plugin].spec.version, action, presented,
+                         self.backend.now())
+        except ApprovalRefused as err:
+            raise ApiError(403, f"{err}; nothing was done") from None
+        return (TRAILER, used)
+
+    async def issue_token(self, request: Request) -> Response:
+        caller = await self.caller(request, "approve")
+        asked = await self.body(request, ApprovalTokenRequest)
+        plugin = request.path_params["plugin"]
+
+        def issue_it() -> Response:
+            self.known(plugin)
+            fleet, refused = self.backend.head()
+            if fleet is None or plugin not in fleet.plugins:
+                raise ApiError(409, f"the fleet repository is invalid at HEAD, fix it first: {refused}")
+            version = fleet.plugins[plugin].spec.version
+            try:
+                issued = issue(self.backend.repo, plugin, version, asked.action, caller.by, self.backend.now(),
+                               timedelta(seconds=asked.ttl))
+            except ApprovalRefused as err:
+                raise ApiError(400 if str(err).startswith("ttl") else 409, str(err)) from None
+            except GitError as err:
+                raise ApiError(503, str(err)) from None
+            log.info("approval token %s for %s of %s %s issued by %s", issued.id, asked.action, plugin, version,
+                     caller.by)
+            return JSONResponse({"id": issued.id, "token": issued.token, "plugin": plugin, "version": version,
+                                 "action": asked.action, "expires": fmt_time(issued.expires),
+                                 "commit": issued.commit, "pushed": issued.pushed}, 201)
+        return await run_in_threadpool(issue_it)
 
     # --- reading the record ----------------------------------------------------------------------------------
 
@@ -314,6 +373,7 @@ def api_routes(backend: ApiBackend) -> list[Route]:
         Route("/api/v1/rollouts/{plugin}/report", _answering(api.report), methods=["GET"]),
         *[Route(f"/api/v1/rollouts/{{plugin}}/{command}", _answering(api.command(command)), methods=["POST"])
           for command in ROLLOUT_COMMANDS],
+        Route("/api/v1/rollouts/{plugin}/approval-tokens", _answering(api.issue_token), methods=["POST"]),
         Route("/webhooks/git", _answering(api.webhook), methods=["POST"]),
     ]
 

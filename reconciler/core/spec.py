@@ -902,12 +902,30 @@ class RetryRecord(Strict):
     at: str
 
 
+ApprovalAction = Literal["approve", "retry", "resume"]
+APPROVAL_ACTIONS: tuple[ApprovalAction, ...] = get_args(ApprovalAction)
+
+
+class ApprovalTokenRecord(Strict):
+    """An approval token (README "HTTP API"): one use of one action on the plugin's version, before `expires`.
+    Known by the SHA-256 of the token; its `id` goes in the commit that uses it (`Approval-Token`)."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    version: Version
+    action: ApprovalAction
+    by: str
+    at: str
+    expires: str
+
+
 class Approvals(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Approvals"]
     metadata: Metadata
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     retries: list[RetryRecord] = Field(default_factory=list)
+    tokens: list[ApprovalTokenRecord] = Field(default_factory=list, description="approval tokens issued")
 
 
 FILE_KINDS: dict[str, type[Strict]] = {

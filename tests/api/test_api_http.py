@@ -27,7 +27,7 @@ from reconciler.core.model import Phase
 from reconciler.core.report import render_report
 from reconciler.core.status import dump_status
 from reconciler.shell.desired import judge_plugin_approvals
-from tests.conftest import FAST_POLICY, Human, git, grayops, plugin_yaml, remote_file, settings_yaml
+from tests.conftest import FAST_POLICY, FakeClock, Human, git, grayops, plugin_yaml, remote_file, settings_yaml
 from tests.web.records import GATED_POLICY, TIERS, progressing, serving
 
 SECRET = "It's a Secret to Everybody"
@@ -63,6 +63,7 @@ class Served:
     base: str
     version_commit: str
     woken: list[str] = field(default_factory=list)
+    clock: FakeClock = field(default_factory=FakeClock)
 
     def call(self, method: str, path: str, token: str | None = "release-bot", **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}))
@@ -116,8 +117,9 @@ def api_on(human: Human, workdir: Path, woken: list[str], **options: Any) -> Ite
 def served(fleet_repo: Human, tmp_path: Path) -> Iterator[Served]:
     version = seed_fleet(fleet_repo)
     woken: list[str] = []
-    with api_on(fleet_repo, tmp_path / "work", woken) as base:
-        yield Served(fleet_repo, base, version, woken)
+    clock = FakeClock()
+    with api_on(fleet_repo, tmp_path / "work", woken, now=clock.now) as base:
+        yield Served(fleet_repo, base, version, woken, clock)
 
 
 # --- rollback and plan ---------------------------------------------------------------------------
@@ -274,12 +276,21 @@ def test_pause_and_resume_are_commits_by_the_tokens_person(served: Served) -> No
     assert served.woken == ["wake", "wake"]
 
 
+def approval_token(served: Served, action: str, token: str = "rita", ttl: str = "10m") -> dict[str, Any]:
+    issued = served.call("POST", "/api/v1/rollouts/billing/approval-tokens", token=token,
+                         json={"action": action, "ttl": ttl})
+    assert issued.status_code == 201, issued.text
+    return dict(issued.json())
+
+
 def test_approve_keeps_the_two_person_rule_for_the_tokens_person(served: Served, tmp_path: Path) -> None:
     before = served.commits()
-    refused = served.call("POST", "/api/v1/rollouts/billing/approve", token="alice")  # Alice wrote billing 1.6.0
+    refused = served.call("POST", "/api/v1/rollouts/billing/approve", token="alice",  # Alice wrote billing 1.6.0
+                          json={"approvalToken": approval_token(served, "approve")["token"]})
     assert refused.status_code == 409 and "two-person rule" in refused.json()["error"]
-    assert served.commits() == before
-    approved = served.call("POST", "/api/v1/rollouts/billing/approve", token="rita", json={"batch": "all"})
+    assert served.commits()[1:] == before  # only the token's issue
+    approved = served.call("POST", "/api/v1/rollouts/billing/approve", token="rita",
+                           json={"batch": "all", "approvalToken": approval_token(served, "approve")["token"]})
     assert approved.status_code == 202, approved.text
     message = served.last_message()
     assert "Approved-By: rita (api token rita-cli)" in message and "Grayops-Batch: all" in message
@@ -291,10 +302,68 @@ def test_approve_keeps_the_two_person_rule_for_the_tokens_person(served: Served,
     fleet = load_fleet(reader.desired_files(), builtin_policies(), adapters=full_registry().models)
     accepted, refused_approvals = judge_plugin_approvals(reader, fleet, "billing")
     assert [(a.by, a.batch) for a in accepted] == [("rita (api token rita-cli)", "all")] and not refused_approvals
-    retry = served.call("POST", "/api/v1/rollouts/billing/retry", token="rita")
+    retry = served.call("POST", "/api/v1/rollouts/billing/retry", token="rita",
+                        json={"approvalToken": approval_token(served, "retry")["token"]})
     assert retry.status_code == 409 and retry.json()["error"].startswith("nothing failed to retry in billing")
     batch = served.call("POST", "/api/v1/rollouts/billing/pause", token="oncall", json={"batch": "all"})
     assert batch.status_code == 400
+
+
+def test_critical_operations_need_an_approval_token_used_once(served: Served) -> None:
+    before = served.commits()
+    bare = served.call("POST", "/api/v1/rollouts/billing/approve", token="oncall")
+    assert bare.status_code == 403 and "needs an approval token" in bare.json()["error"]
+    assert served.call("POST", "/api/v1/rollouts/billing/approval-tokens", token="oncall",
+                       json={"action": "approve", "ttl": "2d"}).status_code == 400
+    assert served.call("POST", "/api/v1/rollouts/billing/approval-tokens", token="reader",
+                       json={"action": "approve"}).status_code == 403
+    assert served.commits() == before
+    issued = approval_token(served, "approve", token="oncall", ttl="10m")
+    assert (issued["plugin"], issued["version"], issued["action"]) == ("billing", "1.6.0", "approve")
+    recorded = remote_file(served.human, "approvals/billing.yaml") or ""
+    assert digest(issued["token"]) in recorded and issued["token"] not in recorded  # its digest only
+    assert issued["token"] not in served.human.log("-1", "--format=%B")
+    wrong = served.call("POST", "/api/v1/rollouts/billing/retry", token="oncall",
+                        json={"approvalToken": issued["token"]})
+    assert wrong.status_code == 403 and "was issued for approve, not retry" in wrong.json()["error"]
+    forged = served.call("POST", "/api/v1/rollouts/billing/approve", token="oncall",
+                         json={"approvalToken": "grayops-approval-guess"})
+    assert forged.status_code == 403
+    used = served.call("POST", "/api/v1/rollouts/billing/approve", token="oncall",
+                       json={"approvalToken": issued["token"]})
+    assert used.status_code == 202, used.text
+    assert f"Approval-Token: {issued['id']}" in served.last_message()
+    again = served.call("POST", "/api/v1/rollouts/billing/approve", token="oncall",
+                        json={"approvalToken": issued["token"], "batch": "all"})
+    assert again.status_code == 409 and "already used" in again.json()["error"]
+    late = approval_token(served, "approve", token="oncall", ttl="30s")
+    served.clock.advance(31)
+    expired = served.call("POST", "/api/v1/rollouts/billing/approve", token="oncall",
+                          json={"approvalToken": late["token"]})
+    assert expired.status_code == 403 and "expired" in expired.json()["error"]
+    stale = approval_token(served, "approve", token="oncall")
+    served.human.pull()
+    served.human.commit("billing 1.7.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.7.0", policy="gated")})
+    moved = served.call("POST", "/api/v1/rollouts/billing/approve", token="oncall",
+                        json={"approvalToken": stale["token"]})
+    assert moved.status_code == 403 and "issued for billing 1.6.0; 1.7.0 is committed now" in moved.json()["error"]
+
+
+def test_resuming_a_rollout_grayops_paused_needs_an_approval_token(fleet_repo: Human, tmp_path: Path) -> None:
+    seed_fleet(fleet_repo)
+    state = replace(progressing(), phase=Phase.PAUSED, paused_by="grayops", pause_reason="error_rate 0.2 > 0.05",
+                    paused_at=progressing().started, policy="gated")
+    fleet_repo.commit("grayops: billing paused", {"status/billing.yaml": dump_status(state),
+                                                  "plugins/billing.yaml": plugin_yaml("billing", "1.6.0", "gated",
+                                                                                      "  paused: true\n")})
+    with api_on(fleet_repo, tmp_path / "work", []) as base:
+        served = Served(fleet_repo, base, "")
+        bare = served.call("POST", "/api/v1/rollouts/billing/resume", token="oncall")
+        assert bare.status_code == 403 and "needs an approval token" in bare.json()["error"]
+        resumed = served.call("POST", "/api/v1/rollouts/billing/resume", token="oncall",
+                              json={"approvalToken": approval_token(served, "resume", token="oncall")["token"]})
+        assert resumed.status_code == 202, resumed.text
+    assert "paused: false" in (remote_file(fleet_repo, "plugins/billing.yaml") or "")
 
 
 # --- webhooks ------------------------------------------------------------------------------------------------
