@@ -151,6 +151,13 @@ class MergeConflict(GitError):
         self.files = tuple(files)
 
 
+class ProposalExists(GitError):
+    """A proposal's branch is already on the remote (or the remote refused it): nothing was pushed."""
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's id of the empty tree
+
+
 class WorkdirBusy(Exception):
     """Another process holds the workdir for its lifetime (a second `grayops run` on it would act twice)."""
 
@@ -899,6 +906,51 @@ class GitRepo:
             tracked.update(present)
             tracked.difference_update(gone)
             return self._git("rev-parse", "HEAD", cwd=tree.path).stdout.strip()
+
+    def propose(self, branch: str, files: Mapping[str, str], message: str,
+                trailers: Sequence[tuple[str, str]] = ()) -> str:
+        """Commit `files` on top of the remote's desired branch as `branch`, and push that branch, for a merge
+        request (README "HTTP API"); the clone's own branch, index and working tree are untouched. The commit's
+        id; ValueError for a name git refuses, ProposalExists when the remote already has `branch`,
+        RemoteUnavailable when it cannot be reached."""
+        with self.lock():
+            if self._git("check-ref-format", "--branch", branch, check=False).returncode != 0:
+                raise ValueError(f"{branch!r} is not a valid branch name")
+            self._fetch()
+            if self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", remote=True).stdout.strip():
+                raise ProposalExists(f"the remote already has a branch {branch}: merge or delete it first")
+            base = self._git("rev-parse", "--verify", f"origin/{self.branch}^{{commit}}").stdout.strip()
+            tree = self._git("rev-parse", f"{base}^{{tree}}").stdout.strip()
+            for path, text in files.items():
+                blob = self._git("hash-object", "-w", "--stdin", input=text).stdout.strip()
+                tree = self._tree_with(tree, _safe_relpath(path).split("/"), blob)
+            commit = self._git("commit-tree", tree, "-p", base, "-F", "-",
+                               input=_message(message, trailers)).stdout.strip()
+            pushed = self._git("push", "--quiet", "origin", f"{commit}:refs/heads/{branch}", remote=True, check=False)
+            if pushed.returncode != 0 and "rejected]" in pushed.stderr:
+                raise ProposalExists(f"the remote refused the branch {branch}: {_git_complaint(pushed.stderr)}")
+            if pushed.returncode != 0:
+                raise RemoteUnavailable(f"cannot push {branch}: {_git_complaint(pushed.stderr)}",
+                                        returncode=pushed.returncode, stderr=pushed.stderr)
+            return commit
+
+    def _tree_with(self, tree: str, parts: Sequence[str], blob: str) -> str:
+        """The id of `tree` with the regular file at `parts` set to `blob` (subtrees written as needed)."""
+        entries = [e for e in self._git("ls-tree", "-z", tree).stdout.split("\0") if e]
+        name, here = parts[0], None
+        kept = []
+        for entry in entries:
+            info, _, entry_name = entry.partition("\t")
+            if entry_name == name:
+                here = info.split()
+            else:
+                kept.append(entry)
+        if len(parts) == 1:
+            kept.append(f"100644 blob {blob}\t{name}")
+        else:
+            below = here[2] if here is not None and here[1] == "tree" else EMPTY_TREE
+            kept.append(f"040000 tree {self._tree_with(below, parts[1:], blob)}\t{name}")
+        return self._git("mktree", "-z", input="\0".join(kept) + "\0").stdout.strip()
 
     def find_trailer(self, key: str, value: str, since: datetime) -> str | None:
         """The newest commit of the branch committed after `since` with the trailer `key: value`, or None.

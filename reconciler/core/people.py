@@ -18,6 +18,7 @@ from reconciler.core.spec import Access, ApprovalRecord
 
 _SLACK = re.compile(r"^([UW][A-Z0-9]+)\s*\((.*)\)$")  # `U0OPS1 (alice)`: a chat user and their handle
 _GIT = re.compile(r"^(.*?)\s*<([^<>]*)>$")  # `Alice Ops <alice@example.com>`
+_API = re.compile(r"^(.*?)\s*\(api token [^()]*\)$")  # `ops-bot (api token release-bot)`: the token's person
 Identity = tuple[str, str]  # (git author name, email) grayops commits under
 
 
@@ -32,8 +33,11 @@ def _email_keys(email: str) -> set[str]:
 
 def keys_of(who: str) -> frozenset[str]:
     """The names `who` is known by on its own: `U0OPS1 (alice)` -> {u0ops1, alice};
-    `Alice Ops <alice@example.com>` -> {alice ops, alice@example.com, alice}; `bob` -> {bob}."""
+    `Alice Ops <alice@example.com>` -> {alice ops, alice@example.com, alice}; `bob` -> {bob};
+    `ops-bot (api token release-bot)` -> {ops-bot} (the person an API token acts for)."""
     who = who.strip()
+    if api := _API.match(who):
+        return keys_of(api.group(1))
     keys: set[str] = set()
     if slack := _SLACK.match(who):
         keys |= {_fold(slack.group(1)), _fold(slack.group(2))}

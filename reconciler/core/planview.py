@@ -123,8 +123,13 @@ def render_markdown(plans: list[PluginPlan]) -> str:
     return "\n".join(out)
 
 
+def to_doc(plans: list[PluginPlan]) -> dict[str, list[dict[str, object]]]:
+    """The JSON model of `grayops plan --format json`, which the HTTP API answers with too."""
+    return {"plugins": [asdict(p) for p in plans]}
+
+
 def render_json(plans: list[PluginPlan]) -> str:
-    return json.dumps({"plugins": [asdict(p) for p in plans]}, indent=2) + "\n"
+    return json.dumps(to_doc(plans), indent=2) + "\n"
 
 
 RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}

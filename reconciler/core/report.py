@@ -109,6 +109,18 @@ def report_path(state: RolloutState) -> str:
     return layout.report_path(state.plugin, state.target_version, state.rollout_id)
 
 
+def latest_report(records: Mapping[str, str], plugin: str, state: RolloutState | None) -> str | None:
+    """The path of the plugin's last finished rollout's report among `records` (status/ and reports/ files): the
+    one its status names, else the last to finish (a version such as 1.10.0 does not sort after 1.9.0); None
+    when it has none."""
+    reports = sorted((p for p in records if p.startswith(layout.reports_of(plugin))),
+                     key=lambda p: (report_finished(records[p]), p))
+    if not reports:
+        return None
+    named = report_path(state) if state is not None else None
+    return named if named in records else reports[-1]
+
+
 # How a finished rollout's instance counts toward the success rate (README "grayops' own metrics"):
 # verified and kept (succeeded), failed, put back (rolled_back), or left alone (skipped; not an upgrade).
 INSTANCE_RESULTS = {Step.DONE: "succeeded", Step.FAILED: "failed", Step.ROLLBACK_FAILED: "failed",

@@ -599,8 +599,16 @@ class StatusSettings(Strict):
     branch: str | None = Field(None, description="branch for status/ and reports/; default: the desired-state branch")
 
 
+class GitWebhookSettings(Strict):
+    """Push webhooks at /webhooks/git (README "HTTP API"): the secret they are verified with, by name only."""
+
+    secret_env: str = Field(description="environment variable holding the webhook secret (GitHub and Gitea: the "
+                                        "HMAC-SHA256 key; GitLab: the token it sends)")
+
+
 class GitSettings(Strict):
     poll_interval: Duration = 5.0
+    webhook: GitWebhookSettings | None = Field(None, description="verified push webhooks fetch at once")
 
 
 class DashboardSettings(Strict):
@@ -807,6 +815,19 @@ class Person(Strict):
     aliases: list[str] = Field(default_factory=list, description="git author names and --as names")
 
 
+ApiScope = Literal["read", "plan", "pause", "rollback", "approve"]
+API_SCOPES: tuple[ApiScope, ...] = get_args(ApiScope)
+
+
+class ApiToken(Strict):
+    """A bearer token of the HTTP API (README "HTTP API"): known by the SHA-256 of the token, never the token."""
+
+    name: Name
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 digest of the token")
+    scopes: list[ApiScope] = Field(min_length=1)
+    person: str = Field(min_length=1, description="the name of one of people:, who the token's actions are by")
+
+
 class Access(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Access"]
@@ -818,6 +839,7 @@ class Access(Strict):
     identities: dict[str, list[str]] = Field(
         default_factory=dict,
         description="deprecated, use people: Slack user ID -> the other names this person commits under")
+    tokens: list[ApiToken] = Field(default_factory=list, description="bearer tokens of the HTTP API")
 
     @field_validator("people")
     @classmethod
@@ -830,6 +852,32 @@ class Access(Strict):
                 if first != index:
                     raise ValueError(f"{key} is listed for both {people[first].name} and {person.name}")
         return people
+
+    @model_validator(mode="after")
+    def _tokens_name_people(self) -> Access:
+        """Each token acts for a person of `people:` (so the two-person rule knows them), under a name of its own."""
+        listed = {" ".join(p.name.split()).casefold() for p in self.people}
+        seen: set[str] = set()
+        digests: set[str] = set()
+        for index, token in enumerate(self.tokens):
+            if " ".join(token.person.split()).casefold() not in listed:
+                known = ", ".join(p.name for p in self.people) or "none"
+                raise _fail_in_list("Access", ("tokens", index, "person"), token.person, "unknown_person",
+                                    f"{token.person} is not a name of people: (listed: {known})")
+            if token.name in seen:
+                raise _fail_in_list("Access", ("tokens", index, "name"), token.name, "repeated_token",
+                                    f"token name {token.name} is listed twice")
+            if token.sha256 in digests:
+                raise _fail_in_list("Access", ("tokens", index, "sha256"), token.sha256, "repeated_token",
+                                    f"token {token.name} has the digest of another token: give each its own")
+            seen.add(token.name)
+            digests.add(token.sha256)
+        return self
+
+
+def _fail_in_list(model: str, loc: tuple[str | int, ...], value: Any, kind: str, message: str) -> ValidationError:
+    return ValidationError.from_exception_data(model, [InitErrorDetails(
+        type=PydanticCustomError(kind, message), loc=loc, input=value)])
 
 
 class ApprovalRecord(Strict):
@@ -854,12 +902,30 @@ class RetryRecord(Strict):
     at: str
 
 
+ApprovalAction = Literal["approve", "retry", "resume"]
+APPROVAL_ACTIONS: tuple[ApprovalAction, ...] = get_args(ApprovalAction)
+
+
+class ApprovalTokenRecord(Strict):
+    """An approval token (README "HTTP API"): one use of one action on the plugin's version, before `expires`.
+    Known by the SHA-256 of the token; its `id` goes in the commit that uses it (`Approval-Token`)."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{12}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    version: Version
+    action: ApprovalAction
+    by: str
+    at: str
+    expires: str
+
+
 class Approvals(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Approvals"]
     metadata: Metadata
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     retries: list[RetryRecord] = Field(default_factory=list)
+    tokens: list[ApprovalTokenRecord] = Field(default_factory=list, description="approval tokens issued")
 
 
 FILE_KINDS: dict[str, type[Strict]] = {

@@ -40,6 +40,10 @@ SAME = {
     "entry name": ("alice", "Someone <a.ops@corp.example>", PEOPLE, True),
     "two entries": ("U0REL1 (rita)", "Alice Ops <alice@example.com>", PEOPLE, False),
     "entry and stranger": ("carol", "Alice Ops <alice@example.com>", PEOPLE, False),
+    # an API token acts for its person: `<person> (api token <name>)`, as its commits' Requested-By says
+    "API token of the entry": ("alice (api token release-bot)", "Alice Ops <alice@example.com>", PEOPLE, True),
+    "API token of another": ("bob (api token release-bot)", "Alice Ops <alice@example.com>", PEOPLE, False),
+    "API token, no entry": ("alice (api token ci)", "Alice Ops <alice@example.com>", NOBODY, True),
 }
 
 
