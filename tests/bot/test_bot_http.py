@@ -236,27 +236,29 @@ def _signed(body: bytes, content_type: str = "application/x-www-form-urlencoded"
     return body, signed_headers(body, content_type=content_type)
 
 
-MALFORMED = {
-    "unsigned, not UTF-8": (b"text=\xff\xfe" + MARK.encode(), {"Content-Type": "application/x-www-form-urlencoded"}),
-    "timestamp not a number": (f"command=%2Fpause&text={MARK}".encode(),
-                               {**signed_headers(b"x"), "X-Slack-Request-Timestamp": "soon"}),
-    "signed, payload not JSON": _signed(b"payload=%7Bnot+json&m=" + MARK.encode()),
-    "signed, payload not an object": _signed(_payload([1, 2])),
-    "signed, JSON body cut short": _signed(b'{"type": "event_callback", "m": "' + MARK.encode() + b'", "event": ',
-                                           "application/json"),
-    "signed, JSON nested too deep": _signed(b"payload=" + quote("[" * 20000).encode()),
-    "signed, button without actions": _signed(_payload({"type": "block_actions", "user": {"id": "U0OPS1"},
-                                                        "trigger_id": "m1", "actions": []})),
-    "signed, actions not a list": _signed(_payload({"type": "block_actions", "user": {"id": "U0OPS1"},
-                                                    "trigger_id": "m2", "actions": "grayops_pause"})),
-    "signed, user not an object": _signed(_payload({
-        "type": "block_actions", "user": "U0OPS1", "trigger_id": "m3", "channel": "C0OPS",
-        "actions": [{"action_id": "grayops_pause", "value": "billing", "type": "button"}]})),
-}
+def malformed() -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Signed when called: a signature older than Slack's 5 minutes is refused (401) before the body is read."""
+    return {
+        "unsigned, not UTF-8": (b"text=\xff\xfe" + MARK.encode(), {"Content-Type": "application/x-www-form-urlencoded"}),
+        "timestamp not a number": (f"command=%2Fpause&text={MARK}".encode(),
+                                   {**signed_headers(b"x"), "X-Slack-Request-Timestamp": "soon"}),
+        "signed, payload not JSON": _signed(b"payload=%7Bnot+json&m=" + MARK.encode()),
+        "signed, payload not an object": _signed(_payload([1, 2])),
+        "signed, JSON body cut short": _signed(b'{"type": "event_callback", "m": "' + MARK.encode() + b'", "event": ',
+                                               "application/json"),
+        "signed, JSON nested too deep": _signed(b"payload=" + quote("[" * 20000).encode()),
+        "signed, button without actions": _signed(_payload({"type": "block_actions", "user": {"id": "U0OPS1"},
+                                                            "trigger_id": "m1", "actions": []})),
+        "signed, actions not a list": _signed(_payload({"type": "block_actions", "user": {"id": "U0OPS1"},
+                                                        "trigger_id": "m2", "actions": "grayops_pause"})),
+        "signed, user not an object": _signed(_payload({
+            "type": "block_actions", "user": "U0OPS1", "trigger_id": "m3", "channel": "C0OPS",
+            "actions": [{"action_id": "grayops_pause", "value": "billing", "type": "button"}]})),
+    }
 
 
 def test_malformed_requests_get_400_and_no_traceback(bot_process: BotProcess) -> None:
-    for name, (body, headers) in MALFORMED.items():
+    for name, (body, headers) in malformed().items():
         status, answer = post_bytes(bot_process.url, body, headers)
         assert status == 400, (name, status, answer)
     port = bot_process.port
