@@ -239,7 +239,8 @@ def _signed(body: bytes, content_type: str = "application/x-www-form-urlencoded"
 def malformed() -> dict[str, tuple[bytes, dict[str, str]]]:
     """Signed when called: a signature older than Slack's 5 minutes is refused (401) before the body is read."""
     return {
-        "unsigned, not UTF-8": (b"text=\xff\xfe" + MARK.encode(), {"Content-Type": "application/x-www-form-urlencoded"}),
+        "unsigned, not UTF-8": (b"text=\xff\xfe" + MARK.encode(),
+                                {"Content-Type": "application/x-www-form-urlencoded"}),
         "timestamp not a number": (f"command=%2Fpause&text={MARK}".encode(),
                                    {**signed_headers(b"x"), "X-Slack-Request-Timestamp": "soon"}),
         "signed, payload not JSON": _signed(b"payload=%7Bnot+json&m=" + MARK.encode()),
