@@ -96,17 +96,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if display is not None:
             display.close()
         return _fail(f"cannot start: {err}")
-    from reconciler.adapters.telemetry import Telemetry, TelemetryServer, parse_listen
+    from reconciler.adapters.telemetry import Telemetry, parse_listen
+    from reconciler.web.listen import ListenServer
 
     telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
-    served: TelemetryServer | None = None
+    served: ListenServer | None = None
     if args.listen:
         try:
             host, port = parse_listen(args.listen)
-            served = TelemetryServer(telemetry, host, port).start()
+            served = ListenServer(telemetry, repo, full_registry().models, host, port).start()
         except (ValueError, OSError) as err:
             return _fail(f"cannot serve telemetry on {args.listen}: {err}", 2 if isinstance(err, ValueError) else 1)
-        log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
+        log.info("web view and telemetry on http://%s:%d (/, /metrics, /healthz, /readyz)", host, served.port)
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
                             registry=full_registry())
     try:
@@ -160,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 exporter = SimExporter(reconciler.runtime.sim, port=args.sim_metrics_port)
                 exporter.start()
                 log.info("sim metrics served on %s", exporter.url)
+            if served is not None:  # the web view: every tick's states, each reading as it is taken
+                served.update(reconciler.fleet, reconciler.states, report.invalid)
             if display is not None:
                 display.show(report.states, reconciler.batch_totals())
             if args.once and reconciler.idle():
@@ -653,7 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--poll", type=float, default=None,
                      help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
     run.add_argument("--listen", metavar="HOST:PORT", default=None,
-                     help="serve grayops' own /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100)")
+                     help="serve the web view (at /) and grayops' own /metrics, /healthz and /readyz here "
+                          "(e.g. 0.0.0.0:9100)")
     run.add_argument("--sim-metrics-port", type=int, default=None,
                      help="serve the sim fleet's metrics in Prometheus format on this loopback port")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
