@@ -1,15 +1,21 @@
-"""A small HTTP server on a daemon thread, for what grayops serves itself: its telemetry and the sim exporter.
+"""HTTP servers on a daemon thread, for what grayops serves itself beside its reconcile loop.
 
-A subclass answers GETs with `route(path) -> (status, content type, body)`; request logging is off (probes
-and scrapes every few seconds are noise).
+`BackgroundServer` (the sim exporter): a subclass answers GETs with `route(path) -> (status, content type, body)`.
+`AsgiServer` (`grayops run --listen`: the telemetry and the web view): an ASGI app under uvicorn, for what streams
+(server-sent events) or renders pages. Request logging is off in both (probes and scrapes every few seconds are
+noise).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
+
+import uvicorn
+from starlette.types import ASGIApp
 
 Reply = tuple[int, str, bytes]
 TEXT = "text/plain; charset=utf-8"
@@ -68,6 +74,58 @@ class BackgroundServer:
         if thread is not None:
             thread.join(timeout=5)
         self._port = server.server_address[1]  # a restart serves on the same port
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class AsgiServer:
+    """`start()` binds host:port at once (an OSError when it cannot; 0: a free port, see `port`) and serves `app`
+    on a thread until `stop()`, which returns within `grace` seconds however long a response streams."""
+
+    name = "asgi"
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, grace: int = 3) -> None:
+        self.app = app
+        self.host = host
+        self._port = port
+        self.grace = grace
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        # Bound here, in the caller's thread: a port taken is the caller's error, and the port is known at once.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listening = socket.create_server((self.host, self._port), family=family, backlog=128)
+        self._port = listening.getsockname()[1]
+        # No logging configuration of uvicorn's own (grayops' stays), no lifespan (nothing to start), and on a
+        # thread uvicorn leaves the signals to the process.
+        config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=self.grace)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [listening]}, name=self.name,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=self.grace + 5)
         self._server = self._thread = None
 
     def __enter__(self) -> Self:

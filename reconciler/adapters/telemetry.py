@@ -1,4 +1,5 @@
-"""grayops' own metrics, and one small HTTP server for `/metrics`, `/healthz` and `/readyz`.
+"""grayops' own metrics, and the HTTP server of `grayops run --listen`: `/metrics`, `/healthz`, `/readyz`, and
+another app (the web view) at `/` for every other path.
 
 Owns: a prometheus-client registry with the metrics of README "grayops' own metrics" and the reconciler's own
 health, fed from the values the shell already has (each tick's `Decision`s, alerts, push and query results).
@@ -29,8 +30,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
-from reconciler.adapters.httpserver import TEXT, BackgroundServer, Reply
+from reconciler.adapters.httpserver import TEXT, AsgiServer
 from reconciler.core.effects import Alert
 from reconciler.core.engine import Decision
 from reconciler.core.model import Phase, RolloutState
@@ -194,24 +200,32 @@ class Telemetry:
         return generate_latest(self.registry)
 
 
-class TelemetryServer(BackgroundServer):
-    """`/metrics`, `/healthz` (the process answers) and `/readyz` (a revision in force, a recent tick)."""
+class TelemetryServer(AsgiServer):
+    """`/metrics`, `/healthz` (the process answers) and `/readyz` (a revision in force, a recent tick); every other
+    path is `root`'s (mounted at `/`), else a 404."""
 
     name = "telemetry"
 
-    def __init__(self, telemetry: Telemetry, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
+    def __init__(self, telemetry: Telemetry, host: str = "127.0.0.1", port: int = 0, root: ASGIApp | None = None,
+                 grace: int = 3) -> None:
+        routes: list[BaseRoute] = [Route("/metrics", self.metrics), Route("/healthz", self.healthz),
+                                   Route("/readyz", self.readyz)]
+        routes.append(Mount("/", root) if root is not None else Route("/{path:path}", self.not_found))
+        super().__init__(Starlette(routes=routes), host, port, grace)
         self.telemetry = telemetry
 
-    def route(self, path: str) -> Reply:
-        if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, self.telemetry.render()
-        if path == "/healthz":
-            return 200, TEXT, b"ok\n"
-        if path == "/readyz":
-            ok, why = self.telemetry.ready()
-            return (200 if ok else 503), TEXT, f"{why}\n".encode()
-        return 404, TEXT, b"not found: /metrics, /healthz, /readyz\n"
+    def metrics(self, request: Request) -> Response:
+        return Response(self.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def healthz(self, request: Request) -> Response:
+        return Response(b"ok\n", media_type=TEXT)
+
+    def readyz(self, request: Request) -> Response:
+        ok, why = self.telemetry.ready()
+        return Response(f"{why}\n", status_code=200 if ok else 503, media_type=TEXT)
+
+    def not_found(self, request: Request) -> Response:
+        return Response(b"not found: /metrics, /healthz, /readyz\n", status_code=404, media_type=TEXT)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

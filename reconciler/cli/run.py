@@ -35,7 +35,8 @@ def add_parser(sub: Subparsers) -> None:
     run.add_argument("--poll", type=float, default=None,
                      help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
     run.add_argument("--listen", metavar="HOST:PORT", default=None,
-                     help="serve grayops' own /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100)")
+                     help="serve the web view (at /) and grayops' own /metrics, /healthz and /readyz here "
+                          "(e.g. 0.0.0.0:9100)")
     run.add_argument("--sim-metrics-port", type=int, default=None,
                      help="serve the sim fleet's metrics in Prometheus format on this loopback port")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS)
@@ -104,6 +105,8 @@ def loop(daemon: Daemon, args: argparse.Namespace, display: LiveDisplay | None) 
             reconciler.wake.wait(args.interval)
             continue
         daemon.serve_sim_metrics()
+        if daemon.served is not None:  # the web view: every tick's states, each reading as it is taken
+            daemon.served.update(reconciler.fleet, reconciler.states, report.invalid)
         if display is not None:
             display.show(report.states, reconciler.batch_totals())
         if args.once and reconciler.idle():

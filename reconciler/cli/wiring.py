@@ -27,11 +27,12 @@ from reconciler import __version__
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher, WorkdirBusy
 from reconciler.adapters.registry import Registry, default_registry
 from reconciler.adapters.sim_exporter import SimExporter
-from reconciler.adapters.telemetry import Telemetry, TelemetryServer, parse_listen
+from reconciler.adapters.telemetry import Telemetry, parse_listen
 from reconciler.cli.errors import Failed, UsageError
 from reconciler.cli.options import default_workdir
 from reconciler.core.layout import SETTINGS_PATH, status_branch
 from reconciler.shell import Reconciler
+from reconciler.web.listen import ListenServer
 
 if TYPE_CHECKING:
     from bot.host import HostedBot
@@ -61,6 +62,7 @@ class Daemon:
     stack: ExitStack
     sim_metrics_port: int | None = None
     exporter: SimExporter | None = None
+    served: ListenServer | None = None  # --listen: the web view, fed after each tick
 
     def serve_sim_metrics(self) -> None:
         """`--sim-metrics-port`: the simulated fleet's metrics, once a revision has built a simulated runtime."""
@@ -83,8 +85,7 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     except WorkdirBusy as err:
         raise Failed(f"cannot start: {err}") from err
     telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
-    if args.listen:
-        serve_telemetry(telemetry, args.listen, stack)
+    served = serve_telemetry(telemetry, args.listen, repo, stack) if args.listen else None
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
                             registry=full_registry())
     stack.callback(close_runtime, reconciler)
@@ -102,20 +103,21 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     elector = elect(args.lease_namespace, args.lease_name, args.lease_duration) if args.leader_elect else None
     if elector is not None:
         stack.callback(elector.stop)
-    return Daemon(repo, reconciler, elector, stack, sim_metrics_port=args.sim_metrics_port)
+    return Daemon(repo, reconciler, elector, stack, sim_metrics_port=args.sim_metrics_port, served=served)
 
 
-def serve_telemetry(telemetry: Telemetry, listen: str, stack: ExitStack) -> None:
-    """grayops' own /metrics, /healthz and /readyz on `--listen HOST:PORT`."""
+def serve_telemetry(telemetry: Telemetry, listen: str, repo: GitRepo, stack: ExitStack) -> ListenServer:
+    """The web view (at /) and grayops' own /metrics, /healthz and /readyz on `--listen HOST:PORT`."""
     try:
         host, port = parse_listen(listen)
-        served = TelemetryServer(telemetry, host, port).start()
+        served = ListenServer(telemetry, repo, full_registry().models, host, port).start()
     except ValueError as err:
         raise UsageError(f"cannot serve telemetry on {listen}: {err}") from err
     except OSError as err:
         raise Failed(f"cannot serve telemetry on {listen}: {err}") from err
     stack.callback(served.stop)
-    log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
+    log.info("web view and telemetry on http://%s:%d (/, /metrics, /healthz, /readyz)", host, served.port)
+    return served
 
 
 def close_runtime(reconciler: Reconciler) -> None:

@@ -1,12 +1,13 @@
 """The record as a running reconciler holds it, for a `grayops run` that serves the web view (README "Web view").
 
 The reconciler calls `update(fleet, states)` after each tick, from its own thread, and never waits: a worker
-thread publishes the new Record. The states come from memory, so a chart gets every reading as it is taken (each
-tick), not only the ones a status commit kept; what only git has (each plugin's timeline, the reports, a status
-file that cannot be read) is read from the reconciler's own clone, when its HEAD moved.
+thread publishes the new Record (one for several ticks when it falls behind, with every tick's readings). The
+states come from memory, so a chart gets every reading as it is taken (each tick), not only the ones a status
+commit kept; what only git has (each plugin's timeline, the reports, a status file that cannot be read) is read
+from the reconciler's own clone, when its HEAD moved.
 
-Wiring, for the one HTTP server (the web view mounted last, at `/`, after /metrics, /healthz, the API, /slack/events
-and the webhooks):
+Wiring (`listen.py` does it for `grayops run --listen`: the web view mounted last, at `/`, after /metrics, /healthz
+and /readyz):
 
     source = ReconcilerRecordSource(reconciler.repo, registry.models)
     source.start()
@@ -32,6 +33,8 @@ from reconciler.web.record import Listener, Listeners, ReadingLog, Record
 
 log = logging.getLogger(__name__)
 
+UNREAD_LIMIT = 10_000  # states kept for their readings while the worker is busy (bounds memory if it is stuck)
+
 
 class ReconcilerRecordSource:
     def __init__(self, repo: GitRepo, adapters: AdapterModels, *, source: str = "the reconciler's record",
@@ -44,6 +47,7 @@ class ReconcilerRecordSource:
         self._heads: tuple[str | None, str | None] | None = None
         self._lock = threading.Lock()
         self._pending: tuple[Fleet | None, dict[str, RolloutState], tuple[str, ...]] | None = None
+        self._unread: list[RolloutState] = []  # each tick's states since the worker last ran: their readings
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,6 +69,9 @@ class ReconcilerRecordSource:
         """The revision in force and the states after a tick (and the errors of a refused HEAD); returns at once."""
         with self._lock:
             self._pending = (fleet, dict(states), tuple(refused))
+            # Records of ticks the worker missed are skipped, their readings not (a tick takes at most one each).
+            self._unread.extend(states.values())
+            del self._unread[:-UNREAD_LIMIT]
         self._wake.set()
 
     def start(self) -> None:
@@ -85,9 +92,12 @@ class ReconcilerRecordSource:
             self._wake.clear()
             with self._lock:
                 pending, self._pending = self._pending, None
+                unread, self._unread = self._unread, []
             if pending is None or self._stop.is_set():
                 continue
             try:
+                for state in unread:
+                    self.reader.readings.observe(state)
                 self.publish(*pending)
             except Exception:  # the view must never take the reconciler down: the next tick tries again
                 log.exception("the web view could not read the record")

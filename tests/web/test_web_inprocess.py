@@ -11,14 +11,14 @@ from pathlib import Path
 from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.cli import full_registry
-from reconciler.core.model import Phase
+from reconciler.core.model import BatchPhase, MetricTrack, Phase, Step
 from reconciler.shell import Reconciler
 from reconciler.web.app import create_app
 from reconciler.web.gitsource import RepoReader
 from reconciler.web.inprocess import ReconcilerRecordSource
 from reconciler.web.record import ReadingLog, Record
 from tests.conftest import FAST_POLICY, Human, plugin_yaml, settings_yaml, wait_for
-from tests.web.records import serving
+from tests.web.records import batch, reading, rollout, serving
 
 TIERS = {"canary": 1, "staging": 2, "prod": 5}
 # A longer canary bake, read every 100 ms: several readings, of which the status commits keep one.
@@ -70,3 +70,25 @@ def test_a_running_reconciler_feeds_the_view_every_reading(fleet_repo: Human, tm
         stop.set()
         thread.join(timeout=30)
         source.close()
+
+
+def test_a_view_slower_than_the_ticks_still_keeps_every_reading(fleet_repo: Human, tmp_path: Path) -> None:
+    """On a busy machine several ticks can pass while the view reads the clone: their records are published as one,
+    but each tick's reading still reaches the chart."""
+    fleet_repo.commit("fleet: billing 1.5.0", {"grayops.yaml": settings_yaml(TIERS), "policies/fast.yaml": POLICY,
+                                               "plugins/billing.yaml": plugin_yaml("billing", "1.5.0")})
+    repo = GitRepo(str(fleet_repo.remote), tmp_path / "work")
+    Reconciler(repo, tmp_path / "work", builtin_policies(), registry=full_registry()).start()  # the clone
+    source = ReconcilerRecordSource(repo, full_registry().models)
+    canary = ["canary-1/plugins"]
+    ticks = [rollout(steps={canary[0]: ("1.6.0", Step.DONE)}, batches=[batch(0, "canary", BatchPhase.BAKING, canary,
+             metrics=[MetricTrack("error_rate", reading(0.01 * n, seconds=n), readings=n)])]) for n in range(1, 6)]
+    for state in ticks:  # five ticks before the view's worker runs once
+        source.update(None, {"billing": state})
+    source.start()
+    try:
+        record = wait_for(lambda: "billing" in source.record().states and source.record(), 60, "the record")
+    finally:
+        source.close()
+    seen = record.readings[("billing", ticks[0].rollout_id, "canary", "error_rate")]
+    assert [p.value for p in seen] == [0.01, 0.02, 0.03, 0.04, 0.05]
