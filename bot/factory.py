@@ -2,7 +2,7 @@
 
 SLACK_BOT_TOKEN is the bot token; GRAYOPS_SLACK_API_URL overrides the Web API base URL (an Enterprise
 proxy, or a test's fake). Without a token the notifier is left out with one clear log line. `SLACK` is added to
-the reconciler's adapters by the program's wiring (`reconciler.cli.full_registry`); the Slack client is loaded
+the reconciler's adapters by the program's wiring (`reconciler.cli.wiring.full_registry`); the Slack client is loaded
 when the notifier is built, not when grayops.yaml is validated.
 """
 

@@ -4,7 +4,7 @@ Adding a cluster driver, a metrics provider or a notifier is one new module that
 settings model and its builder: see `ports`) and one line in `ADAPTERS` (README "Adding an adapter"). The
 registry gives the core the settings models (`models`) to validate grayops.yaml and generate the schema with, and
 builds the adapters a valid revision names. The Slack notifier lives in `bot/` and is added by the program's
-wiring (`reconciler.cli.full_registry`), so nothing here depends on the bot.
+wiring (`reconciler.cli.wiring.full_registry`), so nothing here depends on the bot.
 """
 
 from __future__ import annotations
