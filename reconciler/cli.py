@@ -85,8 +85,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable, RemoteWatcher, WorkdirBusy
     from reconciler.progress import configure_logging
     from reconciler.shell import Reconciler, TickReport
+    from reconciler.shell.trust import SupplyChain, TrustSetupError
 
     display = configure_logging(args.log_level, live=not args.no_progress)
+    try:
+        supply = SupplyChain.open(args.trust, args.signing_key)  # README "Supply chain"
+    except TrustSetupError as err:
+        if display is not None:
+            display.close()
+        return _fail(f"cannot start: {err}")
     workdir = Path(args.workdir or _default_workdir(args.repo)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
@@ -108,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _fail(f"cannot serve telemetry on {args.listen}: {err}", 2 if isinstance(err, ValueError) else 1)
         log.info("telemetry on http://%s:%d (/metrics, /healthz, /readyz)", host, served.port)
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
-                            registry=full_registry())
+                            registry=full_registry(), supply=supply)
     try:
         reconciler.start()
     except RemoteUnavailable as err:
@@ -669,6 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set, serve the Slack bot's "
                           "/slack/events on this port (default: 3000); Socket Mode when SLACK_APP_TOKEN is set")
     run.add_argument("--bot-host", default="0.0.0.0", help="address the Slack bot listens on (default: 0.0.0.0)")
+    run.add_argument("--trust", metavar="DIR", default=None,
+                     help="trust roots: allowed_signers, OpenPGP keys, artifact keys (README \"Supply chain\")")
+    run.add_argument("--signing-key", metavar="KEY", default=None,
+                     help="sign grayops' own commits: an SSH private key file or an OpenPGP key id")
     run.set_defaults(func=cmd_run)
 
     bot = sub.add_parser("bot", help="the Slack bot alone: slash commands and buttons as commits",

@@ -34,6 +34,7 @@ from reconciler.shell.isolation import Isolation
 from reconciler.shell.recorder import Recorder
 from reconciler.shell.remote import RemoteHealth
 from reconciler.shell.revisions import RevisionSource
+from reconciler.shell.trust import SupplyChain
 
 log = logging.getLogger("grayops")
 REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
@@ -54,7 +55,7 @@ class Reconciler:
 
     def __init__(self, repo: GitRepo, workdir: Path, builtin_policies: Mapping[str, str], clock: Clock | None = None,
                  poll_interval: float | None = None, registry: Registry | None = None,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, supply: SupplyChain | None = None) -> None:
         self.repo = repo
         self.clock = clock or SystemClock()
         self.telemetry = telemetry or Telemetry()
@@ -66,7 +67,7 @@ class Reconciler:
         divergence = Divergence(repo, self.holds, self.alerts, self.recorder, self.states)
         self.remote = RemoteHealth(repo, self.alerts, self.telemetry, divergence)
         self.revisions = RevisionSource(repo, builtin_policies, self.registry, workdir, self.clock, self.alerts,
-                                        self.remote, divergence, self.states, poll_interval)
+                                        self.remote, divergence, self.states, poll_interval, supply)
         self.desired = DesiredState(repo)
         self.runner = EffectRunner(self.telemetry)
         self.isolation = Isolation(self.holds, self.alerts)
