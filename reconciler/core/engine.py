@@ -51,6 +51,7 @@ from reconciler.core.model import (
 from reconciler.core.plan import batches_left
 from reconciler.core.spec import ApprovalRecord
 from reconciler.core.timing import format_duration, human_duration, in_window, next_window_start
+from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked
 
 ENGINE = "grayops"  # who acts when no human did
 
@@ -392,6 +393,10 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
     if not remaining:
         return _succeed(t, st), False
     nxt = remaining[0]
+    if d.artifact_gate and not st.batches and not st.artifact:
+        st, allowed = _artifact_gate(t, st, nxt.name)
+        if not allowed:
+            return st, False
     if not in_window(policy.windows, t.now):
         if st.phase is not Phase.WAITING_WINDOW:
             opens = next_window_start(policy.windows, t.now)
@@ -497,6 +502,28 @@ def _bake_of(t: _Tick, batch: BatchState) -> float:
 
 
 # --- waiting for dependencies -------------------------------------------------------------------------------
+
+
+def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState, bool]:
+    """Before the first batch, the version's image must have passed the shell's artifact gate (README "Supply
+    chain"); its digest is then pinned for the whole rollout. No answer yet, or a block, and nothing starts: the
+    rollout waits with the reason (a block alerts once per reason), and the gate is asked again on later ticks."""
+    found = t.obs.artifact
+    if isinstance(found, ArtifactAllowed) and found.version == st.target_version:
+        pinned = {"image": found.image, "digest": found.digest}
+        if found.signer:
+            pinned["signer"] = found.signer
+        if found.scan is not None:
+            pinned["scan"] = found.scan.counts_text()
+        st = replace(_stop_waiting(t, st), artifact=pinned)
+        reason = f"artifact {found.reference} passed the gate" + (f", signed by {found.signer}" if found.signer
+                                                                   else "")
+        return t.transition(st, st.phase, reason, "artifact-pinned", batch), True
+    if not isinstance(found, ArtifactBlocked) or found.version != st.target_version:
+        return _wait(t, st, batch, "the artifact gate"), False
+    message = f"{st.plugin} {st.target_version}: no instance touched: {found.line()}"
+    st = t.alert(st, found.kind, Severity.CRITICAL, message, f"{found.kind}:{found.reason}")
+    return _wait(t, st, batch, f"the artifact gate ({found.kind}: {found.reason})"), False
 
 
 def _waiting_on(t: _Tick, instances: list[str]) -> str | None:

@@ -17,6 +17,7 @@ from reconciler.core.model import RolloutState
 from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
 from reconciler.core.plan import InstanceRef, select_instances
 from reconciler.core.report import batches_total
+from reconciler.shell.artifacts import gate_applies
 
 log = logging.getLogger("grayops")
 
@@ -61,6 +62,7 @@ class DesiredState:
                 desired_commit=change.commit,
                 change=change,
                 depends_on=tuple(spec.depends_on),
+                artifact_gate=gate_applies(fleet, name),
             )
         return desired
 

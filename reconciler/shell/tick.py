@@ -27,6 +27,7 @@ from reconciler.core.fleet import Fleet
 from reconciler.core.model import Phase, RolloutState, Severity
 from reconciler.core.plan import InstanceRef
 from reconciler.shell.alerts import FleetAlerts, Holds
+from reconciler.shell.artifacts import ArtifactGate
 from reconciler.shell.desired import DesiredState
 from reconciler.shell.divergence import Divergence
 from reconciler.shell.effects import EffectRunner, noted, notify
@@ -69,6 +70,7 @@ class Reconciler:
         self.revisions = RevisionSource(repo, builtin_policies, self.registry, workdir, self.clock, self.alerts,
                                         self.remote, divergence, self.states, poll_interval, supply)
         self.desired = DesiredState(repo)
+        self.artifacts = ArtifactGate(supply)
         self.runner = EffectRunner(self.telemetry)
         self.isolation = Isolation(self.holds, self.alerts)
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
@@ -142,7 +144,8 @@ class Reconciler:
             obs = Observations(instances=observed[name], checks=tuple(results.checks), metrics=tuple(results.metrics),
                                approvals=accepted, apply_errors=results.apply_errors, hold=self.holds.take(name),
                                blocked_clusters=blocked_clusters(want.depends_on, versions, ready, situations),
-                               refused_approvals=refused, retries=fleet.retries.get(name, ()))
+                               refused_approvals=refused, retries=fleet.retries.get(name, ()),
+                               artifact=self.artifacts.observe(fleet, want, self.states.get(name), now))
             decisions[name] = decide(noted(runtime, self.states.get(name)), want, obs, now)
             return decisions[name]
 
