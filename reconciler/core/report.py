@@ -212,6 +212,19 @@ def _took(batch: BatchState) -> str:
     return took
 
 
+def _artifact_rows(state: RolloutState) -> list[str]:
+    """The image the artifact gate pinned, its signer and scan summary (README "Supply chain"); none without it."""
+    found = state.artifact
+    if not found.get("digest"):
+        return []
+    rows = [f"| Artifact | `{found.get('image', '')}@{found['digest']}` |"]
+    if found.get("signer"):
+        rows.append(f"| Artifact signer | `{found['signer']}` |")
+    if found.get("scan"):
+        rows.append(f"| Scan | {_cell(found['scan'])} |")
+    return rows
+
+
 def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] | None = None,
                   approvals: Mapping[str, str] | None = None) -> str:
     """Markdown for reports/<plugin>/<version>-<rolloutId>.md.
@@ -236,6 +249,7 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         f"| Result | {state.phase.value} |",
         f"| Note | {_cell(state.reason)} |",
         f"| Rollout | `{state.rollout_id}`, desired commit `{state.desired_commit[:12]}`, policy `{state.policy}` |",
+        *_artifact_rows(state),
         "",
         "## Batches",
         "",

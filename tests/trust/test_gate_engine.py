@@ -12,6 +12,7 @@ import pytest
 from reconciler.core.effects import Alert, SetVersion
 from reconciler.core.engine import decide
 from reconciler.core.model import Phase, RolloutState
+from reconciler.core.report import render_report
 from reconciler.core.status import dump_status, load_status
 from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked, ArtifactDecision, ScanSummary
 from tests.core.test_engine import T0, World, desired
@@ -69,8 +70,12 @@ def test_the_rollout_proceeds_when_the_registry_is_back_and_pins_the_digest() ->
                               "scan": "0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW, 0 UNKNOWN"}
     assert any(f"artifact {IMAGE}@{DIGEST} passed the gate" in h.reason for h in state.history)
     assert load_status(dump_status(state)).artifact == state.artifact  # pinned in status/<plugin>.yaml
+    report = render_report(state)
+    assert f"| Artifact | `{IMAGE}@{DIGEST}` |" in report
+    assert "| Artifact signer | `sha256:0123456789abcdef` |" in report
+    assert "| Scan | 0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW, 0 UNKNOWN |" in report
 
 
 def test_without_the_gate_a_rollout_starts_as_before() -> None:
     state, effects = run([None], gate=False)
-    assert touched(effects) and not state.artifact
+    assert touched(effects) and not state.artifact and "| Artifact" not in render_report(state)

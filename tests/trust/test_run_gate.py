@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.conftest import (
     FAST_POLICY,
     Human,
+    git,
     make_fleet_repo,
     plugin_yaml,
     remote_status,
@@ -82,6 +83,10 @@ def test_grayops_run_gates_each_rollout_start_on_the_signed_scanned_image(tmp_pa
         pinned = (remote_status(human, "billing") or {})["artifact"]
         assert pinned == {"image": image, "digest": first, "signer": key_id(signer),
                           "scan": "0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW, 0 UNKNOWN"}
+        trailers = git(human.remote, "log", "--format=%(trailers:key=Grayops-Digest,valueonly)", "main")
+        assert first in trailers.split()
+        reports = git(human.remote, "grep", "-h", "| Artifact", "main", "--", "reports/billing")
+        assert f"`{image}@{first}`" in reports
 
         unsigned = release("2.0.0", signed=False)
         human.commit("2.0.0", plugin("2.0.0"))

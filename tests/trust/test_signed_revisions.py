@@ -190,3 +190,21 @@ def test_an_unsigned_head_over_grayops_own_commits_is_not_laundered(tmp_path: Pa
         assert version(revisions) == "1.5.0"
         [alert] = untrusted(heard)
         assert f"commit {bad[:12]} by Mallory Evil" in alert
+
+
+def test_trust_roots_changed_to_bad_ones_keep_the_last_good_and_good_ones_are_taken(tmp_path: Path,
+                                                                                     people: People) -> None:
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "allowed_signers").write_text(people.alice.line())
+    supply = SupplyChain.open(str(trust), None)
+    try:
+        assert [s.key_id for s in supply.roots.ssh_signers] == [people.alice.key_id]
+        (trust / "allowed_signers").write_text("alice@example.com ssh-ed25519 not-base64\n")
+        supply.refresh()
+        assert [s.key_id for s in supply.roots.ssh_signers] == [people.alice.key_id]  # the last good ones
+        (trust / "allowed_signers").write_text(people.alice.line() + people.grayops.line())
+        supply.refresh()
+        assert {s.key_id for s in supply.roots.ssh_signers} == {people.alice.key_id, people.grayops.key_id}
+    finally:
+        supply.close()
