@@ -40,6 +40,21 @@ def test_a_trust_directory_that_cannot_be_used_stops_the_start_with_one_line(tmp
         assert "Traceback" not in done.stderr
 
 
+def test_a_signing_key_that_is_not_an_allowed_signer_stops_the_start(tmp_path: Path) -> None:
+    human = make_fleet_repo(tmp_path)
+    human.commit("fleet", {"grayops.yaml": settings_yaml({"prod": 1})})
+    own, alice = ssh_signer(tmp_path, "grayops"), ssh_signer(tmp_path, "alice")
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "allowed_signers").write_text(alice.line())
+    done = grayops("run", "--repo", str(human.remote), "--workdir", str(tmp_path / "work"), "--once", "--no-progress",
+                   "--trust", str(trust), "--signing-key", str(own.key))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"grayops: cannot start: --signing-key: its key {own.key_id} is not an allowed "
+                                   f"signer in {trust}; add its public key there, or grayops' own commits would not "
+                                   "verify")
+
+
 def test_grayops_run_refuses_an_untrusted_head_and_rolls_out_what_an_allowed_signer_signs(tmp_path: Path) -> None:
     people = tmp_path / "people"
     people.mkdir()
