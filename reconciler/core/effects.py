@@ -31,6 +31,7 @@ class SetVersion:
     version: str
     rollout_id: str
     previous: str | None
+    digest: str | None = None  # the image digest the artifact gate pinned for `version` (README "Supply chain")
 
 
 @dataclass(frozen=True)

@@ -526,6 +526,11 @@ def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState
     return _wait(t, st, batch, f"the artifact gate ({found.kind}: {found.reason})"), False
 
 
+def _pinned(st: RolloutState, version: str) -> str | None:
+    """The digest the artifact gate pinned, for the rollout's own version (a rollback's has none recorded here)."""
+    return st.artifact.get("digest") if version == st.target_version else None
+
+
 def _waiting_on(t: _Tick, instances: list[str]) -> str | None:
     """What these instances wait for when every one of them waits for a dependency; None when any may go."""
     found: dict[str, None] = {}
@@ -614,7 +619,7 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
             if inflight >= policy.max_parallel:
                 continue
             inflight += 1
-            t.effects.append(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version))
+            t.effects.append(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version, _pinned(st, target)))
             inst = replace(inst, step=Step.UPGRADING, started=t.now, requested=True, message="")
             instances[iid] = inst
             continue  # the driver reports progress next tick
@@ -672,7 +677,8 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
                 return inst
         elif seen.version != version:
             if not inst.requested:  # after a restart the change may never have been made: make it (idempotent)
-                t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version))
+                t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version,
+                                            _pinned(st, version)))
                 inst = replace(inst, requested=True)
         elif seen.failed:
             return replace(inst, step=failure, message=f"{what} to {version} failed: {seen.failed}")
@@ -970,7 +976,8 @@ def _drift(t: _Tick, st: RolloutState) -> RolloutState:
         st = replace(st, alerts=st.alerts | keys)
     instances = dict(st.instances)
     for iid, version in drifted.items():
-        t.effects.append(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version))
+        t.effects.append(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version,
+                                    _pinned(st, st.target_version)))
         instances[iid] = replace(instances[iid], step=Step.UPGRADING, started=t.now, requested=True,
                                  message=f"{_RECONVERGE}: it ran {version or 'nothing'}")
     st = replace(st, instances=instances)

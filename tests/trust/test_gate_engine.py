@@ -66,6 +66,7 @@ def test_no_instance_is_touched_until_the_gate_passes(answers: list[ArtifactDeci
 def test_the_rollout_proceeds_when_the_registry_is_back_and_pins_the_digest() -> None:
     state, effects = run([DOWN, DOWN, ALLOWED, None, None])
     assert touched(effects) and state.waiting_for is None and state.batches
+    assert {e.digest for e in effects if isinstance(e, SetVersion)} == {DIGEST}  # image@digest on every instance
     assert state.artifact == {"image": IMAGE, "digest": DIGEST, "signer": "sha256:0123456789abcdef",
                               "scan": "0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW, 0 UNKNOWN"}
     assert any(f"artifact {IMAGE}@{DIGEST} passed the gate" in h.reason for h in state.history)
