@@ -170,6 +170,7 @@ class Desired:
     change: Change
     depends_on: tuple[str, ...] = ()
     artifact_gate: bool = False  # the version's image must pass the artifact gate before the first batch
+    signed_by: str | None = None  # the allowed signer who vouched for the revision (README "Supply chain")
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,7 @@ def _new_rollout(t: _Tick, prev: RolloutState | None) -> RolloutState:
         instances=instances,
         last_good=last_good,
         rollbacks=prev.rollbacks if prev else 0,
+        desired_signer=d.signed_by,
     )
     if prev is not None and not prev.phase.terminal:
         reason = (f"new version {d.version} committed during the rollout of {prev.target_version}; "

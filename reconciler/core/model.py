@@ -189,6 +189,7 @@ class RolloutState:
     # The image the artifact gate let through (README "Supply chain"): image, digest, and the signer's key id and
     # the scan summary when they were checked; pinned at the first batch for the whole rollout.
     artifact: Mapping[str, str] = field(default_factory=dict)
+    desired_signer: str | None = None  # who signed the revision the rollout was read from, when it was required
 
     @property
     def last_succeeded(self) -> str | None:
@@ -301,6 +302,7 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
         ],
         **({"notes": dict(sorted(state.notes.items()))} if state.notes else {}),
         **({"artifact": dict(sorted(state.artifact.items()))} if state.artifact else {}),
+        **({"desiredSigner": state.desired_signer} if state.desired_signer else {}),
     }
 
 
@@ -377,4 +379,5 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
         ),
         notes={str(k): str(v) for k, v in (doc.get("notes") or {}).items()},
         artifact={str(k): str(v) for k, v in (doc.get("artifact") or {}).items()},
+        desired_signer=doc.get("desiredSigner"),
     )

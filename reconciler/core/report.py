@@ -213,11 +213,13 @@ def _took(batch: BatchState) -> str:
 
 
 def _artifact_rows(state: RolloutState) -> list[str]:
-    """The image the artifact gate pinned, its signer and scan summary (README "Supply chain"); none without it."""
+    """Who signed the desired revision, the image the artifact gate pinned, its signer and scan summary (README
+    "Supply chain"); none of them when they were not checked."""
+    rows = [f"| Commit signer | {_cell(state.desired_signer)} |"] if state.desired_signer else []
     found = state.artifact
     if not found.get("digest"):
-        return []
-    rows = [f"| Artifact | `{found.get('image', '')}@{found['digest']}` |"]
+        return rows
+    rows.append(f"| Artifact | `{found.get('image', '')}@{found['digest']}` |")
     if found.get("signer"):
         rows.append(f"| Artifact signer | `{found['signer']}` |")
     if found.get("scan"):

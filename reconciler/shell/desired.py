@@ -42,7 +42,7 @@ class DesiredState:
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
 
-    def of(self, fleet: Fleet) -> dict[str, Desired]:
+    def of(self, fleet: Fleet, signed_by: str | None = None) -> dict[str, Desired]:
         head = self._repo.head()
         if self._changes[0] != head:
             paths = [fleet.plugin_paths[name] for name in fleet.plugins]
@@ -63,6 +63,7 @@ class DesiredState:
                 change=change,
                 depends_on=tuple(spec.depends_on),
                 artifact_gate=gate_applies(fleet, name),
+                signed_by=signed_by,
             )
         return desired
 

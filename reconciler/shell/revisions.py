@@ -60,6 +60,11 @@ class RevisionSource:
         self._next_fetch = 0.0
 
     @property
+    def signer(self) -> str | None:
+        """Who vouched for the revision in force, when its signature was required (README "Supply chain")."""
+        return self._trust.signer
+
+    @property
     def poll_interval(self) -> float:
         if self._poll_override is not None:
             return self._poll_override
@@ -91,6 +96,7 @@ class RevisionSource:
             if files.key == self._refused_key:
                 return
             head = self._repo.first_parents(1)
+            verdict: CommitVerdict | None = None
             if head and self._good is not None and self._good.settings.trust.commits.required:
                 verdict = self._trust.judge(self._repo.path, head[0])  # the rule of the last good revision
                 if not verdict.verified:
@@ -102,6 +108,7 @@ class RevisionSource:
                 if at_start is not None and not at_start.verified:
                     self._refuse_untrusted(files.key, at_start)
                     return
+                verdict = at_start
         except FleetInvalid as err:
             self._refuse(files.key, [str(e) for e in err.errors], files)
             return
@@ -116,7 +123,7 @@ class RevisionSource:
             return
         self._put_in_force(fleet, files.key)
         if head:
-            self._trust.verified(head[0])
+            self._trust.verified(head[0], verdict)
 
     # --- trust ------------------------------------------------------------------------------------------------
 
@@ -187,7 +194,7 @@ class RevisionSource:
             if verdict is not None and not verdict.verified:
                 continue
             self._put_in_force(fleet, files.key, commit)
-            self._trust.verified(commit)
+            self._trust.verified(commit, verdict)
             return commit
         return None
 

@@ -100,7 +100,7 @@ class Reconciler:
         fleet, runtime, moved = self.revisions.fleet, self.revisions.runtime, 0
         if fleet is not None and runtime is not None:
             now = self.clock.now()
-            desired = self.desired.of(fleet)
+            desired = self.desired.of(fleet, self.revisions.signer)
             observed = self._observe(fleet, runtime, desired)
             decisions = self._decide(fleet, runtime, desired, observed, now)
             recorded = self._record(fleet, desired, decisions)

@@ -122,6 +122,7 @@ class CommitTrust:
         self._supply = supply or SupplyChain(None, TrustRoots(), None)
         self._verified: str | None = None
         self._alerted: set[str] = set()
+        self.signer: str | None = None  # who vouched for the revision in force ("alice@example.com (SHA256:...)")
 
     def judge(self, repo: Path, head: str) -> CommitVerdict:
         """The verdict on the revision at `head` (README "Supply chain": the head decides, grayops' own commits
@@ -132,8 +133,13 @@ class CommitTrust:
             verdict = _no_roots(verdict)
         return replace(verdict, commit=verdict.decided_by or head)  # the commit that decided, for the alert
 
-    def verified(self, commit: str) -> None:
+    def verified(self, commit: str, verdict: CommitVerdict | None = None) -> None:
+        """`commit`'s revision is in force; `verdict` is its signature's, None when none was required."""
         self._verified = commit
+        if verdict is None:
+            self.signer = None
+        elif verdict.key is not None:  # else only grayops' own commits above the last one: its signer stands
+            self.signer = f"{verdict.signer} ({verdict.key})" if verdict.signer else verdict.key
 
     def first_alert(self, verdict: CommitVerdict) -> bool:
         """True once per refused commit: the alert is not repeated for the same commit."""

@@ -80,3 +80,11 @@ def test_the_rollout_proceeds_when_the_registry_is_back_and_pins_the_digest() ->
 def test_without_the_gate_a_rollout_starts_as_before() -> None:
     state, effects = run([None], gate=False)
     assert touched(effects) and not state.artifact and "| Artifact" not in render_report(state)
+
+
+def test_the_signer_of_the_desired_revision_is_recorded_in_status_and_report() -> None:
+    want = replace(desired("2.0.0"), signed_by="alice@example.com (SHA256:abc)")
+    state = decide(None, want, World().observe(), T0).state
+    assert state.desired_signer == "alice@example.com (SHA256:abc)"
+    assert load_status(dump_status(state)).desired_signer == state.desired_signer
+    assert "| Commit signer | alice@example.com (SHA256:abc) |" in render_report(state)

@@ -75,6 +75,9 @@ def test_grayops_run_refuses_an_untrusted_head_and_rolls_out_what_an_allowed_sig
     try:
         wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == "Succeeded", timeout=120,
                  what=f"1.0.0 rolled out:\n{log.read_text()[-3000:]}")
+        assert (remote_status(human, "billing") or {})["desiredSigner"] == f"alice@example.com ({alice.key_id})"
+        reports = git(human.remote, "grep", "-h", "| Commit signer", "main", "--", "reports/billing")
+        assert f"| Commit signer | alice@example.com ({alice.key_id}) |" in reports
         sign_as(human, mallory, "Mallory Evil")
         bad = human.commit("2.0.0", {"plugins/billing.yaml": plugin_yaml("billing", "2.0.0")})
         alert = (f"ALERT untrusted_revision (critical): revision {bad[:12]} refused, the last good revision stays "
