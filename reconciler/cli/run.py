@@ -52,6 +52,10 @@ def add_parser(sub: Subparsers) -> None:
                      help="when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set, serve the Slack bot's "
                           "/slack/events on this port (default: 3000); Socket Mode when SLACK_APP_TOKEN is set")
     run.add_argument("--bot-host", default="0.0.0.0", help="address the Slack bot listens on (default: 0.0.0.0)")
+    run.add_argument("--trust", metavar="DIR", default=None,
+                     help="trust roots: allowed_signers, OpenPGP keys, artifact keys (README \"Supply chain\")")
+    run.add_argument("--signing-key", metavar="KEY", default=None,
+                     help="sign grayops' own commits: an SSH private key file or an OpenPGP key id")
     run.set_defaults(func=run_command)
 
 

@@ -32,6 +32,7 @@ from reconciler.cli.errors import Failed, UsageError
 from reconciler.cli.options import default_workdir
 from reconciler.core.layout import SETTINGS_PATH, status_branch
 from reconciler.shell import Reconciler
+from reconciler.shell.trust import SupplyChain, TrustSetupError
 from reconciler.web.listen import ListenServer
 
 if TYPE_CHECKING:
@@ -77,6 +78,10 @@ class Daemon:
 
 def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     """Start `grayops run`'s parts from its options; what was started before a failure is stopped by `stack`."""
+    try:
+        supply = SupplyChain.open(args.trust, args.signing_key)  # README "Supply chain"
+    except TrustSetupError as err:
+        raise Failed(f"cannot start: {err}") from err
     workdir = Path(args.workdir or default_workdir(args.repo)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
@@ -87,7 +92,7 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
     served = serve_telemetry(telemetry, args.listen, repo, stack) if args.listen else None
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
-                            registry=full_registry())
+                            registry=full_registry(), supply=supply)
     stack.callback(close_runtime, reconciler)
     try:
         reconciler.start()

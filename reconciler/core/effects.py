@@ -14,6 +14,7 @@ from typing import Literal
 from reconciler.core.model import Measurement, Phase, Severity
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ApprovalRecord, Check, MetricSpec, PolicySpec, RetryRecord
+from reconciler.core.trust import ArtifactDecision
 
 CheckStage = Literal["pre", "verify"]
 
@@ -30,6 +31,7 @@ class SetVersion:
     version: str
     rollout_id: str
     previous: str | None
+    digest: str | None = None  # the image digest the artifact gate pinned for `version` (README "Supply chain")
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ class Desired:
     desired_commit: str
     change: Change
     depends_on: tuple[str, ...] = ()
+    artifact_gate: bool = False  # the version's image must pass the artifact gate before the first batch
+    signed_by: str | None = None  # the allowed signer who vouched for the revision (README "Supply chain")
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,7 @@ class Observations:
     hold: Hold | None = None  # the shell must stop this rollout (e.g. a git conflict): pause, alert its kind
     refused_approvals: tuple[RefusedApproval, ...] = ()  # the two-person rule refused these: alert, never count
     retries: tuple[RetryRecord, ...] = ()  # `grayops retry` records of approvals/<plugin>.yaml
+    artifact: ArtifactDecision | None = None  # the artifact gate's answer for the version (README "Supply chain")
 
 
 

@@ -51,6 +51,7 @@ from reconciler.core.model import (
 from reconciler.core.plan import batches_left
 from reconciler.core.spec import ApprovalRecord
 from reconciler.core.timing import format_duration, human_duration, in_window, next_window_start
+from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked
 
 ENGINE = "grayops"  # who acts when no human did
 
@@ -182,6 +183,7 @@ def _new_rollout(t: _Tick, prev: RolloutState | None) -> RolloutState:
         instances=instances,
         last_good=last_good,
         rollbacks=prev.rollbacks if prev else 0,
+        desired_signer=d.signed_by,
     )
     if prev is not None and not prev.phase.terminal:
         reason = (f"new version {d.version} committed during the rollout of {prev.target_version}; "
@@ -392,6 +394,10 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
     if not remaining:
         return _succeed(t, st), False
     nxt = remaining[0]
+    if d.artifact_gate and not st.batches and not st.artifact:
+        st, allowed = _artifact_gate(t, st, nxt.name)
+        if not allowed:
+            return st, False
     if not in_window(policy.windows, t.now):
         if st.phase is not Phase.WAITING_WINDOW:
             opens = next_window_start(policy.windows, t.now)
@@ -499,6 +505,33 @@ def _bake_of(t: _Tick, batch: BatchState) -> float:
 # --- waiting for dependencies -------------------------------------------------------------------------------
 
 
+def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState, bool]:
+    """Before the first batch, the version's image must have passed the shell's artifact gate (README "Supply
+    chain"); its digest is then pinned for the whole rollout. No answer yet, or a block, and nothing starts: the
+    rollout waits with the reason (a block alerts once per reason), and the gate is asked again on later ticks."""
+    found = t.obs.artifact
+    if isinstance(found, ArtifactAllowed) and found.version == st.target_version:
+        pinned = {"image": found.image, "digest": found.digest}
+        if found.signer:
+            pinned["signer"] = found.signer
+        if found.scan is not None:
+            pinned["scan"] = found.scan.counts_text()
+        st = replace(_stop_waiting(t, st), artifact=pinned)
+        reason = f"artifact {found.reference} passed the gate" + (f", signed by {found.signer}" if found.signer
+                                                                   else "")
+        return t.transition(st, st.phase, reason, "artifact-pinned", batch), True
+    if not isinstance(found, ArtifactBlocked) or found.version != st.target_version:
+        return _wait(t, st, batch, "the artifact gate"), False
+    message = f"{st.plugin} {st.target_version}: no instance touched: {found.line()}"
+    st = t.alert(st, found.kind, Severity.CRITICAL, message, f"{found.kind}:{found.reason}")
+    return _wait(t, st, batch, f"the artifact gate ({found.kind}: {found.reason})"), False
+
+
+def _pinned(st: RolloutState, version: str) -> str | None:
+    """The digest the artifact gate pinned, for the rollout's own version (a rollback's has none recorded here)."""
+    return st.artifact.get("digest") if version == st.target_version else None
+
+
 def _waiting_on(t: _Tick, instances: list[str]) -> str | None:
     """What these instances wait for when every one of them waits for a dependency; None when any may go."""
     found: dict[str, None] = {}
@@ -587,7 +620,7 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
             if inflight >= policy.max_parallel:
                 continue
             inflight += 1
-            t.effects.append(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version))
+            t.effects.append(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version, _pinned(st, target)))
             inst = replace(inst, step=Step.UPGRADING, started=t.now, requested=True, message="")
             instances[iid] = inst
             continue  # the driver reports progress next tick
@@ -645,7 +678,8 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
                 return inst
         elif seen.version != version:
             if not inst.requested:  # after a restart the change may never have been made: make it (idempotent)
-                t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version))
+                t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version,
+                                            _pinned(st, version)))
                 inst = replace(inst, requested=True)
         elif seen.failed:
             return replace(inst, step=failure, message=f"{what} to {version} failed: {seen.failed}")
@@ -943,7 +977,8 @@ def _drift(t: _Tick, st: RolloutState) -> RolloutState:
         st = replace(st, alerts=st.alerts | keys)
     instances = dict(st.instances)
     for iid, version in drifted.items():
-        t.effects.append(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version))
+        t.effects.append(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version,
+                                    _pinned(st, st.target_version)))
         instances[iid] = replace(instances[iid], step=Step.UPGRADING, started=t.now, requested=True,
                                  message=f"{_RECONVERGE}: it ran {version or 'nothing'}")
     st = replace(st, instances=instances)

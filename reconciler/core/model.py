@@ -186,6 +186,10 @@ class RolloutState:
     # Opaque notes of adapters about this rollout (e.g. the Slack message's channel and ts), carried unchanged
     # through its transitions; a new rollout starts without any.
     notes: Mapping[str, str] = field(default_factory=dict)
+    # The image the artifact gate let through (README "Supply chain"): image, digest, and the signer's key id and
+    # the scan summary when they were checked; pinned at the first batch for the whole rollout.
+    artifact: Mapping[str, str] = field(default_factory=dict)
+    desired_signer: str | None = None  # who signed the revision the rollout was read from, when it was required
 
     @property
     def last_succeeded(self) -> str | None:
@@ -297,6 +301,8 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
             {"at": fmt_time(h.at), "phase": h.phase.value, "reason": h.reason} for h in state.history
         ],
         **({"notes": dict(sorted(state.notes.items()))} if state.notes else {}),
+        **({"artifact": dict(sorted(state.artifact.items()))} if state.artifact else {}),
+        **({"desiredSigner": state.desired_signer} if state.desired_signer else {}),
     }
 
 
@@ -372,4 +378,6 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
             for h in doc.get("history") or []
         ),
         notes={str(k): str(v) for k, v in (doc.get("notes") or {}).items()},
+        artifact={str(k): str(v) for k, v in (doc.get("artifact") or {}).items()},
+        desired_signer=doc.get("desiredSigner"),
     )

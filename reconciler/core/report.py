@@ -224,6 +224,21 @@ def _took(batch: BatchState) -> str:
     return took
 
 
+def _artifact_rows(state: RolloutState) -> list[str]:
+    """Who signed the desired revision, the image the artifact gate pinned, its signer and scan summary (README
+    "Supply chain"); none of them when they were not checked."""
+    rows = [f"| Commit signer | {_cell(state.desired_signer)} |"] if state.desired_signer else []
+    found = state.artifact
+    if not found.get("digest"):
+        return rows
+    rows.append(f"| Artifact | `{found.get('image', '')}@{found['digest']}` |")
+    if found.get("signer"):
+        rows.append(f"| Artifact signer | `{found['signer']}` |")
+    if found.get("scan"):
+        rows.append(f"| Scan | {_cell(found['scan'])} |")
+    return rows
+
+
 def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] | None = None,
                   approvals: Mapping[str, str] | None = None) -> str:
     """Markdown for reports/<plugin>/<version>-<rolloutId>.md.
@@ -248,6 +263,7 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         f"| Result | {state.phase.value} |",
         f"| Note | {_cell(state.reason)} |",
         f"| Rollout | `{state.rollout_id}`, desired commit `{state.desired_commit[:12]}`, policy `{state.policy}` |",
+        *_artifact_rows(state),
         "",
         "## Batches",
         "",

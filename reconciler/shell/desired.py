@@ -17,6 +17,7 @@ from reconciler.core.model import RolloutState
 from reconciler.core.people import ApprovalEvidence, Directory, Judged, judge_approvals
 from reconciler.core.plan import InstanceRef, select_instances
 from reconciler.core.report import batches_total
+from reconciler.shell.artifacts import gate_applies
 
 log = logging.getLogger("grayops")
 
@@ -41,7 +42,7 @@ class DesiredState:
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
 
-    def of(self, fleet: Fleet) -> dict[str, Desired]:
+    def of(self, fleet: Fleet, signed_by: str | None = None) -> dict[str, Desired]:
         head = self._repo.head()
         if self._changes[0] != head:
             paths = [fleet.plugin_paths[name] for name in fleet.plugins]
@@ -61,6 +62,8 @@ class DesiredState:
                 desired_commit=change.commit,
                 change=change,
                 depends_on=tuple(spec.depends_on),
+                artifact_gate=gate_applies(fleet, name),
+                signed_by=signed_by,
             )
         return desired
 

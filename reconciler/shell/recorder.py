@@ -133,4 +133,6 @@ def trailers(state: RolloutState, want: Desired, last: Transition) -> list[tuple
     if approved:
         found.append(("Approved-By", approved))
     found.append(("Desired-Commit", state.desired_commit))
+    if state.artifact.get("digest"):  # the image the artifact gate pinned (README "Supply chain")
+        found.append(("Grayops-Digest", state.artifact["digest"]))
     return found

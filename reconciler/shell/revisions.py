@@ -6,6 +6,11 @@ its grayops.yaml names (a `Runtime`, rebuilt only when the settings change). An 
 whole: every error is logged, one `invalid_revision` alert carries the root errors, and the last good revision
 stays in force, except for the brakes its own plugin files ask for (README "Pause and rollback at an invalid
 HEAD"). Started over a refused HEAD, the newest valid first-parent ancestor is put in force (README "Limits").
+
+With `trust.commits.required` (README "Supply chain") HEAD's commit must also be trusted: the rule in force at the
+last good revision judges the next one (at a start, HEAD's own rule, or the one before the last change of
+grayops.yaml unless that change is itself trusted), so an unsigned commit cannot switch it off. An untrusted
+revision is refused without obeying any brake it asks for, with one `untrusted_revision` alert per commit.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from reconciler.core.brakes import with_brakes
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.layout import SETTINGS_PATH, status_branch
 from reconciler.core.model import RolloutState, Severity
+from reconciler.core.trust import UNTRUSTED_REVISION, CommitVerdict
 from reconciler.shell.alerts import FleetAlerts
 from reconciler.shell.divergence import Divergence
 from reconciler.shell.remote import RemoteHealth
+from reconciler.shell.trust import CommitTrust, SupplyChain, last_change
 
 log = logging.getLogger("grayops")
 
@@ -36,11 +43,13 @@ LOOK_BACK = 100  # first-parent commits searched for the last good revision when
 class RevisionSource:
     def __init__(self, repo: GitRepo, builtin_policies: Mapping[str, str], registry: Registry, workdir: Path,
                  clock: Clock, alerts: FleetAlerts, remote: RemoteHealth, divergence: Divergence,
-                 states: Mapping[str, RolloutState], poll_interval: float | None = None) -> None:
+                 states: Mapping[str, RolloutState], poll_interval: float | None = None,
+                 supply: SupplyChain | None = None) -> None:
         self._repo, self._builtins, self._registry = repo, builtin_policies, registry
         self._workdir, self._clock, self._alerts = workdir, clock, alerts
         self._remote, self._divergence, self._states = remote, divergence, states
         self._poll_override = poll_interval
+        self._trust = CommitTrust(supply)
         self.wake = threading.Event()  # set by the remote watcher or a chat command: fetch now
         self.fleet: Fleet | None = None  # in force: the last good revision, with the brakes a refused one asks for
         self.runtime: Runtime | None = None  # the adapters of the revision in force
@@ -51,6 +60,11 @@ class RevisionSource:
         self._next_fetch = 0.0
 
     @property
+    def signer(self) -> str | None:
+        """Who vouched for the revision in force, when its signature was required (README "Supply chain")."""
+        return self._trust.signer
+
+    @property
     def poll_interval(self) -> float:
         if self._poll_override is not None:
             return self._poll_override
@@ -59,6 +73,7 @@ class RevisionSource:
     def open(self) -> None:
         """Clone (or reuse the clone), with the record where grayops.yaml as it stands puts it."""
         self._repo.ensure_clone()
+        self._trust.sign_in(self._repo.path)
         if self._repo.status_branch is None:  # else given on the command line
             self._repo.use_status_branch(status_branch(self._repo.read(SETTINGS_PATH)))
 
@@ -68,6 +83,7 @@ class RevisionSource:
             self.wake.clear()
             self._next_fetch = time.monotonic() + self.poll_interval
             self._remote.fetch()
+            self._trust.refresh()
             conflict = self._repo.integrate()
             if conflict is not None:
                 self._divergence.conflict(conflict)
@@ -79,7 +95,20 @@ class RevisionSource:
                 return
             if files.key == self._refused_key:
                 return
+            head = self._repo.first_parents(1)
+            verdict: CommitVerdict | None = None
+            if head and self._good is not None and self._good.settings.trust.commits.required:
+                verdict = self._trust.judge(self._repo.path, head[0])  # the rule of the last good revision
+                if not verdict.verified:
+                    self._refuse_untrusted(files.key, verdict)
+                    return
             fleet = load_fleet(files, self._builtins, adapters=self._registry.models)
+            if head and self._good is None:  # a start: no rule in force yet
+                at_start = self._judge_at_start(head[0], fleet)
+                if at_start is not None and not at_start.verified:
+                    self._refuse_untrusted(files.key, at_start)
+                    return
+                verdict = at_start
         except FleetInvalid as err:
             self._refuse(files.key, [str(e) for e in err.errors], files)
             return
@@ -93,8 +122,39 @@ class RevisionSource:
                 self._refuse(None, [reason])
             return
         self._put_in_force(fleet, files.key)
+        if head:
+            self._trust.verified(head[0], verdict)
 
-    def _refuse(self, key: int | None, errors: Sequence[str], files: Mapping[str, str] | None = None) -> None:
+    # --- trust ------------------------------------------------------------------------------------------------
+
+    def _judge_at_start(self, commit: str, fleet: Fleet) -> CommitVerdict | None:
+        """The verdict on `commit` at a start (None: no signature required). The rule is the revision's own, or
+        the one before the last change of grayops.yaml unless that change is trusted itself: a restart does not
+        let an unsigned commit switch the rule off."""
+        if fleet.settings.trust.commits.required or self._required_before_last_change(commit):
+            return self._trust.judge(self._repo.path, commit)
+        return None
+
+    def _required_before_last_change(self, commit: str) -> bool:
+        changed = last_change(self._repo.path, commit, SETTINGS_PATH)
+        if changed is None:
+            return False
+        try:
+            before = load_fleet(self._repo.desired_files(f"{changed}^"), self._builtins,
+                                adapters=self._registry.models)
+        except Exception:  # no parent, or not a valid revision: it had no rule in force
+            return False
+        if not before.settings.trust.commits.required:
+            return False
+        return not self._trust.judge(self._repo.path, changed).verified
+
+    def _refuse_untrusted(self, key: int, verdict: CommitVerdict) -> None:
+        """Refuse HEAD's revision because its commit is not trusted: no brake it asks for is obeyed."""
+        self._refuse(key, [f"untrusted: {verdict.line()}"], kind=UNTRUSTED_REVISION,
+                     alert=self._trust.first_alert(verdict))
+
+    def _refuse(self, key: int | None, errors: Sequence[str], files: Mapping[str, str] | None = None, *,
+                kind: str = "invalid_revision", alert: bool = True) -> None:
         """Refuse HEAD's revision: log every error, alert with the root errors, keep the last good one in force.
 
         Nothing in force yet (a start over a refused HEAD): the newest first-parent ancestor that is valid is put
@@ -103,7 +163,8 @@ class RevisionSource:
         self._refused_key, self.refused = key, tuple(errors)
         history = self._repo.first_parents(LOOK_BACK if self.fleet is None else 1)
         head = history[0][:12] if history else "(none yet)"
-        found = self._last_good(key, history[1:]) if self.fleet is None else None
+        found = self._last_good(key if kind != UNTRUSTED_REVISION else None, history[1:]) \
+            if self.fleet is None else None
         if found is not None:
             kept = f"the last good revision ({found[:12]}) is in force"
         else:
@@ -111,8 +172,9 @@ class RevisionSource:
         log.error("revision %s refused (%d error(s)); %s:\n  %s", head, len(errors), kept, "\n  ".join(errors))
         shown = "; ".join(errors[:ALERTED_ERRORS]) + (
             f"; and {len(errors) - ALERTED_ERRORS} more" if len(errors) > ALERTED_ERRORS else "")
-        self._alerts.alert("invalid_revision", Severity.CRITICAL,
-                           f"revision {head} refused, {kept}: {len(errors)} error(s): {shown}")
+        if alert:
+            self._alerts.alert(kind, Severity.CRITICAL,
+                               f"revision {head} refused, {kept}: {len(errors)} error(s): {shown}")
         if files is not None:
             self._take_brakes(files, head)
 
@@ -128,7 +190,11 @@ class RevisionSource:
                 fleet = load_fleet(files, self._builtins, adapters=self._registry.models)
             except FleetInvalid:
                 continue
+            verdict = self._judge_at_start(commit, fleet)
+            if verdict is not None and not verdict.verified:
+                continue
             self._put_in_force(fleet, files.key, commit)
+            self._trust.verified(commit, verdict)
             return commit
         return None
 

@@ -27,6 +27,7 @@ from reconciler.core.fleet import Fleet
 from reconciler.core.model import Phase, RolloutState, Severity
 from reconciler.core.plan import InstanceRef
 from reconciler.shell.alerts import FleetAlerts, Holds
+from reconciler.shell.artifacts import ArtifactGate
 from reconciler.shell.desired import DesiredState
 from reconciler.shell.divergence import Divergence
 from reconciler.shell.effects import EffectRunner, noted, notify
@@ -34,6 +35,7 @@ from reconciler.shell.isolation import Isolation
 from reconciler.shell.recorder import Recorder
 from reconciler.shell.remote import RemoteHealth
 from reconciler.shell.revisions import RevisionSource
+from reconciler.shell.trust import SupplyChain
 
 log = logging.getLogger("grayops")
 REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
@@ -54,7 +56,7 @@ class Reconciler:
 
     def __init__(self, repo: GitRepo, workdir: Path, builtin_policies: Mapping[str, str], clock: Clock | None = None,
                  poll_interval: float | None = None, registry: Registry | None = None,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, supply: SupplyChain | None = None) -> None:
         self.repo = repo
         self.clock = clock or SystemClock()
         self.telemetry = telemetry or Telemetry()
@@ -66,8 +68,9 @@ class Reconciler:
         divergence = Divergence(repo, self.holds, self.alerts, self.recorder, self.states)
         self.remote = RemoteHealth(repo, self.alerts, self.telemetry, divergence)
         self.revisions = RevisionSource(repo, builtin_policies, self.registry, workdir, self.clock, self.alerts,
-                                        self.remote, divergence, self.states, poll_interval)
+                                        self.remote, divergence, self.states, poll_interval, supply)
         self.desired = DesiredState(repo)
+        self.artifacts = ArtifactGate(supply)
         self.runner = EffectRunner(self.telemetry)
         self.isolation = Isolation(self.holds, self.alerts)
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
@@ -97,7 +100,7 @@ class Reconciler:
         fleet, runtime, moved = self.revisions.fleet, self.revisions.runtime, 0
         if fleet is not None and runtime is not None:
             now = self.clock.now()
-            desired = self.desired.of(fleet)
+            desired = self.desired.of(fleet, self.revisions.signer)
             observed = self._observe(fleet, runtime, desired)
             decisions = self._decide(fleet, runtime, desired, observed, now)
             recorded = self._record(fleet, desired, decisions)
@@ -141,7 +144,8 @@ class Reconciler:
             obs = Observations(instances=observed[name], checks=tuple(results.checks), metrics=tuple(results.metrics),
                                approvals=accepted, apply_errors=results.apply_errors, hold=self.holds.take(name),
                                blocked_clusters=blocked_clusters(want.depends_on, versions, ready, situations),
-                               refused_approvals=refused, retries=fleet.retries.get(name, ()))
+                               refused_approvals=refused, retries=fleet.retries.get(name, ()),
+                               artifact=self.artifacts.observe(fleet, want, self.states.get(name), now))
             decisions[name] = decide(noted(runtime, self.states.get(name)), want, obs, now)
             return decisions[name]
 

@@ -220,7 +220,7 @@ class KubernetesDriver:
             try:
                 obj = self._read(informer, kind, namespace, workload.name)
                 try:
-                    patch = wl.patch_for(obj, workload, plugin.spec.image, change.version, change.rollout_id,
+                    patch = wl.patch_for(obj, workload, plugin.spec.image, _pinned(kind, change), change.rollout_id,
                                          change.previous, knobs)
                 except ValueError as err:
                     if str(err) == "container":
@@ -392,3 +392,9 @@ def unhealthy(cluster: str, informer: Informer) -> tuple[str, bool]:
         return (f"cluster {cluster} serves no HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API "
                 "to use strategy canary"), True
     return f"cluster {cluster} unreachable: {why}", False
+
+
+def _pinned(kind: wl.Kind, change: SetVersion) -> str:
+    """What a built-in workload's image is tagged with: `version@digest` when the artifact gate pinned the digest
+    (README "Supply chain"), so a moved tag cannot swap content; a custom resource takes the version alone."""
+    return f"{change.version}@{change.digest}" if change.digest and kind.builtin else change.version

@@ -1,0 +1,91 @@
+"""The artifact gate in the pure engine (README "Supply chain"), by table: with `artifact_gate`, no instance is
+touched until the shell's check of the version's image passed; a block waits with the reason and alerts once per
+reason; the digest that passed is pinned in the rollout's state and its status."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from reconciler.core.effects import Alert, SetVersion
+from reconciler.core.engine import decide
+from reconciler.core.model import Phase, RolloutState
+from reconciler.core.report import render_report
+from reconciler.core.status import dump_status, load_status
+from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked, ArtifactDecision, ScanSummary
+from tests.core.test_engine import T0, World, desired
+
+IMAGE = "127.0.0.1:5000/plugins/billing"
+DIGEST = "sha256:" + "ab" * 32
+ALLOWED = ArtifactAllowed(IMAGE, "2.0.0", DIGEST, "sha256:0123456789abcdef",
+                          ScanSummary({"HIGH": 1}, source="report"))
+UNTRUSTED = ArtifactBlocked(IMAGE, "2.0.0", "artifact_untrusted", "no signature (no tag sha256-ab.sig)", DIGEST)
+DOWN = ArtifactBlocked(IMAGE, "2.0.0", "registry_unreachable", "127.0.0.1:5000 did not answer")
+SCAN = ArtifactBlocked(IMAGE, "2.0.0", "scan_blocked", "1 finding(s) above maxSeverity HIGH: CVE-2025-9 (CRITICAL)")
+OLD = replace(ALLOWED, version="1.0.0")
+
+
+def run(answers: list[ArtifactDecision | None], gate: bool = True) -> tuple[RolloutState, list[object]]:
+    """Ticks with the gate's answer of each tick; returns the last state and every effect."""
+    world, state = World(), None
+    effects: list[object] = []
+    want = replace(desired("2.0.0"), artifact_gate=gate)
+    for n, answer in enumerate(answers):
+        decision = decide(state, want, replace(world.observe(), artifact=answer), T0 + timedelta(seconds=n))
+        world.act(decision)
+        state, effects = decision.state, [*effects, *decision.effects]
+    assert state is not None
+    return state, effects
+
+
+def touched(effects: list[object]) -> bool:
+    return any(isinstance(e, SetVersion) for e in effects)
+
+
+def alerts(effects: list[object]) -> list[str]:
+    return [e.kind for e in effects if isinstance(e, Alert)]
+
+
+@pytest.mark.parametrize(("answers", "kinds", "waiting"), [
+    ([None, None], [], "the artifact gate"),
+    ([UNTRUSTED, UNTRUSTED, UNTRUSTED], ["artifact_untrusted"], "the artifact gate (artifact_untrusted: no signature"),
+    ([SCAN, SCAN], ["scan_blocked"], "the artifact gate (scan_blocked: 1 finding(s) above maxSeverity HIGH: CVE"),
+    ([DOWN, DOWN], ["registry_unreachable"], "the artifact gate (registry_unreachable: 127.0.0.1:5000 did not"),
+    ([OLD, OLD], [], "the artifact gate"),  # an answer about another version lets nothing through
+], ids=["no-answer-yet", "untrusted", "scan", "registry-down", "other-version"])
+def test_no_instance_is_touched_until_the_gate_passes(answers: list[ArtifactDecision | None], kinds: list[str],
+                                                      waiting: str) -> None:
+    state, effects = run(answers)
+    assert not touched(effects) and state.batches == () and state.phase is Phase.PENDING
+    assert alerts(effects) == kinds  # once per reason, however many ticks
+    assert state.waiting_for is not None and state.waiting_for.startswith(waiting)
+    assert not state.artifact
+
+
+def test_the_rollout_proceeds_when_the_registry_is_back_and_pins_the_digest() -> None:
+    state, effects = run([DOWN, DOWN, ALLOWED, None, None])
+    assert touched(effects) and state.waiting_for is None and state.batches
+    assert {e.digest for e in effects if isinstance(e, SetVersion)} == {DIGEST}  # image@digest on every instance
+    assert state.artifact == {"image": IMAGE, "digest": DIGEST, "signer": "sha256:0123456789abcdef",
+                              "scan": "0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW, 0 UNKNOWN"}
+    assert any(f"artifact {IMAGE}@{DIGEST} passed the gate" in h.reason for h in state.history)
+    assert load_status(dump_status(state)).artifact == state.artifact  # pinned in status/<plugin>.yaml
+    report = render_report(state)
+    assert f"| Artifact | `{IMAGE}@{DIGEST}` |" in report
+    assert "| Artifact signer | `sha256:0123456789abcdef` |" in report
+    assert "| Scan | 0 CRITICAL, 1 HIGH, 0 MEDIUM, 0 LOW, 0 UNKNOWN |" in report
+
+
+def test_without_the_gate_a_rollout_starts_as_before() -> None:
+    state, effects = run([None], gate=False)
+    assert touched(effects) and not state.artifact and "| Artifact" not in render_report(state)
+
+
+def test_the_signer_of_the_desired_revision_is_recorded_in_status_and_report() -> None:
+    want = replace(desired("2.0.0"), signed_by="alice@example.com (SHA256:abc)")
+    state = decide(None, want, World().observe(), T0).state
+    assert state.desired_signer == "alice@example.com (SHA256:abc)"
+    assert load_status(dump_status(state)).desired_signer == state.desired_signer
+    assert "| Commit signer | alice@example.com (SHA256:abc) |" in render_report(state)
