@@ -28,6 +28,7 @@ from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatche
 from reconciler.adapters.registry import Registry, default_registry
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.adapters.telemetry import Telemetry, parse_listen
+from reconciler.api import ApiBackend, api_routes
 from reconciler.cli.errors import Failed, UsageError
 from reconciler.cli.options import default_workdir
 from reconciler.core.layout import SETTINGS_PATH, status_branch
@@ -90,10 +91,10 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     except WorkdirBusy as err:
         raise Failed(f"cannot start: {err}") from err
     telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
-    served = serve_telemetry(telemetry, args.listen, repo, stack) if args.listen else None
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
                             registry=full_registry(), supply=supply)
     stack.callback(close_runtime, reconciler)
+    served = serve_telemetry(telemetry, args.listen, reconciler, stack) if args.listen else None
     try:
         reconciler.start()
     except RemoteUnavailable as err:
@@ -111,17 +112,21 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     return Daemon(repo, reconciler, elector, stack, sim_metrics_port=args.sim_metrics_port, served=served)
 
 
-def serve_telemetry(telemetry: Telemetry, listen: str, repo: GitRepo, stack: ExitStack) -> ListenServer:
-    """The web view (at /) and grayops' own /metrics, /healthz and /readyz on `--listen HOST:PORT`."""
+def serve_telemetry(telemetry: Telemetry, listen: str, reconciler: Reconciler, stack: ExitStack) -> ListenServer:
+    """The web view (at /), the HTTP API and webhooks, and grayops' own /metrics, /healthz and /readyz on
+    `--listen HOST:PORT`; API commands commit on the reconciler's clone and wake it."""
+    models = reconciler.registry.models
+    api = api_routes(ApiBackend(reconciler.repo, models, wake=reconciler.wake.set))
     try:
         host, port = parse_listen(listen)
-        served = ListenServer(telemetry, repo, full_registry().models, host, port).start()
+        served = ListenServer(telemetry, reconciler.repo, models, host, port, routes=api).start()
     except ValueError as err:
         raise UsageError(f"cannot serve telemetry on {listen}: {err}") from err
     except OSError as err:
         raise Failed(f"cannot serve telemetry on {listen}: {err}") from err
     stack.callback(served.stop)
-    log.info("web view and telemetry on http://%s:%d (/, /metrics, /healthz, /readyz)", host, served.port)
+    log.info("web view, API and telemetry on http://%s:%d (/, /api/v1, /metrics, /healthz, /readyz)", host,
+             served.port)
     return served
 
 

@@ -1,5 +1,6 @@
 """What `grayops run --listen HOST:PORT` serves (README "Web view"): the telemetry (`/metrics`, `/healthz`,
-`/readyz`) and the web view at `/` on one port, the view fed by the reconciler of the same process.
+`/readyz`), the HTTP API and webhooks (README "HTTP API") and the web view at `/` on one port, the view fed by
+the reconciler of the same process.
 
     served = ListenServer(telemetry, repo, registry.models, host, port).start()   # OSError: the port is taken
     # after each tick:  served.update(reconciler.fleet, reconciler.states, report.invalid)
@@ -8,8 +9,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Self
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
 
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.telemetry import Telemetry, TelemetryServer
@@ -22,10 +26,12 @@ from reconciler.web.inprocess import ReconcilerRecordSource
 
 class ListenServer:
     def __init__(self, telemetry: Telemetry, repo: GitRepo, adapters: AdapterModels, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, routes: Sequence[BaseRoute] = ()) -> None:
         self.source = ReconcilerRecordSource(repo, adapters)
         self.app = create_app(self.source)
-        self.server = TelemetryServer(telemetry, host, port, root=self.app)
+        # Routes of their own (the HTTP API, the webhooks) come before the web view, which takes every other path.
+        root = Starlette(routes=[*routes, Mount("/", app=self.app)]) if routes else self.app
+        self.server = TelemetryServer(telemetry, host, port, root=root)
 
     @property
     def port(self) -> int:
