@@ -135,9 +135,9 @@ def test_leader_lost_mid_rollout_stops_acting_at_once(fleet_repo: Human, kube: F
         lease = kube["kube-canary"].get(leases, "grayops", "grayops")
         lease["spec"].update(holderIdentity="intruder", leaseDurationSeconds=3600)
         kube["kube-canary"].replace(leases, "grayops", "grayops", lease)
-        time.sleep(1.5)  # at most one renewal period (1 s) for grayops to see it lost the lease
+        until(lambda: "lost leadership" in (tmp_path / "run.log").read_text(), timeout=60)
         patched = sum(len(e.patches) for e in kube.emulators.values())
-        time.sleep(3)
+        time.sleep(3)  # an absence needs a window: a leader would have patched several times in it (interval 0.05)
         assert sum(len(e.patches) for e in kube.emulators.values()) == patched
         assert child.poll() is None
         assert f"{IMAGE}:1.0.0" in images(kube)  # the rollout did not finish without a leader
