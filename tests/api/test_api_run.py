@@ -4,8 +4,6 @@ called with a real HTTP client."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +13,14 @@ import requests
 from tests.api.test_api_http import ACCESS, TOKENS
 from tests.conftest import (
     Human,
-    free_port,
     plugin_yaml,
     remote_file,
     remote_status,
     settings_yaml,
-    stop_process,
     wait_for,
 )
 from tests.web.test_web_browser import FAULTS, TIERS, WAIT, WATCH_POLICY
+from tests.web.test_web_run import run_listening
 
 
 @pytest.fixture
@@ -31,27 +28,9 @@ def base(fleet_repo: Human, tmp_path: Path) -> Iterator[str]:
     fleet_repo.commit("fleet: billing 1.5.0", {"grayops.yaml": settings_yaml(TIERS, FAULTS), "access.yaml": ACCESS,
                                                "policies/watch.yaml": WATCH_POLICY,
                                                "plugins/billing.yaml": plugin_yaml("billing", "1.5.0", "watch")})
-    port, log = free_port(), tmp_path / "run.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "run", "--repo", str(fleet_repo.remote), "--workdir",
-             str(tmp_path / "work"), "--interval", "0.1", "--poll", "0.3", "--no-progress",
-             "--listen", f"127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: process.poll() is not None or answers(url + "/healthz"), WAIT, "the port to answer")
-        assert process.poll() is None, log.read_text(errors="replace")
-        yield url
-    finally:
-        stop_process(process)
-    assert "Traceback" not in log.read_text(errors="replace")
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=10).status_code == 200
-    except requests.RequestException:
-        return False
+    for running in run_listening(fleet_repo, tmp_path):
+        yield running.base
+    assert "Traceback" not in running.text()  # after the stop: a shutdown traceback counts too
 
 
 def auth(token: str) -> dict[str, str]:

@@ -50,6 +50,11 @@ def served(fleet_repo: Human, tmp_path: Path) -> Iterator[Served]:
     fleet_repo.commit("fleet: billing 1.5.0", {"grayops.yaml": settings_yaml(TIERS, FAULTS),
                                                "policies/watch.yaml": WATCH_POLICY,
                                                "plugins/billing.yaml": plugin_yaml("billing", "1.5.0", "watch")})
+    yield from run_listening(fleet_repo, tmp_path)
+
+
+def run_listening(fleet_repo: Human, tmp_path: Path) -> Iterator[Served]:
+    """`grayops run --listen` on a free loopback port, once its /healthz answers; stopped after."""
     port, log = free_port(), tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
