@@ -20,7 +20,7 @@ from reconciler.core.status import load_status
 
 def add_parser(sub: Subparsers) -> None:
     plan = sub.add_parser("plan", help="what a revision would roll out: batches, instances, gates, duration")
-    repo_args(plan, required=False, default=".")
+    repo_args(plan)
     plan.add_argument("--base", help="only plugins changed since this ref (for merge request pipelines)")
     plan.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     plan.set_defaults(func=plan_command)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from policies import builtin_policies
 from reconciler.cli.errors import DONE, FAILED, Failed, say
 from reconciler.cli.options import Subparsers, repo_args
-from reconciler.cli.records import read_records
+from reconciler.cli.records import read_records, record_source
 from reconciler.cli.wiring import full_registry
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.layout import plugin_of, status_plugin
@@ -20,7 +19,7 @@ from reconciler.core.status import StatusUnreadable, load_status
 
 def add_parser(sub: Subparsers) -> None:
     status = sub.add_parser("status", help="show rollouts: phase, batch, instances, last reason")
-    repo_args(status, required=False, default=".")
+    repo_args(status)
     status.add_argument("--workdir", help="read the reconciler's clone in this workdir instead of --repo")
     status.add_argument("plugin", nargs="?", help="one plugin, with its batches and verdicts")
     status.add_argument("--json", action="store_true", help="the status documents as JSON")
@@ -28,9 +27,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    # --workdir is the reconciler's own clone, read as it stands; a human's local clone is fetched first.
-    source = str(Path(args.workdir) / "repo") if args.workdir else args.repo
-    files, records = read_records(source, fetch=not args.workdir)
+    files, records = read_records(*record_source(args))
     fleet, refused = judge(files)
     states = {}
     unreadable = 0  # each is said in one line, and status exits 1
