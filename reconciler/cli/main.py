@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import argcomplete
 
 from reconciler import __version__
-from reconciler.cli import bot, brakes, demo, habits, plan, report, run, schema, status, validate
+from reconciler.cli import bot, brakes, demo, habits, plan, report, run, schema, status, validate, wait
 from reconciler.cli.errors import guarded
 from reconciler.cli.options import Subparsers, default_repo
 from reconciler.cli.wiring import full_registry
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"grayops {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, bot, status, brakes, report, plan, validate, schema, demo):  # the order of --help
+    for command in (run, bot, status, wait, brakes, report, plan, validate, schema, demo):  # the order of --help
         command.add_parser(sub)
     dashboard.add_parser(sub, full_registry)
     habits.add_parser(sub)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from reconciler.cli.errors import Failed
+from reconciler.core.timing import parse_duration
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -68,3 +69,11 @@ def who(explicit: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def duration_arg(text: str) -> float:
+    """An option's duration ("30s", "10m", "2"), or a usage error that says what is expected."""
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
