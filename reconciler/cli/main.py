@@ -18,12 +18,15 @@ EXAMPLES = """\
 examples:
   grayops demo                                   a simulated fleet, end to end, in a temporary directory
   grayops validate ./fleet                       check every file of a fleet repository
-  grayops plan --repo . --base origin/main --format markdown    what a merge request would roll out
+  grayops plan --base origin/main -o markdown    what a merge request would roll out
   grayops run --repo git@example.com:ops/fleet.git --workdir /var/lib/grayops
   grayops status --repo ./fleet billing
   grayops pause billing --repo ./fleet --reason "incident 42" --as alice
   grayops approve billing --batch wave-2 --as bob --repo ./fleet
   grayops retry billing --repo ./fleet --as bob --reason "fault fixed"    run a failed batch again
+  grayops wait billing --timeout 30m             in a pipeline: exit 0 once billing's version succeeded
+  grayops status -w                              watch the rollouts of the clone you are in
+  source <(grayops completion bash)              complete commands and options in bash
 """
 
 

@@ -11,6 +11,7 @@ from reconciler.adapters.gitrepo import GitError
 from reconciler.adapters.snapshot import read_ref, read_repo
 from reconciler.cli.errors import DONE, Failed
 from reconciler.cli.options import Subparsers, repo_args
+from reconciler.cli.output import DATA_FORMATS, FORMATS, dump, output_arg
 from reconciler.cli.wiring import full_registry
 from reconciler.core import planview
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
@@ -22,7 +23,8 @@ def add_parser(sub: Subparsers) -> None:
     plan = sub.add_parser("plan", help="what a revision would roll out: batches, instances, gates, duration")
     repo_args(plan)
     plan.add_argument("--base", help="only plugins changed since this ref (for merge request pipelines)")
-    plan.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    output_arg(plan)
+    plan.add_argument("--format", dest="output", choices=FORMATS, help=argparse.SUPPRESS)  # the older spelling
     plan.set_defaults(func=plan_command)
 
 
@@ -43,5 +45,11 @@ def plan_command(args: argparse.Namespace) -> int:
         if (name := status_plugin(path)) is not None:
             states[name] = load_status(text, path)  # unreadable: one line, exit 1
     names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
-    sys.stdout.write(planview.RENDERERS[args.format](planview.build(head, names, base, states)))
+    plans = planview.build(head, names, base, states)
+    if args.output in DATA_FORMATS:
+        sys.stdout.write(dump(planview.to_doc(plans), args.output))
+    elif args.output == "markdown":
+        sys.stdout.write(planview.render_markdown(plans))
+    else:
+        sys.stdout.write(planview.render_text(plans, limit=None if args.output == "wide" else 6))
     return DONE

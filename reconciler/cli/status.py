@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from rich.text import Text
 from policies import builtin_policies
 from reconciler.cli.errors import DONE, FAILED, Failed, say
 from reconciler.cli.options import Subparsers, duration_arg, repo_args
+from reconciler.cli.output import DATA_FORMATS, dump, markdown_table, output_arg
 from reconciler.cli.records import read_records, record_source
 from reconciler.cli.wiring import full_registry
 from reconciler.core.engine import ENGINE
@@ -33,7 +33,8 @@ def add_parser(sub: Subparsers) -> None:
     repo_args(status)
     status.add_argument("--workdir", help="read the reconciler's clone in this workdir instead of --repo")
     status.add_argument("plugin", nargs="?", help="one plugin, with its batches and verdicts")
-    status.add_argument("--json", action="store_true", help="the status documents as JSON")
+    output_arg(status)
+    status.add_argument("--json", dest="output", action="store_const", const="json", help=argparse.SUPPRESS)
     status.add_argument("-w", "--watch", action="store_true",
                         help="keep showing it as it changes (live on a terminal, a new block per change otherwise) "
                              "until interrupted")
@@ -109,13 +110,24 @@ def show(args: argparse.Namespace) -> Shown:
         states = {args.plugin: states[args.plugin]}
     if any(needs_a_human(state) for state in states.values()):
         outcome = FAILED
-    if args.json:
-        text = json.dumps({name: to_doc(state) for name, state in sorted(states.items())}, indent=2)
+    if args.output in DATA_FORMATS:
+        text = dump({name: to_doc(state) for name, state in sorted(states.items())}, args.output)
+        return Shown(tuple(text.splitlines()), refused, outcome)
+    if args.output == "markdown":
+        rows = [markdown_row(state, fleet) for _, state in sorted(states.items())]
+        text = markdown_table(("Plugin", "Version", "Phase", "Batch", "Instances", "Reason"), rows)
         return Shown(tuple(text.splitlines()), refused, outcome)
     lines: list[str] = [] if states or unreadable else ["no rollout recorded yet"]
     for _name, state in sorted(states.items()):
-        lines += status_lines(state, fleet, detail=bool(args.plugin))
+        lines += status_lines(state, fleet, detail=bool(args.plugin) or args.output == "wide")
     return Shown(tuple(lines), refused, outcome)
+
+
+def markdown_row(state: RolloutState, fleet: Fleet | None) -> tuple[str, ...]:
+    summary = summarize(state, batches_total(fleet, state) if fleet else None)
+    return (state.plugin, f"{state.from_version or '(none)'} -> {state.target_version}", state.phase.value,
+            f"{summary.batch_number}/{summary.batches_total} {summary.batch or ''}".strip(),
+            f"{summary.done}/{summary.total}", state.reason)
 
 
 def needs_a_human(state: RolloutState) -> bool:

@@ -14,8 +14,9 @@ from reconciler.adapters.prometheus import PrometheusSettings, check_queries
 from reconciler.adapters.snapshot import read_tree
 from reconciler.cli.errors import DONE, FAILED, Failed
 from reconciler.cli.options import Subparsers
+from reconciler.cli.output import dump, markdown_table, output_arg
 from reconciler.cli.wiring import full_registry
-from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.fleet import Fleet, FleetError, FleetInvalid, load_fleet
 from reconciler.core.layout import SETTINGS_PATH
 
 
@@ -24,6 +25,7 @@ def add_parser(sub: Subparsers) -> None:
     validate.add_argument("paths", nargs="*", metavar="PATH", default=["."],
                           help="fleet repositories, or files in them (each checked with its whole fleet, found by "
                                "the nearest grayops.yaml above it); default: the current directory")
+    output_arg(validate)
     validate.add_argument("--check-queries", action="store_true",
                           help="also run each metric query once against the Prometheus in grayops.yaml")
     validate.set_defaults(func=validate_command)
@@ -31,8 +33,24 @@ def add_parser(sub: Subparsers) -> None:
 
 def validate_command(args: argparse.Namespace) -> int:
     roots = list(dict.fromkeys(fleet_root(Path(path)) for path in args.paths))  # each fleet once, in order
-    outcomes = [validate_fleet(root, args.check_queries, named=len(roots) > 1) for root in roots]
-    return max(outcomes)
+    if args.output == "text" or args.output == "wide":
+        return max(validate_fleet(root, args.check_queries, named=len(roots) > 1) for root in roots)
+    # for CI annotations: every error as {file, line, field, message}; none when all is valid
+    items = [{"file": f"{root}/{e.path}" if len(roots) > 1 else e.path, "line": e.line, "field": e.field,
+              "message": e.message} for root in roots for e in fleet_errors(root)]
+    if args.output == "markdown":
+        sys.stdout.write(markdown_table(("File", "Line", "Field", "Message"), [list(i.values()) for i in items]))
+    else:
+        sys.stdout.write(dump(items, args.output))
+    return FAILED if items else DONE
+
+
+def fleet_errors(root: Path) -> tuple[FleetError, ...]:
+    try:
+        load_fleet(read_tree(root), builtin_policies(), adapters=full_registry().models)
+    except FleetInvalid as err:
+        return tuple(err.errors)
+    return ()
 
 
 def fleet_root(path: Path) -> Path:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from reconciler.core.fleet import Fleet
 from reconciler.core.model import RolloutState
@@ -81,12 +81,15 @@ def build(head: Fleet, names: list[str], base: Fleet | None = None,
     return plans
 
 
-def _instances(ids: list[str], limit: int = 6) -> str:
+def _instances(ids: list[str], limit: int | None = 6) -> str:
+    if limit is None:
+        return ", ".join(ids)
     shown = ", ".join(ids[:limit])
     return shown + (f", ... (+{len(ids) - limit})" if len(ids) > limit else "")
 
 
-def render_text(plans: list[PluginPlan]) -> str:
+def render_text(plans: list[PluginPlan], limit: int | None = 6) -> str:
+    """A few lines per plugin; each batch names its first `limit` instances (all of them with None)."""
     if not plans:
         return "no plugin changes\n"
     out = []
@@ -96,7 +99,7 @@ def render_text(plans: list[PluginPlan]) -> str:
         for i, b in enumerate(p.batches, 1):
             gate = "  [approval]" if b.approval else ""
             out.append(f"  {i}. {b.name:<10} {len(b.instances):>4} instance(s), bake {b.bake}{gate}: "
-                       f"{_instances(b.instances)}")
+                       f"{_instances(b.instances, limit)}")
         out += [f"  gate: {g}" for g in p.gates]
     return "\n".join(out) + "\n"
 
@@ -124,12 +127,15 @@ def render_markdown(plans: list[PluginPlan]) -> str:
 
 
 def to_doc(plans: list[PluginPlan]) -> dict[str, list[dict[str, object]]]:
-    """The JSON model of `grayops plan --format json`, which the HTTP API answers with too."""
-    return {"plugins": [asdict(p) for p in plans]}
+    """The data model of `grayops plan -o json`, which the HTTP API answers with too: keys in camelCase, as in the
+    fleet's files and the status documents."""
+    return {"plugins": [_camel(asdict(p)) for p in plans]}
 
 
-def render_json(plans: list[PluginPlan]) -> str:
-    return json.dumps(to_doc(plans), indent=2) + "\n"
+def _camel(doc: dict[str, Any]) -> dict[str, Any]:
+    def key(name: str) -> str:
+        head, *rest = name.split("_")
+        return head + "".join(part.title() for part in rest)
 
-
-RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
+    return {key(k): [_camel(v) if isinstance(v, dict) else v for v in value] if isinstance(value, list) else value
+            for k, value in doc.items()}
