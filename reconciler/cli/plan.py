@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from policies import builtin_policies
+from reconciler.adapters.forge import thread_from_env
 from reconciler.adapters.gitrepo import GitError
 from reconciler.adapters.snapshot import read_ref, read_repo
 from reconciler.cli.errors import DONE, Failed
@@ -25,6 +26,11 @@ def add_parser(sub: Subparsers) -> None:
     plan.add_argument("--base", help="only plugins changed since this ref (for merge request pipelines)")
     output_arg(plan)
     plan.add_argument("--format", dest="output", choices=FORMATS, help=argparse.SUPPRESS)  # the older spelling
+    plan.add_argument("--comment", choices=["github", "gitlab"],
+                      help="also post the plan (as Markdown) as one comment on the merge request the CI job runs for, "
+                           "edited in place on later runs (README \"Merge requests\")")
+    plan.add_argument("--pr", type=int, metavar="N", help="with --comment: the pull or merge request's number "
+                                                          "(default: the one the CI job runs for)")
     plan.set_defaults(func=plan_command)
 
 
@@ -46,6 +52,9 @@ def plan_command(args: argparse.Namespace) -> int:
             states[name] = load_status(text, path)  # unreadable: one line, exit 1
     names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
     plans = planview.build(head, names, base, states)
+    if args.comment:
+        where = thread_from_env(args.comment, args.pr).upsert(planview.render_markdown(plans))
+        print(f"plan posted on the merge request ({where})", file=sys.stderr)
     if args.output in DATA_FORMATS:
         sys.stdout.write(dump(planview.to_doc(plans), args.output))
     elif args.output == "markdown":
