@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 from rich.text import Text
 
 from policies import builtin_policies
@@ -23,6 +24,7 @@ from reconciler.core.layout import plugin_of, status_plugin
 from reconciler.core.model import Phase, RolloutState, to_doc
 from reconciler.core.report import batches_total, pending_batches, summarize
 from reconciler.core.status import StatusUnreadable, load_status
+from reconciler.progress import rollout_table
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -51,13 +53,16 @@ class Shown:
     lines: tuple[str, ...]
     refused: tuple[str, ...]
     code: int
+    table: Table | None = None  # the same rollouts as a table with colour, for a terminal
 
 
 def status_command(args: argparse.Namespace) -> int:
     if args.watch:
         return watch(args)
     shown = show(args)
-    if shown.lines:
+    if shown.table is not None and sys.stdout.isatty():
+        Console().print(shown.table)
+    elif shown.lines:
         print("\n".join(shown.lines))
     return said_refused(shown.refused) or shown.code
 
@@ -74,7 +79,7 @@ def watch(args: argparse.Namespace) -> int:
             if shown.refused != (last.refused if last else ()):
                 said_refused(shown.refused)
             if live is not None:
-                live.update(Text("\n".join(shown.lines)), refresh=True)
+                live.update(shown.table or Text("\n".join(shown.lines)), refresh=True)
             elif last is None or shown.lines != last.lines:
                 print("\n".join((time.strftime("%H:%M:%S"), *shown.lines)), flush=True)
             last = shown
@@ -120,7 +125,12 @@ def show(args: argparse.Namespace) -> Shown:
     lines: list[str] = [] if states or unreadable else ["no rollout recorded yet"]
     for _name, state in sorted(states.items()):
         lines += status_lines(state, fleet, detail=bool(args.plugin) or args.output == "wide")
-    return Shown(tuple(lines), refused, outcome)
+    table = None
+    if states and not args.plugin and args.output == "text":
+        totals = {name: total for name, state in states.items()
+                  if fleet is not None and (total := batches_total(fleet, state)) is not None}
+        table = rollout_table(states, totals, notes=True)
+    return Shown(tuple(lines), refused, outcome, table)
 
 
 def markdown_row(state: RolloutState, fleet: Fleet | None) -> tuple[str, ...]:

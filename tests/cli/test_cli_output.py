@@ -122,3 +122,44 @@ def test_text_tables_have_a_header_and_aligned_columns(finished: Human) -> None:
     markdown = grayops("status", "--repo", str(finished.clone), "-o", "markdown").stdout.splitlines()
     assert markdown[0] == "| Plugin | Version | Phase | Batch | Instances | Reason |"
     assert markdown[2].startswith("| billing | 1.5.0 -> 1.6.0 | RolledBack |")
+
+
+def on_a_terminal(*args: str, env: dict[str, str] | None = None) -> str:
+    """What grayops prints to a terminal (a pseudo-terminal of 200 columns), colour codes included."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    environment = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "GRAYOPS_REPO")} | (env or {})
+    environment["TERM"] = "xterm-256color"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "grayops"), *args], stdout=follower,
+                               stderr=subprocess.DEVNULL, env=environment)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is closed once the command exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_status_on_a_terminal_is_a_table_with_colour_unless_no_color(finished: Human) -> None:
+    coloured = on_a_terminal("status", "--repo", str(finished.clone))
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", coloured).splitlines()
+    assert plain[0].split() == ["PLUGIN", "PHASE", "VERSION", "BATCH", "INSTANCES", "NOTE"]
+    assert plain[1].split()[:3] == ["billing", "↺", "RolledBack"]
+    assert "\x1b[31m↺ RolledBack" in coloured  # red: rolled back
+    muted = on_a_terminal("status", "--repo", str(finished.clone), env={"NO_COLOR": "1"})
+    assert not re.search(r"\x1b\[(3[0-9]|9[0-7])m", muted) and "↺ RolledBack" in muted
