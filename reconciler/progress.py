@@ -1,4 +1,6 @@
-"""What `grayops run` shows: a live block of one line per rollout on a terminal, plain log lines otherwise."""
+"""What `grayops run` and `grayops demo` show: on a terminal, a live table of one row per rollout kept at the
+bottom while log lines scroll above it (rich); plain log lines otherwise. Colour and symbols follow the terminal
+(off with NO_COLOR); `PHASE_LOOK` is shared with `grayops status`."""
 
 from __future__ import annotations
 
@@ -6,57 +8,75 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping
-from typing import TextIO
 
-from reconciler.core.model import RolloutState
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from reconciler.core.model import Phase, RolloutState
 from reconciler.core.report import summarize
 
+# The symbol and the colour of each phase: done well, moving, waiting for a human, gone wrong.
+PHASE_LOOK: dict[Phase, tuple[str, str]] = {
+    Phase.PENDING: ("…", "dim"),
+    Phase.WAITING_WINDOW: ("◷", "blue"),
+    Phase.AWAITING_APPROVAL: ("?", "yellow"),
+    Phase.PROGRESSING: ("▶", "cyan"),
+    Phase.PAUSED: ("⏸", "yellow"),
+    Phase.ROLLING_BACK: ("↺", "magenta"),
+    Phase.SUCCEEDED: ("✓", "green"),
+    Phase.ROLLED_BACK: ("↺", "red"),
+    Phase.FAILED: ("✗", "bold red"),
+}
 
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = round(width * done / total) if total else width
-    return "█" * filled + "·" * (width - filled)
+
+def phase_text(phase: Phase) -> Text:
+    symbol, style = PHASE_LOOK[phase]
+    return Text(f"{symbol} {phase.value}", style=style)
+
+
+def rollout_table(states: Mapping[str, RolloutState], batches_total: Mapping[str, int],
+                  notes: bool = False) -> Table:
+    """One row per rollout: phase, versions, batch n of m, a bar of the instances done; with `notes`, what it
+    waits for or its last reason."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("PLUGIN", "PHASE", "VERSION", "BATCH", "INSTANCES", "", *(("NOTE",) if notes else ())):
+        table.add_column(column)
+    for name in sorted(states):
+        s = summarize(states[name], batches_total.get(name))
+        batch = f"{s.batch_number}/{s.batches_total} {s.batch}" if s.batch else "-"
+        bar: RenderableType = ProgressBar(total=max(s.total, 1), completed=s.done, width=20)
+        note = (f"waiting for {states[name].waiting_for}" if states[name].waiting_for else s.reason,) if notes else ()
+        table.add_row(name, phase_text(s.phase), f"{s.from_version or '-'} -> {s.target_version}", batch, bar,
+                      f"{s.done}/{s.total}", *note)
+    return table
 
 
 class LiveDisplay(logging.Handler):
-    """A block of status lines kept at the bottom of a terminal; log records are printed above it."""
+    """The live table at the bottom of a terminal; log records are printed above it."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         super().__init__()
-        self.stream = stream or sys.stderr
-        self._lines: list[str] = []
+        self._console = console or Console(stderr=True)
+        self._live = Live(Text(""), console=self._console, auto_refresh=False, transient=False,
+                          redirect_stdout=False, redirect_stderr=False)
         self._lock = threading.Lock()
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-
-    def _clear(self) -> None:
-        if self._lines:
-            self.stream.write(f"\x1b[{len(self._lines)}F\x1b[J")
-
-    def _draw(self) -> None:
-        for line in self._lines:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        self._live.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         with self._lock:
-            self._clear()
-            self.stream.write(self.format(record) + "\n")
-            self._draw()
+            self._console.print(Text(self.format(record)), soft_wrap=True)
 
     def show(self, states: Mapping[str, RolloutState], batches_total: Mapping[str, int]) -> None:
-        lines = []
-        for name in sorted(states):
-            s = summarize(states[name], batches_total.get(name))
-            batch = f"{s.batch_number}/{s.batches_total} {s.batch}" if s.batch else "-"
-            lines.append(f"  {name:<14} {s.phase.value:<16} {s.from_version or '-':>8} -> {s.target_version:<8} "
-                         f"batch {batch:<14} {_bar(s.done, s.total)} {s.done}/{s.total}")
         with self._lock:
-            self._clear()
-            self._lines = lines
-            self._draw()
+            self._live.update(rollout_table(states, batches_total), refresh=True)
 
     def close(self) -> None:
         with self._lock:
-            self._lines = []
+            self._live.stop()
         super().close()
 
 

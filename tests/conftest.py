@@ -156,12 +156,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def grayops(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The real command, in a child process, as a user or a script runs it."""
+def grayops(*args: str, timeout: float = 120, cwd: Path | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command, in a child process, as a user or a script runs it (with `env` added to the environment;
+    a GRAYOPS_REPO of the developer's own never leaks in)."""
+    import os
     import sys
 
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, check=False)
+    environment = {k: v for k, v in os.environ.items() if k != "GRAYOPS_REPO"} | dict(env or {})
+    # the installed command, as a user runs it (`python -m` would put the cwd, a fleet clone with its policies/
+    # directory, first on the import path)
+    script = Path(sys.executable).parent / "grayops"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "reconciler.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False,
+                          env=environment)
 
 
 def remote_file(human: Human, path: str) -> str | None:

@@ -21,7 +21,7 @@ def add_parser(sub: Subparsers) -> None:
                                      "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; GRAYOPS_SLACK_API_URL overrides the "
                                      "Web API base URL. Point --workdir at the reconciler's so commands act in its "
                                      "clone even when the remote is down.")
-    repo_args(bot)
+    repo_args(bot, remote=True)
     bot.add_argument("--workdir", help="the bot's clone (default: under ~/.local/state)")
     bot.add_argument("--port", type=int, default=3000, help="HTTP port (default: 3000)")
     bot.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")

@@ -31,11 +31,10 @@ def add_parser(sub: Subparsers) -> None:
         p = sub.add_parser(name, help=text, description=text.capitalize() + ". A command that changes nothing "
                            "makes no commit.")
         p.add_argument("plugin")
-        repo_args(p)
+        repo_args(p, remote=True)
         p.add_argument("--workdir", help="act in this clone (e.g. the reconciler's, so it acts even when the remote "
                                          "is down); default: a temporary clone, pushed at once")
-        p.add_argument("--as", dest="as_", metavar="NAME", help="who asks (default: the login name)",
-                       required=name == "approve")
+        p.add_argument("--as", dest="as_", metavar="NAME", help="who asks (default: the login name)")
         if name == "approve":
             p.add_argument("--batch", required=True, help="the batch to approve")
         else:

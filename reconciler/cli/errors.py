@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from reconciler.adapters.forge import ForgeError
 from reconciler.adapters.gitrepo import GitError, WorkdirBusy
 from reconciler.commands import CommandRefused
 from reconciler.core.fleet import FleetInvalid
@@ -38,7 +39,7 @@ class UsageError(Failed):
 
 
 # Errors of our own that say what went wrong themselves: their text is the line.
-OWN_ERRORS: tuple[type[Exception], ...] = (GitError, WorkdirBusy, CommandRefused, StatusUnreadable)
+OWN_ERRORS: tuple[type[Exception], ...] = (GitError, WorkdirBusy, CommandRefused, StatusUnreadable, ForgeError)
 # Errors that are no bug of grayops': said without "unexpected", and with no traceback in the debug log.
 EXPECTED: tuple[type[BaseException], ...] = (Failed, KeyboardInterrupt, FleetInvalid, OSError, *OWN_ERRORS)
 

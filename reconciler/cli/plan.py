@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 from policies import builtin_policies
+from reconciler.adapters.forge import thread_from_env
 from reconciler.adapters.gitrepo import GitError
 from reconciler.adapters.snapshot import read_ref, read_repo
 from reconciler.cli.errors import DONE, Failed
 from reconciler.cli.options import Subparsers, repo_args
+from reconciler.cli.output import DATA_FORMATS, FORMATS, dump, output_arg
 from reconciler.cli.wiring import full_registry
 from reconciler.core import planview
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
@@ -20,9 +22,15 @@ from reconciler.core.status import load_status
 
 def add_parser(sub: Subparsers) -> None:
     plan = sub.add_parser("plan", help="what a revision would roll out: batches, instances, gates, duration")
-    repo_args(plan, required=False, default=".")
+    repo_args(plan)
     plan.add_argument("--base", help="only plugins changed since this ref (for merge request pipelines)")
-    plan.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    output_arg(plan)
+    plan.add_argument("--format", dest="output", choices=FORMATS, help=argparse.SUPPRESS)  # the older spelling
+    plan.add_argument("--comment", choices=["github", "gitlab"],
+                      help="also post the plan (as Markdown) as one comment on the merge request the CI job runs for, "
+                           "edited in place on later runs (README \"Merge requests\")")
+    plan.add_argument("--pr", type=int, metavar="N", help="with --comment: the pull or merge request's number "
+                                                          "(default: the one the CI job runs for)")
     plan.set_defaults(func=plan_command)
 
 
@@ -43,5 +51,14 @@ def plan_command(args: argparse.Namespace) -> int:
         if (name := status_plugin(path)) is not None:
             states[name] = load_status(text, path)  # unreadable: one line, exit 1
     names = planview.changed_plugins(base, head) if args.base else sorted(head.plugins)
-    sys.stdout.write(planview.RENDERERS[args.format](planview.build(head, names, base, states)))
+    plans = planview.build(head, names, base, states)
+    if args.comment:
+        where = thread_from_env(args.comment, args.pr).upsert(planview.render_markdown(plans))
+        print(f"plan posted on the merge request ({where})", file=sys.stderr)
+    if args.output in DATA_FORMATS:
+        sys.stdout.write(dump(planview.to_doc(plans), args.output))
+    elif args.output == "markdown":
+        sys.stdout.write(planview.render_markdown(plans))
+    else:
+        sys.stdout.write(planview.render_text(plans, limit=None if args.output == "wide" else 6))
     return DONE

@@ -3,6 +3,7 @@ and reports/ files, from a path, a URL, or a local clone fetched first (README "
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,14 @@ def read_records(source: str, fetch: bool = True) -> tuple[dict[str, str], dict[
     fetched = fetched_clone(source) if fetch else None
     files = read_ref(Path(source), fetched[0]) if fetched else read_repo(source)
     return files, status_files(source, files, fetched[1] if fetched else None)
+
+
+def record_source(args: argparse.Namespace) -> tuple[str, bool]:
+    """(where to read, whether to fetch it first): --workdir is the reconciler's own clone, read as it stands; a
+    human's local clone given as --repo is fetched first."""
+    if args.workdir:
+        return str(Path(args.workdir) / "repo"), False
+    return args.repo, True
 
 
 def status_files(repo: str, files: dict[str, str], remote: str | None = None) -> dict[str, str]:

@@ -26,7 +26,7 @@ def add_parser(sub: Subparsers) -> None:
                          description="Run the reconciler. Fetches the remote every poll interval (and at once on a "
                                      "change to a local remote), rolls out version changes and commits every "
                                      "decision back. Stops on SIGTERM/SIGINT after the current tick.")
-    repo_args(run)
+    repo_args(run, remote=True)
     run.add_argument("--workdir", help="the reconciler's own clone and sim state (default: under ~/.local/state)")
     run.add_argument("--once", action="store_true",
                      help="exit once nothing is progressing (every rollout succeeded, rolled back, failed, paused, "

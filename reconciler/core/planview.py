@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from reconciler.core.fleet import Fleet
 from reconciler.core.model import RolloutState
@@ -31,6 +32,38 @@ class PluginPlan:
     gates: list[str]
     shortest_seconds: float
     paused: bool
+    changes: list[str] = field(default_factory=list)  # what changed since the base, field by field
+    already: int = 0  # instances already running to_version, by the record
+
+
+def field_changes(base: Fleet | None, head: Fleet, name: str) -> list[str]:
+    """The plugin's and its policy's fields that differ between `base` and `head`, as `where: old -> new`."""
+    if base is None or name not in base.plugins:
+        return []
+    old, new = base.plugins[name].spec, head.plugins[name].spec
+    changes = _differences(f"plugins/{name}", _plain(old), _plain(new))
+    if old.policy == new.policy and new.policy in base.policies:
+        changes += _differences(f"policy {new.policy}", _plain(base.policies[new.policy]),
+                                _plain(head.policies[new.policy]))
+    return changes
+
+
+def _plain(model: Any) -> Any:
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+
+
+def _differences(where: str, old: Any, new: Any) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new), key=str)
+                for change in _differences(f"{where}.{key}" if where else str(key), old.get(key), new.get(key))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [change for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for change in _differences(f"{where}[{i}]", a, b)]
+    return [] if old == new else [f"{where}: {_shown(old)} -> {_shown(new)}"]
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None else json.dumps(value, separators=(", ", ": "))
 
 
 def _plugin_fingerprint(fleet: Fleet, name: str) -> tuple[object, ...]:
@@ -77,16 +110,31 @@ def build(head: Fleet, names: list[str], base: Fleet | None = None,
             gates=gates,
             shortest_seconds=shortest_duration(batches, policy),
             paused=spec.paused,
+            changes=field_changes(base, head, name),
+            already=_already(states.get(name), spec.version, [ref.id for b in batches for ref in b.instances]),
         ))
     return plans
 
 
-def _instances(ids: list[str], limit: int = 6) -> str:
+def _already(state: RolloutState | None, version: str, ids: list[str]) -> int:
+    """How many of `ids` the record shows running `version` (a rollout of it that got that far, or an earlier one)."""
+    if state is None:
+        return 0
+    running = {iid for iid, inst in state.instances.items() if inst.version == version}
+    if state.last_succeeded == version:
+        running |= {iid for iid in ids if state.last_good.get(iid) == version}
+    return len(running & set(ids))
+
+
+def _instances(ids: list[str], limit: int | None = 6) -> str:
+    if limit is None:
+        return ", ".join(ids)
     shown = ", ".join(ids[:limit])
     return shown + (f", ... (+{len(ids) - limit})" if len(ids) > limit else "")
 
 
-def render_text(plans: list[PluginPlan]) -> str:
+def render_text(plans: list[PluginPlan], limit: int | None = 6) -> str:
+    """A few lines per plugin; each batch names its first `limit` instances (all of them with None)."""
     if not plans:
         return "no plugin changes\n"
     out = []
@@ -96,7 +144,9 @@ def render_text(plans: list[PluginPlan]) -> str:
         for i, b in enumerate(p.batches, 1):
             gate = "  [approval]" if b.approval else ""
             out.append(f"  {i}. {b.name:<10} {len(b.instances):>4} instance(s), bake {b.bake}{gate}: "
-                       f"{_instances(b.instances)}")
+                       f"{_instances(b.instances, limit)}")
+        out += [f"  already at {p.to_version}: {p.already} of {p.instances}"] if p.already else []
+        out += [f"  changed: {c}" for c in p.changes]
         out += [f"  gate: {g}" for g in p.gates]
     return "\n".join(out) + "\n"
 
@@ -117,6 +167,10 @@ def render_markdown(plans: list[PluginPlan]) -> str:
         ]
         out += [f"| {i} | {b.name} | {len(b.instances)}: {_instances(b.instances)} | {b.bake} | "
                 f"{'required' if b.approval else '-'} |" for i, b in enumerate(p.batches, 1)]
+        if p.already:
+            out += ["", f"Already at {p.to_version}: {p.already} of {p.instances} instance(s)."]
+        if p.changes:
+            out += ["", "Changes:", *[f"- `{c}`" for c in p.changes]]
         if p.gates:
             out += ["", "Gates:", *[f"- {g}" for g in p.gates]]
         out.append("")
@@ -124,12 +178,15 @@ def render_markdown(plans: list[PluginPlan]) -> str:
 
 
 def to_doc(plans: list[PluginPlan]) -> dict[str, list[dict[str, object]]]:
-    """The JSON model of `grayops plan --format json`, which the HTTP API answers with too."""
-    return {"plugins": [asdict(p) for p in plans]}
+    """The data model of `grayops plan -o json`, which the HTTP API answers with too: keys in camelCase, as in the
+    fleet's files and the status documents."""
+    return {"plugins": [_camel(asdict(p)) for p in plans]}
 
 
-def render_json(plans: list[PluginPlan]) -> str:
-    return json.dumps(to_doc(plans), indent=2) + "\n"
+def _camel(doc: dict[str, Any]) -> dict[str, Any]:
+    def key(name: str) -> str:
+        head, *rest = name.split("_")
+        return head + "".join(part.title() for part in rest)
 
-
-RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_json}
+    return {key(k): [_camel(v) if isinstance(v, dict) else v for v in value] if isinstance(value, list) else value
+            for k, value in doc.items()}

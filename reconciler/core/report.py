@@ -105,6 +105,17 @@ def report_finished(text: str) -> str:
     return match.group(1) if match and match.group(1) != "-" else ""
 
 
+def report_record(text: str) -> dict[str, str]:
+    """The rows of a report's Record table (Date, Version, Operator, Result, Note, ...), as written."""
+    rows: dict[str, str] = {}
+    table = text.partition("| Record | |")[2].partition("\n\n")[0]
+    for line in table.splitlines():
+        name, sep, value = line.strip().strip("|").partition(" | ")
+        if sep and name.strip() and not name.startswith("---"):
+            rows[name.strip()] = value.strip().replace("\\|", "|")
+    return rows
+
+
 def report_path(state: RolloutState) -> str:
     return layout.report_path(state.plugin, state.target_version, state.rollout_id)
 
@@ -212,7 +223,7 @@ def _rollback_took(state: RolloutState) -> str:
     return took
 
 
-def _cell(text: str) -> str:
+def table_cell(text: str) -> str:
     """Free text (reasons, names, messages) inside a Markdown table cell: one line, and a `|` cannot end the cell."""
     return " ".join(text.split()).replace("|", "\\|")
 
@@ -227,7 +238,7 @@ def _took(batch: BatchState) -> str:
 def _artifact_rows(state: RolloutState) -> list[str]:
     """Who signed the desired revision, the image the artifact gate pinned, its signer and scan summary (README
     "Supply chain"); none of them when they were not checked."""
-    rows = [f"| Commit signer | {_cell(state.desired_signer)} |"] if state.desired_signer else []
+    rows = [f"| Commit signer | {table_cell(state.desired_signer)} |"] if state.desired_signer else []
     found = state.artifact
     if not found.get("digest"):
         return rows
@@ -235,7 +246,7 @@ def _artifact_rows(state: RolloutState) -> list[str]:
     if found.get("signer"):
         rows.append(f"| Artifact signer | `{found['signer']}` |")
     if found.get("scan"):
-        rows.append(f"| Scan | {_cell(found['scan'])} |")
+        rows.append(f"| Scan | {table_cell(found['scan'])} |")
     return rows
 
 
@@ -259,9 +270,9 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         f"| Plugin | {state.plugin} |",
         f"| Version | {state.from_version or '(none)'} -> {state.target_version} |",
         f"| Environment | {environment} |",
-        f"| Operator | {_cell(state.requested_by or 'unknown')} |",
+        f"| Operator | {table_cell(state.requested_by or 'unknown')} |",
         f"| Result | {state.phase.value} |",
-        f"| Note | {_cell(state.reason)} |",
+        f"| Note | {table_cell(state.reason)} |",
         f"| Rollout | `{state.rollout_id}`, desired commit `{state.desired_commit[:12]}`, policy `{state.policy}` |",
         *_artifact_rows(state),
         "",
@@ -274,8 +285,8 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
         approved = batch.approved_by or approvals.get(batch.name) or "-"
         lines.append(
             f"| {batch.index + 1} | {batch.name} | {len(batch.instances)} | {_time(batch.started)} | "
-            f"{_time(batch.ended)} | {_took(batch)} | {batch.phase.value} | {_cell(approved)} | "
-            f"{_cell(_verdicts(batch))} |"
+            f"{_time(batch.ended)} | {_took(batch)} | {batch.phase.value} | {table_cell(approved)} | "
+            f"{table_cell(_verdicts(batch))} |"
         )
     if not state.batches:
         lines.append("| - | no batch started | | | | | | | |")
@@ -284,7 +295,7 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
     batch_of = {iid: b.name for b in state.batches for iid in b.instances}
     for iid, inst in sorted(state.instances.items()):
         lines.append(f"| {iid} | {batch_of.get(iid, '-')} | {inst.version or '-'} | {inst.step.value} | "
-                     f"{inst.rollback_to or '-'} | {_cell(inst.message or '')} |")
+                     f"{inst.rollback_to or '-'} | {table_cell(inst.message or '')} |")
     lines += ["", "## Rollbacks", ""]
     rolled = [iid for iid, inst in state.instances.items() if inst.step in (Step.ROLLED_BACK, Step.ROLLBACK_FAILED)]
     if rolled or state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK):

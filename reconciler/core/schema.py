@@ -17,7 +17,9 @@ SCHEMA_ID = "https://grayops.dev/schema/v1/fleet.schema.json"
 
 
 def fleet_schema(adapters: AdapterModels) -> dict[str, Any]:
-    """One schema for every file kind (Settings, Plugin, Policy, Access, Approvals), told apart by `kind`."""
+    """One schema for every file kind (Settings, Plugin, Policy, Access, Approvals), told apart by `kind`: each
+    kind's model applies through an if/then on `kind`, so an editor reports the misspelt field of that kind rather
+    than the best of five failed alternatives."""
     models = [settings_model(adapters) if kind == "Settings" else model for kind, model in FILE_KINDS.items()]
     keys, top = models_json_schema([(model, "validation") for model in models], by_alias=True)
     roots = [keys[(model, "validation")] for model in models]
@@ -27,7 +29,11 @@ def fleet_schema(adapters: AdapterModels) -> dict[str, Any]:
         "title": "grayops fleet repository, format v1",
         "description": "grayops.yaml (Settings), plugins/*.yaml (Plugin), policies/*.yaml (Policy), access.yaml "
                        "(Access) and approvals/*.yaml (Approvals).",
-        "oneOf": roots,
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"enum": list(FILE_KINDS)}},
+        "allOf": [{"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]}, "then": root}
+                  for kind, root in zip(FILE_KINDS, roots, strict=True)],
         "$defs": _reachable(roots, top["$defs"]),
     }
 

@@ -69,6 +69,12 @@ Version = Annotated[
 ]
 
 
+SHARE_PATTERN = r"^\s*(100(\.0+)?|[1-9]\d?(\.\d+)?|0\.\d*[1-9]\d*)\s*%\s*$|^\s*[1-9]\d*\s*$"
+# An IANA name (Europe/Berlin, America/Argentina/Buenos_Aires, Etc/GMT+2) or UTC; the validator looks it up in the
+# time zone database, which the schema cannot name without tying it to one machine's copy.
+ZONE_PATTERN = r"^(UTC|[A-Z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2})$"
+
+
 def _batch_size(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a batch size is a count such as 1 or a share such as \"10%\"")
@@ -88,7 +94,8 @@ def _batch_size(value: Any) -> Any:
 BatchSize = Annotated[
     int | str,
     BeforeValidator(_batch_size),
-    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}]}),
+    # a share is above 0% and at most 100%, as the validator says
+    WithJsonSchema({"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SHARE_PATTERN}]}),
 ]
 
 
@@ -265,7 +272,7 @@ class WindowSpec(Strict):
     days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
     start: Annotated[str, AfterValidator(_clock)]
     end: Annotated[str, AfterValidator(_clock)]
-    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+    timezone: Annotated[str, AfterValidator(_zone), Field(json_schema_extra={"pattern": ZONE_PATTERN})] = "UTC"
 
 
 class HttpCheck(Strict):

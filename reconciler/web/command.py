@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], registr
         description="Serve the web view (the fleet, each rollout, the instances, the history) of the repository "
                     "--repo, read from a clone of its own that is fetched every poll interval (and at once when a "
                     "local remote changes). Read-only; needs no running reconciler.")
-    parser.add_argument("--repo", required=True, help="fleet repository: a path, file://, ssh or https URL")
+    parser.add_argument("--repo", default=None, help="fleet repository: a path, file://, ssh or https URL (default: "
+                                                     "$GRAYOPS_REPO, else the remote of the clone you are in)")
     parser.add_argument("--branch", default="main", help="desired-state branch (default: main)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
@@ -37,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], registr
                         help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
     parser.add_argument("--workdir", help="keep the view's clone here (default: a temporary directory)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.set_defaults(func=partial(run, registry=registry))
+    parser.set_defaults(func=partial(run, registry=registry), repo_remote=True)
 
 
 def run(args: argparse.Namespace, registry: Callable[[], Registry]) -> int:

@@ -146,7 +146,7 @@ def test_the_plan_of_a_version_is_what_grayops_plan_says_of_that_change(served: 
     answer = served.call("POST", "/internal/version/upgrade/plan", json={"plugin": "billing", "version": "1.7.0"})
     assert answer.status_code == 200, answer.text
     plan = answer.json()["plugins"][0]
-    assert (plan["plugin"], plan["from_version"], plan["to_version"], plan["instances"]) == \
+    assert (plan["plugin"], plan["fromVersion"], plan["toVersion"], plan["instances"]) == \
         ("billing", "1.6.0", "1.7.0", 8)
     assert [b["name"] for b in plan["batches"]] == ["canary", "wave-1", "all"]
     assert "approval before batch all" in plan["gates"]
@@ -170,7 +170,7 @@ def test_propose_pushes_a_branch_for_a_merge_request_and_never_the_watched_one(s
     assert answer.status_code == 200, answer.text
     proposal = answer.json()["proposal"]
     assert proposal["branch"] == "grayops/propose/billing-1.7.0"
-    assert answer.json()["plugins"][0]["to_version"] == "1.7.0"
+    assert answer.json()["plugins"][0]["toVersion"] == "1.7.0"
     assert served.commits() == main  # the watched branch is untouched
     branch = "grayops/propose/billing-1.7.0"
     assert git(served.human.remote, "log", "-1", "--format=%H%n%P", branch).split() == [proposal["commit"], main[0]]

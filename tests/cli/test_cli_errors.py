@@ -105,4 +105,5 @@ def test_a_malformed_listen_address_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_validate_of_a_missing_directory_is_one_line(tmp_path: Path) -> None:
     done = grayops("validate", str(tmp_path / "missing"))
-    assert done.returncode == 1 and done.stderr.splitlines() == [f"grayops: {tmp_path / 'missing'} is not a directory"]
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"grayops: {tmp_path / 'missing'}: no such file or directory"]
