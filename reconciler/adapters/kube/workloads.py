@@ -216,6 +216,12 @@ def annotations_of(obj: Obj) -> dict[str, str]:
     return found
 
 
+def tag_of(version: str, digest: str | None) -> str:
+    """What follows the image's name: `version`, or `version@digest` when the artifact gate pinned a digest for it
+    (README "Supply chain"), so that a moved tag cannot swap content; `image_tag` still reads `version` from it."""
+    return f"{version}@{digest}" if digest else version
+
+
 def image_of(container: Obj, image: str | None, version: str) -> str:
     """`<image>:<version>`, the image being the plugin's or else the container's own without its tag."""
     base = image or str(container.get("image", "")).split("@", 1)[0].rsplit(":", 1)[0]
