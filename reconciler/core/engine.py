@@ -184,6 +184,7 @@ def _new_rollout(t: _Tick, prev: RolloutState | None) -> RolloutState:
         last_good=last_good,
         rollbacks=prev.rollbacks if prev else 0,
         desired_signer=d.signed_by,
+        digests=prev.digests_to_keep() if prev else {},
     )
     if prev is not None and not prev.phase.terminal:
         reason = (f"new version {d.version} committed during the rollout of {prev.target_version}; "
@@ -332,7 +333,8 @@ def _retry(t: _Tick, st: RolloutState) -> RolloutState:
         for iid, inst in st.instances.items():
             if inst.step is Step.ROLLBACK_FAILED:
                 assert inst.rollback_to is not None
-                t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version))
+                t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version,
+                                            _pinned(st, inst.rollback_to)))
                 instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
         again = sum(inst.step is Step.ROLLING_BACK for inst in instances.values())
         alerts = frozenset(key for key in st.alerts if key not in ("rollback-failed", "rollback-slow"))
@@ -528,8 +530,17 @@ def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState
 
 
 def _pinned(st: RolloutState, version: str) -> str | None:
-    """The digest the artifact gate pinned, for the rollout's own version (a rollback's has none recorded here)."""
-    return st.artifact.get("digest") if version == st.target_version else None
+    """The digest the artifact gate pinned for `version`: this rollout's, or the one recorded when a version it
+    goes back to rolled out (README "Supply chain")."""
+    return st.digest_of(version)
+
+
+def _by_tag(st: RolloutState, touched: list[str]) -> str:
+    """A gated rollout that goes back to a version with no recorded digest (rolled out before the gate) says so."""
+    versions = sorted({v for iid in touched if (v := st.instances[iid].rollback_to) and not _pinned(st, v)})
+    if not st.artifact or not versions:
+        return ""
+    return f" (by tag: no digest was recorded for {', '.join(versions)})"
 
 
 def _waiting_on(t: _Tick, instances: list[str]) -> str | None:
@@ -866,12 +877,13 @@ def _begin_rollback(t: _Tick, st: RolloutState, why: str, by: str, revert: bool)
     for iid in touched:
         inst = instances[iid]
         assert inst.rollback_to is not None
-        t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version))
+        t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version,
+                                    _pinned(st, inst.rollback_to)))
         instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
     st = replace(_stop_waiting(t, st), instances=instances, rollbacks=st.rollbacks + 1, rollback_by=by,
                  rollback_started=t.now, revert_pending=revert, paused_at=None, paused_by=None, pause_reason=None,
                  spec_paused_seen=False)
-    reason = f"{why}; rolling back {len(touched)} instance(s)"
+    reason = f"{why}; rolling back {len(touched)} instance(s)" + _by_tag(st, touched)
     st = t.transition(st, Phase.ROLLING_BACK, reason, "rollback", _batch_name(st))
     return _roll_back(t, st)
 

@@ -190,10 +190,28 @@ class RolloutState:
     # the scan summary when they were checked; pinned at the first batch for the whole rollout.
     artifact: Mapping[str, str] = field(default_factory=dict)
     desired_signer: str | None = None  # who signed the revision the rollout was read from, when it was required
+    # The digest pinned when each earlier version rolled out, for the versions an instance may go back to: a
+    # rollback runs what that version's rollout ran, even after its tag moved (README "Supply chain").
+    digests: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def last_succeeded(self) -> str | None:
         return self.target_version if self.phase is Phase.SUCCEEDED else self.from_version
+
+    def digest_of(self, version: str) -> str | None:
+        """The image digest to run `version` as: this rollout's pinned one, or the one its own rollout pinned."""
+        if version == self.target_version:
+            return self.artifact.get("digest")
+        return self.digests.get(version)
+
+    def digests_to_keep(self) -> dict[str, str]:
+        """The record the next rollout starts with: the digests of the versions it may set an instance back to
+        (each one's last good version, the last succeeded one), so that it stays small."""
+        known = dict(self.digests)
+        if self.artifact.get("digest"):
+            known[self.target_version] = self.artifact["digest"]
+        wanted = {*self.last_good.values(), self.last_succeeded}
+        return {version: digest for version, digest in sorted(known.items()) if version in wanted}
 
     @property
     def current_batch(self) -> BatchState | None:
@@ -303,6 +321,7 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
         **({"notes": dict(sorted(state.notes.items()))} if state.notes else {}),
         **({"artifact": dict(sorted(state.artifact.items()))} if state.artifact else {}),
         **({"desiredSigner": state.desired_signer} if state.desired_signer else {}),
+        **({"digests": dict(sorted(state.digests.items()))} if state.digests else {}),
     }
 
 
@@ -380,4 +399,5 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
         notes={str(k): str(v) for k, v in (doc.get("notes") or {}).items()},
         artifact={str(k): str(v) for k, v in (doc.get("artifact") or {}).items()},
         desired_signer=doc.get("desiredSigner"),
+        digests={str(k): str(v) for k, v in (doc.get("digests") or {}).items()},
     )

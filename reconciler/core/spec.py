@@ -168,6 +168,9 @@ class Workload(Strict):
     container: str | None = None
     api_version: str | None = None
     version_path: str | None = Field(None, description="JSON path of the version field, for custom resources")
+    image_path: str | None = Field(
+        None, description="custom resources: JSON path of an image reference field, which grayops sets to "
+                          "<image>:<version> (@digest when the artifact gate pinned one, README \"Supply chain\")")
     ready_condition: str | None = Field(None, description="condition type that means ready, for custom resources")
     plural: str | None = Field(None, description="resource name of a custom resource's kind (default: derived)")
     partition: int | None = Field(
@@ -189,6 +192,9 @@ class Workload(Strict):
     @model_validator(mode="after")
     def _strategy_has_what_it_needs(self) -> Workload:
         strategy = self.strategy
+        if self.image_path is not None and self.kind in ("Deployment", "StatefulSet") and not self.api_version:
+            raise fail_at("Workload", "imagePath", self.image_path, "custom_only",
+                          f"imagePath is for custom resources (a {self.kind}'s image is its container's)")
         if strategy != "inPlace" and (self.kind != "Deployment" or self.api_version):
             raise fail_at("Workload", "strategy", strategy, "strategy_kind",
                           f"strategy {strategy} works on a Deployment, not a {self.kind}")

@@ -69,13 +69,15 @@ class Adopt:
 class Stage:
     """Blue-green: make the idle color run `version` (created from the plugin's Deployment when missing) with the
     serving color's replicas. Canary: make `<name>-canary` run `version` with the stable replicas, and its Service
-    `<service>-canary`. Neither receives traffic yet."""
+    `<service>-canary`. Neither receives traffic yet. With `digest` (the one the artifact gate pinned for `version`,
+    README "Supply chain") the image is `image:version@digest`."""
 
     plugin: str
     instance: str
     version: str
     rollout_id: str
     previous: str | None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)

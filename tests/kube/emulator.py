@@ -94,7 +94,8 @@ def now_text() -> str:
 
 
 def image_tag(image: str) -> str:
-    return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+    name = image.split("@", 1)[0]  # repo:tag@sha256:... runs that tag's content, pinned
+    return name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
 
 
 # --- label selectors and patches ------------------------------------------------------------------------------

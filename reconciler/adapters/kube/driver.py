@@ -220,8 +220,8 @@ class KubernetesDriver:
             try:
                 obj = self._read(informer, kind, namespace, workload.name)
                 try:
-                    patch = wl.patch_for(obj, workload, plugin.spec.image, _pinned(kind, change), change.rollout_id,
-                                         change.previous, knobs)
+                    patch = wl.patch_for(obj, workload, plugin.spec.image, change.version, change.rollout_id,
+                                         change.previous, knobs, change.digest)
                 except ValueError as err:
                     if str(err) == "container":
                         return wl.container_error(obj, workload, where)
@@ -393,8 +393,3 @@ def unhealthy(cluster: str, informer: Informer) -> tuple[str, bool]:
                 "to use strategy canary"), True
     return f"cluster {cluster} unreachable: {why}", False
 
-
-def _pinned(kind: wl.Kind, change: SetVersion) -> str:
-    """What a built-in workload's image is tagged with: `version@digest` when the artifact gate pinned the digest
-    (README "Supply chain"), so a moved tag cannot swap content; a custom resource takes the version alone."""
-    return f"{change.version}@{change.digest}" if change.digest and kind.builtin else change.version

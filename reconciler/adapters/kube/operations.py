@@ -238,7 +238,8 @@ def stage(it: Instance, op: Stage) -> tuple[Outcome, str]:
     if st.selector_of(service).get(st.TRACK) != "stable":
         raise Refused(f"{it.where('Service', service['metadata']['name'])} is not adopted yet: Adopt first")
     wanted = st.beside(origin, st.canary_name(it.workload), (st.TRACK, "canary"), it.workload, it.plugin.spec.image,
-                       op.version, st.wanted_replicas(origin), op.rollout_id, op.previous, it.plugin.metadata.name)
+                       wl.tag_of(op.version, op.digest), st.wanted_replicas(origin), op.rollout_id, op.previous,
+                       it.plugin.metadata.name)
     outcome, message = _create_or_sync(it, wanted)
     _ensure_service(it, service, st.canary_service(it.workload), (st.TRACK, "canary"))
     return outcome, message
@@ -247,13 +248,13 @@ def stage(it: Instance, op: Stage) -> tuple[Outcome, str]:
 def _stage_color(it: Instance, op: Stage, origin: Obj, color: Color, replicas: int) -> tuple[Outcome, str]:
     if color == "green":
         wanted = st.beside(origin, st.color_name(it.workload, "green"), (st.COLOR, "green"), it.workload,
-                           it.plugin.spec.image, op.version, replicas, op.rollout_id, op.previous,
-                           it.plugin.metadata.name)
+                           it.plugin.spec.image, wl.tag_of(op.version, op.digest), replicas, op.rollout_id,
+                           op.previous, it.plugin.metadata.name)
         return _create_or_sync(it, wanted)
     container = wl.container_of(origin, it.workload)  # blue is the plugin's own Deployment: changed in place
     if container is None:
         raise Refused(wl.container_error(origin, it.workload, it.where("Deployment", it.workload.name)))
-    image = (str(container["name"]), wl.image_of(container, it.plugin.spec.image, op.version))
+    image = (str(container["name"]), wl.image_of(container, it.plugin.spec.image, wl.tag_of(op.version, op.digest)))
     patch = st.label_patch(origin, (st.COLOR, "blue"), replicas, image)
     notes = {wl.ROLLOUT_ANNOTATION: op.rollout_id, **({wl.PREVIOUS_ANNOTATION: op.previous} if op.previous else {})}
     if patch is None:

@@ -134,8 +134,8 @@ def route_weights(route: Obj, stable: str, canary: str) -> tuple[int | None, int
 
 def beside(origin: Obj, name: str, label: tuple[str, str], workload: Workload, image: str | None, version: str,
            replicas: int, rollout: str, previous: str | None, plugin: str) -> Obj:
-    """A Deployment beside the plugin's own: the same pod template with `image:version`, its pods and selector
-    told apart by `label`, labelled as grayops' own."""
+    """A Deployment beside the plugin's own: the same pod template with `image:version` (`version@digest` when a
+    digest is pinned: `workloads.tag_of`), its pods and selector told apart by `label`, labelled as grayops' own."""
     key, value = label
     spec = copy.deepcopy(origin.get("spec") or {})
     for field in ("paused",):

@@ -216,6 +216,12 @@ def annotations_of(obj: Obj) -> dict[str, str]:
     return found
 
 
+def tag_of(version: str, digest: str | None) -> str:
+    """What follows the image's name: `version`, or `version@digest` when the artifact gate pinned a digest for it
+    (README "Supply chain"), so that a moved tag cannot swap content; `image_tag` still reads `version` from it."""
+    return f"{version}@{digest}" if digest else version
+
+
 def image_of(container: Obj, image: str | None, version: str) -> str:
     """`<image>:<version>`, the image being the plugin's or else the container's own without its tag."""
     base = image or str(container.get("image", "")).split("@", 1)[0].rsplit(":", 1)[0]
@@ -225,10 +231,11 @@ def image_of(container: Obj, image: str | None, version: str) -> str:
 
 
 def patch_for(obj: Obj, workload: Workload, image: str | None, version: str, rollout: str,
-              previous: str | None, knobs: Knobs | None = None) -> Obj | None:
+              previous: str | None, knobs: Knobs | None = None, digest: str | None = None) -> Obj | None:
     """The patch that makes `obj` ask for `version` (None when it already does, with the same annotations), with
     the policy's knobs: a Deployment's RollingUpdate maxSurge / maxUnavailable (the original kept in an
-    annotation), a StatefulSet's first partition step.
+    annotation), a StatefulSet's first partition step. The image reference it writes (a container's, a custom
+    resource's `imagePath`) carries `digest` when one is pinned.
 
     Raises ValueError with a readable reason when the object cannot be changed (no such container, no image).
     """
@@ -241,7 +248,7 @@ def patch_for(obj: Obj, workload: Workload, image: str | None, version: str, rol
         container = container_of(obj, workload)
         if container is None:
             raise ValueError("container")
-        new_image = image_of(container, image, version)
+        new_image = image_of(container, image, tag_of(version, digest))
         spec: Obj = {}
         if container.get("image") != new_image:
             spec = {"template": {"spec": {"containers": [{"name": container["name"], "image": new_image}]}}}
@@ -258,21 +265,34 @@ def patch_for(obj: Obj, workload: Workload, image: str | None, version: str, rol
             if original is not None:
                 notes[ORIGINAL_STRATEGY_ANNOTATION] = original
     else:
-        path = field_path(workload.version_path or "spec.version")
-        spec = {}
-        if path[:1] != ["spec"] or len(path) < 2:
-            raise ValueError(f"versionPath {workload.version_path!r} must point inside spec")
-        if get_path(obj, path) != version:
-            node: Obj = {path[-1]: version}
-            for part in reversed(path[1:-1]):
-                node = {part: node}
-            spec = node
+        spec = _custom_spec(obj, workload, image, version, digest)
     if not spec and all(annotations_of(obj).get(k) == v for k, v in notes.items()):
         return None
     patch: Obj = {"metadata": {"annotations": notes, "resourceVersion": obj["metadata"]["resourceVersion"]}}
     if spec:
         patch["spec"] = spec
     return patch
+
+
+def _custom_spec(obj: Obj, workload: Workload, image: str | None, version: str, digest: str | None) -> Obj:
+    """A custom resource's spec patch: the version at `versionPath` and, with `imagePath`, the image reference
+    there (README "Supply chain": the only place a custom resource can carry the pinned digest)."""
+    wanted = [("versionPath", workload.version_path or "spec.version", version)]
+    if workload.image_path:
+        current = get_path(obj, field_path(workload.image_path))
+        reference = image_of({"image": current if isinstance(current, str) else ""}, image, tag_of(version, digest))
+        wanted.append(("imagePath", workload.image_path, reference))
+    spec: Obj = {}
+    for name, text, value in wanted:
+        path = field_path(text)
+        if path[:1] != ["spec"] or len(path) < 2:
+            raise ValueError(f"{name} {text!r} must point inside spec")
+        if get_path(obj, path) != value:
+            node = spec
+            for part in path[1:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    return spec
 
 
 def replicas_of(obj: Obj) -> int:
