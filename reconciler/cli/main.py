@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import bot, brakes, demo, plan, report, run, schema, status, validate
+from reconciler.cli import bot, brakes, demo, plan, report, run, schema, status, token, validate
 from reconciler.cli.errors import guarded
 from reconciler.cli.wiring import full_registry
 from reconciler.web import command as dashboard  # the web view (README "Web view")
@@ -21,6 +21,7 @@ examples:
   grayops pause billing --repo ./fleet --reason "incident 42" --as alice
   grayops approve billing --batch wave-2 --as bob --repo ./fleet
   grayops retry billing --repo ./fleet --as bob --reason "fault fixed"    run a failed batch again
+  grayops token issue --plugin billing --action approve --as rita --repo ./fleet   an approval token for the API
 """
 
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"grayops {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, bot, status, brakes, report, plan, validate, schema, demo):  # the order of --help
+    for command in (run, bot, status, brakes, token, report, plan, validate, schema, demo):  # the order of --help
         command.add_parser(sub)
     dashboard.add_parser(sub, full_registry)
     return parser
