@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,3 +137,33 @@ def test_a_refusing_receiver_is_dropped_at_once_and_the_filter_holds() -> None:
         assert counted("dropped", receiver.where) == 1 and counted("delivered", receiver.where) == 1
     finally:
         receiver.stop()
+
+
+def test_a_receiver_that_hangs_never_holds_up_notify() -> None:
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            release.wait(60)  # answers only when the test is done
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    notifier = WebhookNotifier(f"http://127.0.0.1:{server.server_address[1]}/events", None, timeout=60)
+    try:
+        started = time.monotonic()
+        for n in range(50):
+            notifier.notify(transition("batch-pass", Phase.PROGRESSING, reason=f"batch {n} passed"))
+        assert time.monotonic() - started < 1.0  # the tick goes on; the events wait in the queue
+        wait_for(lambda: notifier.outbox.pending() == 50, 30, "the first delivery to be in flight")
+    finally:
+        release.set()
+        assert notifier.flush(60)
+        notifier.close()
+        server.shutdown()
+        server.server_close()
