@@ -114,13 +114,16 @@ def test_a_failing_receiver_gets_the_same_event_on_a_later_try(flaky: Receiver) 
 
 def test_a_receiver_down_drops_after_its_attempts_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
     target = f"127.0.0.1:{free_port()}"
-    notifier = WebhookNotifier(f"http://{target}/events", "s", min_backoff=0.05, attempts=3)
+    notifier = WebhookNotifier(f"http://hook:pass-in-url@{target}/events/path-token", "s", min_backoff=0.05,
+                               attempts=3)
     notifier.notify(transition("start", Phase.PENDING))
     notifier.notify(transition("fail", Phase.FAILED))
     wait_for(lambda: counted("dropped", target) == 2, 30, "both events dropped")
     notifier.close()
     assert notifier.outbox.dropped == 2 and counted("delivered", target) == 0
     assert sum("failed 3 time(s)" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records) == 2
+    assert "pass-in-url" not in caplog.text and "path-token" not in caplog.text
+    assert "pass-in-url" not in Telemetry().render().decode()
 
 
 def test_a_refusing_receiver_is_dropped_at_once_and_the_filter_holds() -> None:

@@ -128,7 +128,8 @@ class WebhookNotifier:
                  min_backoff: float = 1.0, events: frozenset[str] | None = None, attempts: int | None = 5,
                  source: str = SOURCE) -> None:
         self.url = url
-        self.where = urlparse(url).netloc  # for messages and the metric's label: the path may hold a token
+        # for messages and the metric's label: host and port only, as the path (or a user:password@) may hold a secret
+        self.where = urlparse(url).netloc.rpartition("@")[2]
         self._secret = secret
         self.timeout = timeout
         self.events = events  # None: every event
