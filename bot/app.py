@@ -52,6 +52,8 @@ def create_app(backend: Backend, client: WebClient, signing_secret: str | None,
     # Bolt logs the whole body of a request whose signature fails, at INFO; bot.inbound refuses those first,
     # and this keeps a body out of the log should one ever get that far.
     logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
+    # The response_url client logs each answer's body at DEBUG, and an `/approve token` answer holds a token.
+    logging.getLogger("slack_sdk.webhook.client").setLevel(logging.INFO)
     app.error(_bolt_failed)
     service = Service(backend, client)
     seen = SeenTriggers()

@@ -10,7 +10,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from reconciler.core.spec import COMMANDS, Command
+from reconciler.core.spec import APPROVAL_ACTIONS, COMMANDS, ApprovalAction, Command
 from reconciler.core.text import REASON_LIMIT, one_line, slack_escape
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -20,7 +20,8 @@ USAGE: dict[Command, str] = {
     "pause": "`/pause <plugin> [reason]` stop starting new work (commits spec.paused: true)",
     "resume": "`/resume <plugin>` continue where it stopped (commits spec.paused: false)",
     "rollback": "`/rollback <plugin> [reason]` roll back fast to the last good version (reverts spec.version)",
-    "approve": "`/approve <plugin> [batch]` approve the batch waiting for it (or the one named)",
+    "approve": "`/approve <plugin> [batch]` approve the batch waiting for it (or the one named); "
+               "`/approve token <plugin> [approve|retry|resume]` an approval token for the HTTP API, shown to you only",
     "rollout": "`/rollout [plugin]` phase, batch n of m, last verdicts, who paused and why",
     "retry": "`/retry <plugin> [reason]` run again what failed: the failed batch, or a failed rollback",
 }
@@ -33,6 +34,7 @@ class Request:
     plugin: str | None = None
     reason: str | None = None
     batch: str | None = None
+    token: ApprovalAction | None = None  # `/approve token`: issue an approval token for this action
 
 
 class Usage(ValueError):
@@ -73,6 +75,8 @@ def parse(slash: str, text: str) -> Request | None:
             raise Usage(f"the reason is too long ({len(reason)} characters, at most {REASON_LIMIT}). "
                         f"Usage: {USAGE[command]}")
         return Request(command, plugin, reason=reason or None)
+    if command == "approve" and plugin.lower() == "token" and rest:  # a plugin named token: `/approve token token`
+        return _token(rest)
     if command == "approve":
         if len(rest) > 1 or (rest and not _NAME.match(rest[0])):
             raise Usage(f"approve takes one batch name at most. Usage: {USAGE[command]}")
@@ -80,6 +84,16 @@ def parse(slash: str, text: str) -> Request | None:
     if rest:
         raise Usage(f"{command} takes only a plugin name. Usage: {USAGE[command]}")
     return Request(command, plugin)
+
+
+def _token(words: list[str]) -> Request:
+    """`/approve token <plugin> [action]`, after the word `token`."""
+    plugin, action = words[0], (words[1].lower() if len(words) > 1 else "approve")
+    if not _NAME.match(plugin):
+        raise Usage(f"{_shown(plugin)} is not a plugin name. Usage: {USAGE['approve']}")
+    if len(words) > 2 or action not in APPROVAL_ACTIONS:
+        raise Usage(f"an approval token is for approve, retry or resume. Usage: {USAGE['approve']}")
+    return Request("approve", plugin, token=next(a for a in APPROVAL_ACTIONS if a == action))
 
 
 def _shown(word: str) -> str:

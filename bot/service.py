@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -28,20 +28,22 @@ from bot.parse import HELP, USAGE, Request
 from bot.render import batch_line, summary, title
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.adapters.registry import default_registry
+from reconciler.api.approval import ApprovalRefused, issue
 from reconciler.commands import CommandRefused, recorded_state, run_command
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
-from reconciler.core.model import RolloutState
+from reconciler.core.model import RolloutState, fmt_time
 from reconciler.core.report import batches_total
-from reconciler.core.spec import AdapterModels, CommitCommand
+from reconciler.core.spec import AdapterModels, ApprovalAction, CommitCommand
 from reconciler.core.status import StatusUnreadable
 from reconciler.core.text import NAME_LIMIT, one_line, slack_escape
 
 log = logging.getLogger("grayops.bot")
 
 COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome",
-                         ["command", "outcome"])  # done, unchanged, refused, denied, usage, duplicate, status
+                         ["command", "outcome"])  # done, unchanged, refused, denied, usage, duplicate, status, token
 DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
 
+TOKEN_TTL = timedelta(minutes=15)  # a token from chat: enough to paste it into the API call
 USER_ID_LIMIT = 40  # Slack user IDs are about 11 characters
 VERB: dict[CommitCommand, str] = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked",
                                   "approve": "approved", "retry": "retry asked"}
@@ -127,7 +129,8 @@ class Service:
             COMMANDS_TOTAL.labels(request.command, "usage").inc()
             return Reply(f"No plugin named `{plugin}` (known: {known}). Usage: {USAGE[request.command]}")
         state = self._state(plugin) if plugin else None
-        tiers = touched_tiers(fleet, plugin, request.command, request.batch, state) if plugin else frozenset()
+        touched = request.token if request.token in ("retry", "resume") else request.command  # a token's operation
+        tiers = touched_tiers(fleet, plugin, touched, request.batch, state) if plugin else frozenset()
         action = Action(request.command, user.id, plugin, tiers)
         decision = decide(fleet.access, action, self._member_of(user.id, groups_to_check(fleet.access, action)))
         if not decision.allowed:
@@ -140,6 +143,8 @@ class Service:
             COMMANDS_TOTAL.labels("rollout", "status").inc()
             return Reply(self._status(fleet, plugin))
         assert plugin is not None
+        if request.token is not None:
+            return self._issue_token(fleet, plugin, request.token, user)
         try:
             result = run_command(repo, request.command, plugin, user.by, self.backend.now(), reason=request.reason,
                                  batch=request.batch, once=("Slack-Trigger-Id", trigger) if trigger else None,
@@ -183,6 +188,21 @@ class Service:
                 self.client.chat_postMessage(channel=fallback_channel, text=f"{reply.plugin}: {reply.public}")
         except (SlackApiError, OSError) as err:
             log.warning("could not post %r to Slack: %s", reply.public, err)
+
+    def _issue_token(self, fleet: Fleet, plugin: str, action: ApprovalAction, user: User) -> Reply:
+        """`/approve token`: the token only in the ephemeral answer, never in a log line or a channel."""
+        version = fleet.plugins[plugin].spec.version
+        try:
+            issued = issue(self.backend.repo, plugin, version, action, user.by, self.backend.now(), TOKEN_TTL)
+        except (ApprovalRefused, GitError) as err:
+            COMMANDS_TOTAL.labels("approve", "refused").inc()
+            return Reply(f"Not done: {slack_escape(str(err))}")
+        COMMANDS_TOTAL.labels("approve", "token").inc()
+        log.info("approval token %s for %s of %s %s issued by %s", issued.id, action, plugin, version, user.by)
+        pushed = "" if issued.pushed else " (the git remote is unreachable: it works once its record is pushed)"
+        return Reply(f":key: Approval token `{issued.id}` for {action} of {plugin} {version}, single use, until "
+                     f"{fmt_time(issued.expires)}{pushed}. Only you see it; pass it as `approvalToken`:\n"
+                     f"`{issued.token}`")
 
     # --- helpers ------------------------------------------------------------------------------------------
 

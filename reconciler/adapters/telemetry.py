@@ -19,6 +19,8 @@ Metrics:
   the in-flight batch's last reading, and since when a metric has had no data
 - `grayops_reconcile_tick_duration_seconds` (histogram), `grayops_git_push_failures_total`,
   `grayops_metrics_query_errors_total{plugin,metric}`, `grayops_revision_in_force`
+- `grayops_webhook_events_delivered_total{target}`, `grayops_webhook_events_dropped_total{target}`: lifecycle
+  events and alerts to webhook notifiers (README "Lifecycle events")
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from reconciler.adapters.httpserver import TEXT, AsgiServer
+from reconciler.adapters.notify.webhook import TALLY as WEBHOOK_EVENTS
 from reconciler.core.effects import Alert
 from reconciler.core.engine import Decision
 from reconciler.core.model import Phase, RolloutState
@@ -95,6 +98,7 @@ class Telemetry:
                                     ["plugin", "metric"], registry=r)
         self.revision = Gauge("grayops_revision_in_force", "1 when a valid revision of the fleet is in force.",
                               registry=r)
+        r.register(WEBHOOK_EVENTS)  # the webhook notifiers' deliveries and drops, counted for the whole process
 
     # --- fed by the shell ---------------------------------------------------------------------------------------
 

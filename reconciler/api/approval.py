@@ -1,6 +1,7 @@
 """Approval tokens: what a critical operation through the API needs besides a scope (README "HTTP API").
 
-Someone allowed to approve issues one: a random token, shown once, recorded by its SHA-256 in
+Someone allowed to approve issues one (through the API, `grayops token issue` or Slack's `/approve token`, all
+through `issue_at_head`): a random token, shown once, recorded by its SHA-256 in
 `approvals/<plugin>.yaml` under `tokens:` (a commit), bound to the plugin, its version at HEAD and one action,
 for a short time. The commit that uses it carries `Approval-Token: <id>`; a second use finds that commit and is
 refused (the same look-up that makes a repeated Slack trigger run once, under the clone's lock).
@@ -18,9 +19,10 @@ import yaml
 from pydantic import ValidationError
 
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+from reconciler.core.fleet import FleetInvalid, load_fleet
 from reconciler.core.layout import approvals_path
 from reconciler.core.model import fmt_time, parse_time
-from reconciler.core.spec import ApprovalAction, Approvals, ApprovalTokenRecord
+from reconciler.core.spec import AdapterModels, ApprovalAction, Approvals, ApprovalTokenRecord
 
 TRAILER = "Approval-Token"
 MAX_TTL = timedelta(days=1)  # a use is looked for in the last day of history (commands.ONCE_WINDOW)
@@ -77,6 +79,24 @@ def issue(repo: GitRepo, plugin: str, version: str, action: ApprovalAction, by: 
             pushed = repo.push().pushed
             commit = repo.head()
     return Issued(record.id, token, version, action, now + ttl, commit, pushed)
+
+
+def issue_at_head(repo: GitRepo, plugin: str, action: ApprovalAction, by: str, now: datetime, ttl: timedelta,
+                  adapters: AdapterModels) -> Issued:
+    """`issue` for the version of `plugin` in HEAD's revision, fetched first; ApprovalRefused when HEAD is refused
+    or has no such plugin. For the CLI and Slack; the API reads HEAD through its backend's cache."""
+    from policies import builtin_policies
+
+    with repo.lock():
+        _refresh(repo)
+        files = repo.desired_files()
+    try:
+        fleet = load_fleet(files, builtin_policies(), adapters=adapters)
+    except FleetInvalid as err:
+        raise ApprovalRefused(f"the fleet repository is invalid at HEAD, fix it first: {err}") from None
+    if plugin not in fleet.plugins:
+        raise ApprovalRefused(f"no plugin named {plugin} (known: {', '.join(sorted(fleet.plugins)) or 'none'})")
+    return issue(repo, plugin, fleet.plugins[plugin].spec.version, action, by, now, ttl)
 
 
 def _list(value: object) -> list[dict[str, object]]:

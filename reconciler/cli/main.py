@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import argcomplete
 
 from reconciler import __version__
-from reconciler.cli import bot, brakes, demo, habits, plan, report, run, schema, status, validate, wait
+from reconciler.cli import bot, brakes, demo, habits, plan, report, run, schema, status, token, validate, wait
 from reconciler.cli.errors import guarded
 from reconciler.cli.options import Subparsers, default_repo
 from reconciler.cli.wiring import full_registry
@@ -24,6 +24,7 @@ examples:
   grayops pause billing --repo ./fleet --reason "incident 42" --as alice
   grayops approve billing --batch wave-2 --as bob --repo ./fleet
   grayops retry billing --repo ./fleet --as bob --reason "fault fixed"    run a failed batch again
+  grayops token issue --plugin billing --action approve --as rita    an approval token for the API
   grayops wait billing --timeout 30m             in a pipeline: exit 0 once billing's version succeeded
   grayops status -w                              watch the rollouts of the clone you are in
   source <(grayops completion bash)              complete commands and options in bash
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"grayops {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, bot, status, wait, brakes, report, plan, validate, schema, demo):  # the order of --help
+    for command in (run, bot, status, wait, brakes, token, report, plan, validate, schema, demo):  # --help's order
         command.add_parser(sub)
     dashboard.add_parser(sub, full_registry)
     habits.add_parser(sub)

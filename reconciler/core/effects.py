@@ -233,3 +233,5 @@ class Event:
     phase: Phase
     at: datetime
     batch: str | None = None
+    action: str | None = None  # a transition's Grayops-Action (`start`, `batch-pass`, ...): its lifecycle event
+    commit: str | None = None  # the desired commit the rollout was read from

@@ -143,11 +143,13 @@ def notify(runtime: Runtime, decision: Decision, batches_total: Callable[[], int
             watcher.observe(state, total)
     for transition in decision.transitions:
         runtime.notifier.notify(Event(state.plugin, state.rollout_id, state.target_version, "transition",
-                                      Severity.INFO, transition.reason, transition.phase, now, transition.batch))
+                                      Severity.INFO, transition.reason, transition.phase, now, transition.batch,
+                                      transition.action, state.desired_commit))
     for alert in alerts:
         runtime.notifier.notify(Event(state.plugin, state.rollout_id, state.target_version, alert.kind,
                                       alert.severity, alert.message, state.phase, now,
-                                      state.batches[-1].name if state.batches else None))
+                                      state.batches[-1].name if state.batches else None,
+                                      commit=state.desired_commit))
 
 
 def noted(runtime: Runtime, state: RolloutState | None) -> RolloutState | None:

@@ -38,7 +38,7 @@ class Receiver:
                 if receiver.attempts <= receiver.fail:
                     self.send_response(receiver.status)
                 else:
-                    receiver.received.append(json.loads(body)["message"])
+                    receiver.received.append(json.loads(body)["data"]["message"])
                     self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -19,7 +19,8 @@ import pytest
 
 from bot.factory import slack_client
 from bot.notifier import SlackNotifier
-from reconciler.adapters.notify.webhook import EVENT, WebhookNotifier
+from reconciler.adapters.notify.webhook import EVENT, LIFECYCLE_PREFIX, WebhookNotifier
+from reconciler.adapters.notify.webhook import LIFECYCLE as LIFECYCLE_NAMES
 from reconciler.core.effects import Event
 from reconciler.core.model import Phase, Severity
 from tests.bot.fake_slack import Call, FakeSlack
@@ -200,6 +201,13 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+LIFECYCLE = {LIFECYCLE_PREFIX + name for name in LIFECYCLE_NAMES.values()}
+
+
+def alerts(receiver: Receiver) -> list[tuple[dict[str, str], bytes]]:
+    return [(headers, body) for headers, body in receiver.received if json.loads(body)["type"] == EVENT]
+
+
 def test_alerts_go_to_the_webhook_signed(fleet_repo: Human, tmp_path: Path, receiver: Receiver,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     human = fleet_repo
@@ -211,25 +219,26 @@ def test_alerts_go_to_the_webhook_signed(fleet_repo: Human, tmp_path: Path, rece
     running = Running(human, tmp_path / "work")
     try:
         wait_phase(human, "Succeeded")
-        assert receiver.received == []  # transitions are not alerts
+        assert {json.loads(body)["type"] for _, body in receiver.received} <= LIFECYCLE  # no alert yet
         human.pull()
         human.commit("billing 1.6.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.6.0", policy="slow")})
         wait_phase(human, "RolledBack")
-        wait_for(lambda: receiver.received, what="an alert at the webhook")
+        wait_for(lambda: alerts(receiver), what="an alert at the webhook")
     finally:
         running.stop()
-    headers, body = receiver.received[0]
+    headers, body = alerts(receiver)[0]
     expected = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["x-grayops-signature"], expected)
-    alert = json.loads(body)
-    assert alert["event"] == EVENT == headers["x-grayops-event"]
+    event = json.loads(body)
+    assert event["type"] == EVENT == headers["x-grayops-event"]
+    alert = event["data"]
     assert alert["plugin"] == "billing" and alert["version"] == "1.6.0" and alert["severity"] in ("warning",
                                                                                                   "critical")
     assert "error_rate" in alert["message"]
 
 
 def test_a_refusing_webhook_is_given_up_and_a_down_one_retried(receiver: Receiver) -> None:
-    down = WebhookNotifier("http://127.0.0.1:9/nothing-listens-here", "s", min_backoff=0.05)
+    down = WebhookNotifier("http://127.0.0.1:9/nothing-listens-here", "s", min_backoff=0.05, attempts=None)
     event = Event("billing", "r1", "1.6.0", "rollback_failed", Severity.CRITICAL, "rollback failed", Phase.FAILED,
                   datetime.now(UTC))
     started = time.monotonic()
@@ -241,7 +250,7 @@ def test_a_refusing_webhook_is_given_up_and_a_down_one_retried(receiver: Receive
     unsigned.notify(event)
     assert unsigned.flush(10)
     headers, body = receiver.received[0]
-    assert "x-grayops-signature" not in headers and json.loads(body)["kind"] == "rollback_failed"
+    assert "x-grayops-signature" not in headers and json.loads(body)["data"]["kind"] == "rollback_failed"
     unsigned.close()
     refused = WebhookNotifier(receiver.url + "/refuse", "s", min_backoff=0.05)
     refused.notify(event)

@@ -27,6 +27,9 @@ PARSED = {
     "rollback": ("/rollback", "billing bad p99", Request("rollback", "billing", reason="bad p99")),
     "approve the waiting batch": ("/approve", "billing", Request("approve", "billing")),
     "approve a batch": ("/approve", "billing wave-2", Request("approve", "billing", batch="wave-2")),
+    "an approval token": ("/approve", "token billing", Request("approve", "billing", token="approve")),
+    "a retry token": ("/approve", "token billing Retry", Request("approve", "billing", token="retry")),
+    "a plugin named token": ("/approve", "token", Request("approve", "token")),
     "rollout of all": ("/rollout", "", Request("rollout")),
     "rollout of one": ("/rollout", "billing", Request("rollout", "billing")),
     "prefixed command": ("/grayops-pause", "billing", Request("pause", "billing")),
@@ -44,6 +47,9 @@ USAGE = {
     "bad plugin name": ("/resume", "Billing!", "is not a plugin name"),
     "resume takes no reason": ("/resume", "billing now", "takes only a plugin name"),
     "approve one batch": ("/approve", "billing a b", "one batch name at most"),
+    "a token for what": ("/approve", "token billing deploy", "approval token is for approve, retry or resume"),
+    "a token for one plugin": ("/approve", "token billing retry now", "approval token is for approve, retry"),
+    "a token's plugin": ("/approve", "token Billing!", "is not a plugin name"),
     "unknown command": ("/deploy", "billing", "unknown command"),
 }
 
