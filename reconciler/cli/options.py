@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import TypeAlias
 
-from reconciler.cli.errors import Failed
+from reconciler.cli.errors import UsageError
 from reconciler.core.timing import parse_duration
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -32,7 +32,7 @@ def repo_args(parser: argparse.ArgumentParser, remote: bool = False) -> None:
 
 def default_repo(remote: bool, cwd: Path | None = None) -> str:
     """Where --repo points when it is not given: $GRAYOPS_REPO, else the clone `cwd` is in (or, with `remote`, the
-    URL of its remote, where a commit is pushed). Raises Failed."""
+    URL of its remote, where a commit is pushed). Raises UsageError (exit 2)."""
     if env := os.environ.get("GRAYOPS_REPO"):
         return env
     where = cwd or Path.cwd()
@@ -45,12 +45,12 @@ def default_repo(remote: bool, cwd: Path | None = None) -> str:
     if not remote:
         return top or str(where)  # a directory of files outside git is read as it is
     if top is None:
-        raise Failed(f"no --repo given, GRAYOPS_REPO is not set and {where} is not in a git clone")
+        raise UsageError(f"no --repo given, GRAYOPS_REPO is not set and {where} is not in a git clone")
     branch = git("branch", "--show-current")
     name = (git("config", f"branch.{branch}.remote") if branch else None) or "origin"
     url = git("remote", "get-url", name)
     if url is None:
-        raise Failed(f"no --repo given, GRAYOPS_REPO is not set and the clone {top} has no remote to commit to")
+        raise UsageError(f"no --repo given, GRAYOPS_REPO is not set and the clone {top} has no remote to commit to")
     return url
 
 

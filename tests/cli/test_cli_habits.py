@@ -80,7 +80,7 @@ def test_repo_defaults_to_the_clone_one_stands_in(fleet_repo: Human, tmp_path: P
     assert remote_plugin is not None and yaml.safe_load(remote_plugin)["spec"].get("paused") is False
 
     lost = grayops("pause", "billing", cwd=elsewhere)
-    assert lost.returncode == 1
+    assert lost.returncode == 2  # a usage error: nothing says where to act
     assert lost.stderr.splitlines() == [f"grayops: no --repo given, GRAYOPS_REPO is not set and {elsewhere} is not "
                                         "in a git clone"]
 

@@ -249,9 +249,9 @@ def test_an_unreachable_remote_at_start_is_a_clear_failure(tmp_path: Path) -> No
     assert "cannot start" in done.stderr and "nowhere.git" in done.stderr
 
 
-@pytest.mark.parametrize("argv", [["run"], ["frobnicate"], ["plan", "--format", "yaml"]])
-def test_usage_errors_exit_2(argv: list[str]) -> None:
-    assert grayops(*argv).returncode == 2
+@pytest.mark.parametrize("argv", [["run"], ["frobnicate"], ["plan", "-o", "xml"]])
+def test_usage_errors_exit_2(argv: list[str], tmp_path: Path) -> None:
+    assert grayops(*argv, cwd=tmp_path).returncode == 2  # outside any clone: `run` has no repository to act on
 
 
 def test_status_on_its_own_branch_keeps_main_for_humans(fleet_repo: Human, tmp_path: Path) -> None:
