@@ -12,7 +12,8 @@ from reconciler.cli.options import Subparsers, repo_args
 from reconciler.cli.output import DATA_FORMATS, dump, markdown_table, output_arg, text_table
 from reconciler.cli.records import read_records, record_source
 from reconciler.core.layout import reports_of, status_path
-from reconciler.core.report import report_finished, report_path, report_record
+from reconciler.core.model import RolloutState
+from reconciler.core.report import latest_report, report_finished, report_record
 from reconciler.core.status import StatusUnreadable, load_status
 
 log = logging.getLogger("grayops")
@@ -47,16 +48,8 @@ def finished_reports(args: argparse.Namespace) -> tuple[dict[str, str], list[str
 
 def report_command(args: argparse.Namespace) -> int:
     records, reports = finished_reports(args)
-    chosen = reports[-1]
-    status = records.get(status_path(args.plugin))
-    if status:
-        try:
-            path = report_path(load_status(status, status_path(args.plugin)))
-        except StatusUnreadable as err:
-            log.warning("%s; showing the newest report by name", err)
-            path = chosen
-        if path in records:
-            chosen = path
+    chosen = latest_report(records, args.plugin, recorded_state(records, args.plugin))
+    assert chosen is not None  # finished_reports found at least one
     if args.output in DATA_FORMATS:
         doc = {"plugin": args.plugin, "reports": reports} if args.list else \
             {"plugin": args.plugin, "path": chosen, "report": records[chosen]}
@@ -66,6 +59,18 @@ def report_command(args: argparse.Namespace) -> int:
     else:
         print(records[chosen], end="")  # Markdown already: the same for text, wide and markdown
     return DONE
+
+
+def recorded_state(records: dict[str, str], plugin: str) -> RolloutState | None:
+    """The plugin's status, which names its last report; None (said in the log) when it cannot be read."""
+    text = records.get(status_path(plugin))
+    if not text:
+        return None
+    try:
+        return load_status(text, status_path(plugin))
+    except StatusUnreadable as err:
+        log.warning("%s; showing the newest report by name", err)
+        return None
 
 
 HISTORY = (("finished", "Finished"), ("version", "Version"), ("result", "Result"), ("operator", "Operator"),
