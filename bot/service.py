@@ -41,6 +41,7 @@ log = logging.getLogger("grayops.bot")
 COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome",
                          ["command", "outcome"])  # done, unchanged, refused, denied, usage, duplicate, status
 DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
+METRICS = (COMMANDS_TOTAL, DENIED_TOTAL)  # served on the one server's /metrics
 
 USER_ID_LIMIT = 40  # Slack user IDs are about 11 characters
 VERB: dict[CommitCommand, str] = {"pause": "paused", "resume": "resumed", "rollback": "rollback asked",

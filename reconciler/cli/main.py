@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import bot, brakes, demo, plan, report, run, schema, status, validate
+from reconciler.cli import brakes, demo, plan, report, run, schema, serve, status, validate
 from reconciler.cli.errors import guarded
 from reconciler.cli.wiring import full_registry
 from reconciler.web import command as dashboard  # the web view (README "Web view")
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"grayops {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, bot, status, brakes, report, plan, validate, schema, demo):  # the order of --help
+    for command in (run, serve, status, brakes, report, plan, validate, schema, demo):  # the order of --help
         command.add_parser(sub)
     dashboard.add_parser(sub, full_registry)
     return parser
