@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.api.test_api_http import ACCESS as API_ACCESS
+from tests.api.test_api_http import TOKENS
 from tests.bot.fake_slack import FakeSlack
 from tests.bot.harness import fake_slack, seed, wait_phase
 from tests.bot.slack_requests import SECRET, post, slash
@@ -29,7 +31,7 @@ def slack_env(fake: FakeSlack) -> dict[str, str]:
 
 
 def test_serve_without_slack_secrets_serves_the_api_and_says_slack_is_off(fleet_repo: Human, tmp_path: Path) -> None:
-    seed(fleet_repo)
+    seed(fleet_repo, access=API_ACCESS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "serve", "--repo", str(fleet_repo.remote),
@@ -38,7 +40,14 @@ def test_serve_without_slack_secrets_serves_the_api_and_says_slack_is_off(fleet_
     try:
         wait_for(lambda: proc.poll() is None and _accepts(port), what="grayops serve to listen")
         assert post(f"http://127.0.0.1:{port}/slack/events", "command=%2Frollout")[0] == 404
-        assert post(f"http://127.0.0.1:{port}/api/v1/rollouts/billing/pause", "{}")[0] == 401  # the API is there
+        pause = f"http://127.0.0.1:{port}/api/v1/rollouts/billing/pause"
+        assert post(pause, "{}")[0] == 401
+        asked = urllib.request.Request(pause, data=b'{"reason": "drill"}', method="POST", headers={
+            "Authorization": f"Bearer {TOKENS['oncall']}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(asked, timeout=30) as answer:
+            assert answer.status == 202
+        # committed on its clone and pushed, as asked through the API
+        assert "Requested-By: ops-bot (api token oncall)" in fleet_repo.log("-1", "--format=%B")
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
