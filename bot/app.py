@@ -4,30 +4,32 @@ Every handler acks first (an empty ack, or the usage text for bad input, within 
 the command in a worker thread of its own and answers with an ephemeral message (`respond`) plus a public line in
 the rollout's thread. A repeated trigger_id is acked and ignored (here, and after a restart by its commit).
 
-`BotServer` serves the app on `/slack/events` (a threading stdlib WSGI server, bounded), plus `/healthz` and
-`/metrics` (the bot's Prometheus counters). Before Bolt sees a request, `bot.inbound` checks its size (413,
-unread), time (408), encoding, timestamp and shape (400) and Slack's signature (401: forged or older than 5
-minutes); Bolt verifies the signature again. No request body is ever logged (README "Slack").
+`SlackEvents` is `/slack/events` for the one ASGI server (`grayops run --listen`, `grayops serve`), through Bolt's
+ASGI adapter. Before Bolt sees a request, `bot.inbound` checks its size (413, unread), time (408), encoding,
+timestamp and shape (400) and Slack's signature (401: forged or older than 5 minutes); Bolt verifies the
+signature again. No request body is ever logged (README "Slack").
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from socketserver import ThreadingMixIn
-from typing import IO, Any, cast
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+from functools import partial
+from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt import App, BoltRequest
+from anyio import CapacityLimiter, to_thread
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from slack_bolt.adapter.asgi import SlackRequestHandler
+from slack_bolt.adapter.asgi.http_request import AsgiHttpRequest
+from slack_bolt.request.internals import build_context
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
+from starlette.routing import Route
 
-from bot.inbound import DEFAULT_LIMITS, Limits, Refused, body_length, read_body, signed_text, slack_payload, status_line
+from bot.inbound import DEFAULT_LIMITS, Limits, Refused, body_length, signed_text, slack_payload
 from bot.parse import HELP, Request, Usage, parse
 from bot.render import ACTION_PREFIX
 from bot.service import COMMANDS_TOTAL, Backend, Reply, SeenTriggers, Service, payload_user
@@ -129,163 +131,79 @@ def _carry_out(service: Service, respond: Callable[..., Any], request: Request |
 
 
 def slack_answer(app: App, verifier: SignatureVerifier, headers: Mapping[str, str], body: bytes,
-                 query: str = "") -> tuple[int, list[tuple[str, str]], bytes]:
-    """(status, headers, body) for a POST to /slack/events whose body was read within the limits: the checks of
-    `bot.inbound` (400, 401), then Bolt. `headers` have lower-case names."""
+                 query: str = "") -> BoltResponse:
+    """The answer to a POST to /slack/events whose body was read within the limits: the checks of `bot.inbound`
+    (400, 401), then Bolt. `headers` have lower-case names. Blocks until the listener acks: call it on a thread."""
     try:
         text = signed_text(body, headers, verifier)
-        slack_payload(text, headers.get("content-type"))
-        response = app.dispatch(BoltRequest(body=text, query=query, headers=dict(headers)))
+        payload = slack_payload(text, headers.get("content-type"))
+        request = BoltRequest(body=text, query=query, headers=dict(headers))
+        if request.body != payload:
+            # Bolt reads a form body with the word "payload" anywhere in it (a command's text) as a button's
+            # `payload=` field, and finds no request in it: it gets the payload as Slack sent it.
+            request.body = payload
+            request.context = build_context(BoltContext(), payload)
+        return app.dispatch(request)
     except Refused as refused:
         return _refusal(refused)
     except Exception as err:  # a signed payload of a shape Bolt cannot read: malformed input, not our failure
         return _refusal(Refused(400, f"Bolt cannot read the payload ({type(err).__name__})"))
-    pairs = [(name, value) for name, values in response.headers.items() for value in values]
-    return response.status, pairs, response.body.encode()
 
 
-def _refusal(refused: Refused) -> tuple[int, list[tuple[str, str]], bytes]:
+def _refusal(refused: Refused) -> BoltResponse:
     log.info("refused a request to %s: %s %s", EVENTS_PATH, refused.status, refused)
-    return refused.status, [("Content-Type", "text/plain; charset=utf-8")], f"{refused}\n".encode()
+    # The connection is closed after a refusal: what the client still sends of its body is never read.
+    return BoltResponse(status=refused.status, body=f"{refused}\n",
+                        headers={"content-type": "text/plain; charset=utf-8", "connection": "close"})
 
 
-def wsgi_app(app: App, signing_secret: str, limits: Limits = DEFAULT_LIMITS) -> Callable[..., Iterable[bytes]]:
-    verifier = SignatureVerifier(signing_secret)
+class SlackEvents(SlackRequestHandler):
+    """/slack/events for the one ASGI server, through Bolt's ASGI adapter. The body is read within the limits of
+    `bot.inbound` (411, 413 by its Content-Length before a byte is read, 408), then the sync Bolt app dispatches on
+    a thread of its own (at most `limits.max_connections` at once; the rest wait): the server's event loop never
+    waits on Bolt, and Bolt's 3 s ack never waits on the API's git work, which runs in other threads."""
 
-    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
-        if method == "GET" and path == "/healthz":
-            status, headers, body = 200, [("Content-Type", "text/plain")], b"ok\n"
-        elif method == "GET" and path == "/metrics":
-            status, headers, body = 200, [("Content-Type", CONTENT_TYPE_LATEST)], generate_latest()
-        elif method == "POST" and path == EVENTS_PATH:
-            status, headers, body = _events(app, verifier, limits, environ)
-        else:
-            status, headers, body = 404, [("Content-Type", "text/plain")], b"not found\n"
-        start_response(status_line(status), headers)
-        return [body]
-
-    return serve
-
-
-def _events(app: App, verifier: SignatureVerifier, limits: Limits,
-            environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-    try:
-        length = body_length(environ.get("CONTENT_LENGTH"), limits.max_body)  # before a byte of the body is read
-        stream = environ["wsgi.input"]
-        body = read_body(getattr(stream, "read1", stream.read), length, limits.read_timeout)
-    except Refused as refused:
-        return _refusal(refused)
-    return slack_answer(app, verifier, _headers(environ), body, environ.get("QUERY_STRING", ""))
-
-
-def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    headers = {key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items()
-               if key.startswith("HTTP_")}
-    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        if key in environ:
-            headers[key.replace("_", "-").lower()] = str(environ[key])
-    return headers
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    """A thread per connection, at most `limits.max_connections` at once (the rest wait in a backlog of
-    `limits.backlog`, not refused), and no traceback on stderr for a connection that failed."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], limits: Limits) -> None:
+    def __init__(self, app: App, signing_secret: str, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(app, EVENTS_PATH)
+        self.verifier = SignatureVerifier(signing_secret)
         self.limits = limits
-        self.request_queue_size = limits.backlog  # listen() is called in the constructor
-        self._slots = threading.BoundedSemaphore(limits.max_connections)
-        self._closing = threading.Event()
-        super().__init__(address, _Handler)
+        self.threads = CapacityLimiter(limits.max_connections)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        while not self._slots.acquire(timeout=0.2):
-            if self._closing.is_set():
-                self.shutdown_request(request)
-                return
+    async def dispatch(self, request: AsgiHttpRequest) -> BoltResponse:
+        headers = {name.lower(): str(value) for name, value in request.get_headers().items()}
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
+            length = body_length(headers.get("content-length"), self.limits.max_body)
+            body = await _receive(request, length, self.limits.read_timeout)
+        except Refused as refused:
+            return _refusal(refused)
+        answer = partial(slack_answer, self.app, self.verifier, headers, body, request.query_string)
+        response: BoltResponse = await to_thread.run_sync(answer, limiter=self.threads)
+        return response
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        log.debug("connection from %s ended: %s", client_address[0], type(error).__name__)
-
-    def stop_accepting(self) -> None:
-        self._closing.set()
+    def route(self) -> Route:
+        """The route to mount in the one server's Starlette app."""
+        return Route(EVENTS_PATH, self, methods=["POST"])
 
 
-class _ServerHandler(ServerHandler):
-    os_environ: dict[str, str] = {}  # noqa: RUF012  (the process environment, secrets included, stays out)
-
-
-class _Handler(WSGIRequestHandler):
-    def setup(self) -> None:
-        self.request.settimeout(cast(_Server, self.server).limits.read_timeout)  # every read, headers included
-        super().setup()
-
-    def handle(self) -> None:
-        """One request, as WSGIRequestHandler.handle, without the process environment in the WSGI environ, and
-        408 for a client that stops sending its request line or headers."""
-        self.command, self.requestline, self.request_version = "", "", "HTTP/1.0"  # until the line is read
-        try:
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
-                self.requestline, self.request_version, self.command = "", "", ""
-                self.send_error(414)
-                return
-            if not self.parse_request():
-                return
-        except TimeoutError:
-            self.send_error(408)
-            return
-        app = cast(_Server, self.server).get_app()
-        assert app is not None
-        handler = _ServerHandler(self.rfile, cast(IO[bytes], self.wfile), self.get_stderr(), self.get_environ(),
-                                 multithread=False)
-        handler.request_handler = self  # type: ignore[attr-defined]
-        handler.run(app)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-class BotServer:
-    """The app on http://host:port/slack/events, in a background thread."""
-
-    def __init__(self, app: App, signing_secret: str, host: str = "127.0.0.1", port: int = 3000,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
-        self._httpd = _Server((host, port), limits)
-        self._httpd.set_app(wsgi_app(app, signing_secret, limits))
-        self.host, self.port = host, self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="grayops-bot-http", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}{EVENTS_PATH}"
-
-    def start(self) -> BotServer:
-        self._thread.start()
-        log.info("Slack bot listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        self._httpd.stop_accepting()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+async def _receive(request: AsgiHttpRequest, length: int, timeout: float) -> bytes:
+    """Exactly `length` bytes of the body, within `timeout` seconds in all (408)."""
+    chunks = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await request.receive()
+                if message["type"] != "http.request":  # the client went away
+                    raise Refused(400, "the client disconnected before its body arrived")
+                chunks += message.get("body", b"")
+                if len(chunks) > length:
+                    raise Refused(400, "the body is longer than its Content-Length")
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise Refused(408, f"the body did not arrive within {timeout:g}s") from None
+    if len(chunks) < length:
+        raise Refused(400, "the body is shorter than its Content-Length")
+    return bytes(chunks)
 
 
 def start_socket_mode(app: App, app_token: str) -> Any:

@@ -1,4 +1,4 @@
-"""Starting the bot: from the environment's Slack secrets, in HTTP or Socket Mode, alone or inside `grayops run`.
+"""Starting the bot: from the environment's Slack secrets, in HTTP or Socket Mode, in `grayops run` or `grayops serve`.
 
 SLACK_BOT_TOKEN (required), SLACK_SIGNING_SECRET (required in HTTP mode), SLACK_APP_TOKEN (Socket Mode when
 set), GRAYOPS_SLACK_API_URL (Web API base URL). Secrets are never logged.
@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.app import BotServer, create_app, start_socket_mode
+from starlette.routing import BaseRoute
+
+from bot.app import SlackEvents, create_app, start_socket_mode
 from bot.factory import slack_client
 from bot.inbound import DEFAULT_LIMITS, Limits
 from bot.service import Backend
@@ -46,28 +48,31 @@ class SlackEnv:
 
 
 class HostedBot:
-    """The running bot: an HTTP server or a Socket Mode connection. `stop()` ends it."""
+    """The running bot: `/slack/events` for the one server to mount (`events`), or a Socket Mode connection.
+    `stop()` ends it."""
 
-    def __init__(self, backend: Backend, slack: SlackEnv, host: str = "127.0.0.1", port: int = 3000,
-                 env: Mapping[str, str] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, backend: Backend, slack: SlackEnv, env: Mapping[str, str] | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         if not slack.configured:
             raise ValueError(f"the Slack bot cannot start: {slack.missing()}")
         assert slack.bot_token is not None
         client = slack_client(slack.bot_token, env)
         socket_mode = slack.app_token is not None
         self.app, self.service = create_app(backend, client, slack.signing_secret, socket_mode=socket_mode)
-        self.server: BotServer | None = None
+        self.events: SlackEvents | None = None
         self._socket: Any = None
         if socket_mode:
             assert slack.app_token is not None
             self._socket = start_socket_mode(self.app, slack.app_token)
         else:
             assert slack.signing_secret is not None
-            self.server = BotServer(self.app, slack.signing_secret, host, port, limits).start()
+            self.events = SlackEvents(self.app, slack.signing_secret, limits)
+
+    def routes(self) -> list[BaseRoute]:
+        """What the one server mounts: /slack/events in HTTP mode, nothing over Socket Mode."""
+        return [self.events.route()] if self.events is not None else []
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
         if self._socket is not None:
             self._socket.close()
 

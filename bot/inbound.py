@@ -1,16 +1,15 @@
 """What a request to /slack/events must pass before Bolt reads it: size, time, encoding, signature and shape.
 
-Plain functions over headers and bytes (no server in here), so the stdlib server today and an ASGI app later
-use the same checks. A request that fails one is answered with `Refused.status` and one line, never a
-traceback; nothing here logs or echoes a body. Limits: README "Slack".
+Plain functions over headers and bytes (no server in here), for the one ASGI server's /slack/events
+(`bot.app`). A request that fails one is answered with `Refused.status` and one line, never a traceback;
+nothing here logs or echoes a body. Limits: README "Slack".
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,25 +17,19 @@ from urllib.parse import parse_qsl
 from slack_sdk.signature import SignatureVerifier
 
 MAX_BODY = 64 * 1024  # bytes; Slack's commands and button payloads are a few KiB
-READ_TIMEOUT = 10.0  # seconds: without a byte from the client, and in total for a body
+READ_TIMEOUT = 10.0  # seconds for a body to arrive in full
 MAX_FORM_FIELDS = 100
-_CHUNK = 16 * 1024
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _LENGTH = re.compile(r"[0-9]{1,15}")
-
-PHRASES = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
-           411: "Length Required", 413: "Content Too Large", 500: "Internal Server Error",
-           503: "Service Unavailable"}
 
 
 @dataclass(frozen=True)
 class Limits:
-    """How much one client may ask of the bot's HTTP server."""
+    """How much one client may ask of /slack/events."""
 
     max_body: int = MAX_BODY
     read_timeout: float = READ_TIMEOUT
-    max_connections: int = 64  # requests served at once; more wait in the listen backlog
-    backlog: int = 128  # connections the kernel holds before the server accepts them
+    max_connections: int = 64  # requests dispatched to Bolt at once, each on a thread; more wait their turn
 
 
 DEFAULT_LIMITS = Limits()
@@ -50,10 +43,6 @@ class Refused(Exception):
         self.status = status
 
 
-def status_line(status: int) -> str:
-    return f"{status} {PHRASES.get(status, 'Error')}"
-
-
 def body_length(content_length: str | None, limit: int) -> int:
     """The body's announced length, checked before anything is read: 411 without one, 413 over `limit`."""
     if content_length is None or not content_length.strip():
@@ -65,26 +54,6 @@ def body_length(content_length: str | None, limit: int) -> int:
     if length > limit:
         raise Refused(413, f"the body is {length} bytes, more than {limit}")
     return length
-
-
-def read_body(read: Callable[[int], bytes], length: int, timeout: float,
-              clock: Callable[[], float] = time.monotonic) -> bytes:
-    """Exactly `length` bytes from `read`, within `timeout` seconds in all (408 otherwise)."""
-    deadline = clock() + timeout
-    chunks: list[bytes] = []
-    missing = length
-    while missing > 0:
-        if clock() > deadline:
-            raise Refused(408, f"the body did not arrive within {timeout:g}s")
-        try:
-            data = read(min(_CHUNK, missing))
-        except TimeoutError:
-            raise Refused(408, f"the body did not arrive within {timeout:g}s") from None
-        if not data:
-            raise Refused(400, "the body is shorter than its Content-Length")
-        chunks.append(data)
-        missing -= len(data)
-    return b"".join(chunks)
 
 
 def signed_text(body: bytes, headers: Mapping[str, str], verifier: SignatureVerifier) -> str:
@@ -105,17 +74,17 @@ def signed_text(body: bytes, headers: Mapping[str, str], verifier: SignatureVeri
 
 
 def slack_payload(text: str, content_type: str | None) -> dict[str, Any]:
-    """The request's payload, read by the same rules as Bolt's `parse_body` (so Bolt never fails on it), and of
-    the shape our handlers read; 400 otherwise."""
+    """The request's payload as Slack sent it (a button's is the JSON in the form's `payload` field, a command's
+    the form itself), of the shape our handlers read; 400 otherwise. Bolt is handed this payload."""
     kind = content_type.split(";")[0] if content_type else None
     try:
         if kind == "application/json" or text.startswith("{"):
             payload = json.loads(text)
         else:
             fields = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
-            if "payload" not in text:
+            if "payload" not in fields:  # a slash command (Bolt's parse_body looks for the word anywhere)
                 return fields
-            payload = json.loads(fields["payload"]) if "payload" in fields else {}
+            payload = json.loads(fields["payload"])
     except (ValueError, RecursionError):  # JSONDecodeError, too many fields, nesting beyond the parser
         raise Refused(400, "the payload is not valid form data or JSON") from None
     if not isinstance(payload, dict):

@@ -42,6 +42,7 @@ log = logging.getLogger("grayops.bot")
 COMMANDS_TOTAL = Counter("grayops_bot_commands_total", "Chat commands by outcome",
                          ["command", "outcome"])  # done, unchanged, refused, denied, usage, duplicate, status, token
 DENIED_TOTAL = Counter("grayops_bot_denied_total", "Chat commands denied by access.yaml", ["command"])
+METRICS = (COMMANDS_TOTAL, DENIED_TOTAL)  # served on the one server's /metrics
 
 TOKEN_TTL = timedelta(minutes=15)  # a token from chat: enough to paste it into the API call
 USER_ID_LIMIT = 40  # Slack user IDs are about 11 characters

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import argcomplete
 
 from reconciler import __version__
-from reconciler.cli import bot, brakes, demo, habits, plan, report, run, schema, status, token, validate, wait
+from reconciler.cli import brakes, demo, habits, plan, report, run, schema, serve, status, token, validate, wait
 from reconciler.cli.errors import guarded
 from reconciler.cli.options import Subparsers, default_repo
 from reconciler.cli.wiring import full_registry
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"grayops {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for command in (run, bot, status, wait, brakes, token, report, plan, validate, schema, demo):  # --help's order
+    for command in (run, serve, status, wait, brakes, token, report, plan, validate, schema, demo):  # --help's order
         command.add_parser(sub)
     dashboard.add_parser(sub, full_registry)
     habits.add_parser(sub)

@@ -35,8 +35,9 @@ def add_parser(sub: Subparsers) -> None:
     run.add_argument("--poll", type=float, default=None,
                      help="seconds between fetches (default: grayops.yaml git.pollInterval, 5s)")
     run.add_argument("--listen", metavar="HOST:PORT", default=None,
-                     help="serve the web view (at /) and grayops' own /metrics, /healthz and /readyz here "
-                          "(e.g. 0.0.0.0:9100)")
+                     help="serve the web view (at /), the HTTP API and webhooks, Slack's /slack/events (when "
+                          "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set), /openapi.json and grayops' own "
+                          "/metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100)")
     run.add_argument("--sim-metrics-port", type=int, default=None,
                      help="serve the sim fleet's metrics in Prometheus format on this loopback port")
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS)
@@ -48,10 +49,6 @@ def add_parser(sub: Subparsers) -> None:
     run.add_argument("--lease-name", default="grayops", help="name of the Lease (default: grayops)")
     run.add_argument("--lease-duration", type=float, default=15.0,
                      help="seconds a leader holds the Lease without renewing it (default: 15)")
-    run.add_argument("--bot-port", type=int, default=3000,
-                     help="when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set, serve the Slack bot's "
-                          "/slack/events on this port (default: 3000); Socket Mode when SLACK_APP_TOKEN is set")
-    run.add_argument("--bot-host", default="0.0.0.0", help="address the Slack bot listens on (default: 0.0.0.0)")
     run.add_argument("--trust", metavar="DIR", default=None,
                      help="trust roots: allowed_signers, OpenPGP keys, artifact keys (README \"Supply chain\")")
     run.add_argument("--signing-key", metavar="KEY", default=None,

@@ -1,8 +1,9 @@
-"""The program's wiring: every adapter grayops has, and the processes `grayops run` and `grayops bot` run.
+"""The program's wiring: every adapter grayops has, and the processes `grayops run` and `grayops serve` run.
 
 Owns: joining the reconciler's adapters with the bot's Slack notifier (`full_registry`), and starting, in order,
-what a daemon is made of: the workdir held, the telemetry server, the `Reconciler`, the watcher of a local
-remote, the Slack bot hosted in the process, leader election and the simulated fleet's metrics. Everything
+what a daemon is made of: the workdir held, the Slack bot hosted in the process, the one HTTP server (telemetry,
+API, webhooks, /slack/events, web view), the `Reconciler`, the watcher of a local remote, leader election and
+the simulated fleet's metrics. Everything
 started is stopped by the `ExitStack` it was started on, in reverse order, whether the command ends or fails.
 Must not: loop over ticks or decide exit codes (the commands do), print (a failure to start is raised as
 `Failed` with its line).
@@ -16,19 +17,25 @@ import argparse
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from starlette.routing import BaseRoute
+
 from bot.factory import SLACK
 from policies import builtin_policies
 from reconciler import __version__
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatcher, WorkdirBusy
+from reconciler.adapters.httpserver import AsgiServer
 from reconciler.adapters.registry import Registry, default_registry
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.adapters.telemetry import Telemetry, parse_listen
 from reconciler.api import ApiBackend, api_routes
+from reconciler.api.openapi import OpenApi
+from reconciler.api.standalone import standalone_app
 from reconciler.cli.errors import Failed, UsageError
 from reconciler.cli.options import default_workdir
 from reconciler.core.layout import SETTINGS_PATH, status_branch
@@ -94,7 +101,11 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
                             registry=full_registry(), supply=supply)
     stack.callback(close_runtime, reconciler)
-    served = serve_telemetry(telemetry, args.listen, reconciler, stack) if args.listen else None
+    hosted = host_bot(reconciler, telemetry, http=bool(args.listen))
+    if hosted is not None:
+        stack.callback(hosted.stop)
+    slack = hosted.routes() if hosted is not None else []
+    served = serve_telemetry(telemetry, args.listen, reconciler, stack, slack) if args.listen else None
     try:
         reconciler.start()
     except RemoteUnavailable as err:
@@ -103,30 +114,32 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     watcher = RemoteWatcher(args.repo, reconciler.wake.set)
     watcher.start()
     stack.callback(watcher.stop)
-    hosted = host_bot(reconciler, args.bot_host, args.bot_port)
-    if hosted is not None:
-        stack.callback(hosted.stop)
     elector = elect(args.lease_namespace, args.lease_name, args.lease_duration) if args.leader_elect else None
     if elector is not None:
         stack.callback(elector.stop)
     return Daemon(repo, reconciler, elector, stack, sim_metrics_port=args.sim_metrics_port, served=served)
 
 
-def serve_telemetry(telemetry: Telemetry, listen: str, reconciler: Reconciler, stack: ExitStack) -> ListenServer:
-    """The web view (at /), the HTTP API and webhooks, and grayops' own /metrics, /healthz and /readyz on
-    `--listen HOST:PORT`; API commands commit on the reconciler's clone and wake it."""
+def serve_telemetry(telemetry: Telemetry, listen: str, reconciler: Reconciler, stack: ExitStack,
+                    slack: Sequence[BaseRoute] = ()) -> ListenServer:
+    """The one HTTP server on `--listen HOST:PORT`: grayops' own /metrics, /healthz and /readyz, the HTTP API and
+    webhooks, /openapi.json, Slack's /slack/events (`slack`, when the bot is hosted) and the web view (at /). API
+    and Slack commands commit on the reconciler's clone and wake it."""
     models = reconciler.registry.models
-    api = api_routes(ApiBackend(reconciler.repo, models, wake=reconciler.wake.set))
+    openapi = OpenApi()
+    routes = [openapi.route(), *api_routes(ApiBackend(reconciler.repo, models, wake=reconciler.wake.set)), *slack]
     try:
         host, port = parse_listen(listen)
-        served = ListenServer(telemetry, reconciler.repo, models, host, port, routes=api).start()
+        served = ListenServer(telemetry, reconciler.repo, models, host, port, routes=routes)
+        openapi.top = served.server.app
+        served.start()
     except ValueError as err:
         raise UsageError(f"cannot serve telemetry on {listen}: {err}") from err
     except OSError as err:
         raise Failed(f"cannot serve telemetry on {listen}: {err}") from err
     stack.callback(served.stop)
-    log.info("web view, API and telemetry on http://%s:%d (/, /api/v1, /metrics, /healthz, /readyz)", host,
-             served.port)
+    log.info("web view, API%s and telemetry on http://%s:%d (/, /api/v1, %s/metrics, /healthz, /readyz)",
+             ", Slack" if slack else "", host, served.port, "/slack/events, " if slack else "")
     return served
 
 
@@ -153,19 +166,24 @@ def elect(namespace: str | None, lease: str, duration: float) -> LeaderElector:
     return LeaderElector(api, namespace, lease, identity, duration=duration).start()
 
 
-def host_bot(reconciler: Reconciler, host: str, port: int) -> HostedBot | None:
+def host_bot(reconciler: Reconciler, telemetry: Telemetry, http: bool) -> HostedBot | None:
     """The Slack bot in this process when Slack is configured, sharing the reconciler's clone: a command is
-    committed there and wakes the reconciler, so it acts at once (even with the remote down)."""
+    committed there and wakes the reconciler, so it acts at once (even with the remote down). Over HTTP its
+    /slack/events is served by `--listen` (`http`); its counters join the telemetry's /metrics."""
     # Deferred: Slack's SDK and Bolt take a few hundred milliseconds to import, and every command that is not a
     # daemon (status, validate, pause, ...) would pay for them; only a process that serves Slack loads them.
     from bot.host import HostedBot, SlackEnv
     from bot.notifier import SlackNotifier
-    from bot.service import Backend
+    from bot.service import METRICS, Backend
 
     slack = SlackEnv.read()
     if not slack.configured:
         if slack.bot_token:
             log.warning("Slack commands are off: %s", slack.missing())
+        return None
+    if slack.app_token is None and not http:
+        log.warning("Slack commands are off: /slack/events is served on --listen HOST:PORT, and none is given "
+                    "(or set SLACK_APP_TOKEN for Socket Mode)")
         return None
 
     def thread_of(plugin: str) -> tuple[str, str] | None:
@@ -176,36 +194,63 @@ def host_bot(reconciler: Reconciler, host: str, port: int) -> HostedBot | None:
         return None
 
     try:
-        return HostedBot(Backend(reconciler.repo, reconciler.wake.set, thread_of, hosted=True,
-                                 adapters=reconciler.registry.models), slack, host, port)
+        hosted = HostedBot(Backend(reconciler.repo, reconciler.wake.set, thread_of, hosted=True,
+                                   adapters=reconciler.registry.models), slack)
     except (OSError, ValueError) as err:
         log.error("the Slack bot cannot start: %s; reconciling without it", err)
         return None
+    for metric in METRICS:
+        telemetry.registry.register(metric)
+    return hosted
 
 
-# --- grayops bot ---------------------------------------------------------------------------------------------
+# --- grayops serve -------------------------------------------------------------------------------------------
 
 
-def start_bot(args: argparse.Namespace, stack: ExitStack) -> None:
-    """The Slack bot on its own, in a clone of its own (or the reconciler's `--workdir`), and its pusher."""
+def start_serve(args: argparse.Namespace, stack: ExitStack) -> AsgiServer:
+    """The one HTTP server without the reconciler: the API, webhooks, /slack/events (when Slack is configured),
+    /metrics, /healthz, /readyz and /openapi.json, on a clone of its own (or the reconciler's `--workdir`), and a
+    pusher for what it committed while the remote was down."""
     from bot.host import HostedBot, Pusher, SlackEnv  # deferred: see host_bot
     from bot.service import Backend
 
-    slack = SlackEnv.read()
-    if not slack.configured:
-        raise Failed(f"cannot start the Slack bot: {slack.missing()}")
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     workdir = Path(args.workdir or default_workdir(args.repo)).resolve()
     repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
     try:
         repo.ensure_clone()
-        if args.status_branch is None:  # read /rollout's status where the reconciler writes it
+        if args.status_branch is None:  # read status where the reconciler writes it
             repo.use_status_branch(status_branch(repo.read(SETTINGS_PATH)))
     except RemoteUnavailable as err:
         raise Failed(f"cannot start: {err}") from err
-    try:
-        hosted = HostedBot(Backend(repo, adapters=full_registry().models), slack, args.host, args.port)
-    except (OSError, ValueError) as err:
-        raise Failed(f"cannot start the Slack bot: {err}") from err
+    models = full_registry().models
+    slack = SlackEnv.read()
+    hosted = None
+    if slack.configured:
+        try:
+            hosted = HostedBot(Backend(repo, adapters=models), slack)
+        except (OSError, ValueError) as err:
+            raise Failed(f"cannot start the Slack bot: {err}") from err
+        stack.callback(hosted.stop)
+    else:
+        log.warning("Slack commands are off: %s", slack.missing())
     pusher = Pusher(repo).start()
-    stack.callback(pusher.stop)  # after the bot has stopped: what it committed last is pushed too
-    stack.callback(hosted.stop)
+    stack.callback(pusher.stop)  # after the server has stopped: what it committed last is pushed too
+    openapi = OpenApi()
+    # No reconciler to wake: a verified push is answered 202, and the API's reads fetch anyway.
+    routes = [openapi.route(), *api_routes(ApiBackend(repo, models)), *(hosted.routes() if hosted else [])]
+    app = standalone_app(routes, f"serving {args.repo}")
+    openapi.top = app
+    server = AsgiServer(app, host, port)
+    try:
+        server.start()
+    except OSError as err:
+        raise Failed(f"cannot serve on {args.listen}: {err}") from err
+    stack.callback(server.stop)
+    log.info("grayops %s serving %s: API%s on http://%s:%d (/api/v1, %s/metrics, /healthz, /readyz)", __version__,
+             args.repo, ", Slack" if hosted and hosted.routes() else "", host, server.port,
+             "/slack/events, " if hosted and hosted.routes() else "")
+    return server

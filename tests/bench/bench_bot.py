@@ -28,7 +28,7 @@ from bot.host import HostedBot, SlackEnv
 from bot.service import Backend
 from reconciler.adapters.gitrepo import GitRepo
 from tests.bot.fake_slack import FakeSlack
-from tests.bot.harness import ACCESS, SLOW_POLICY, TIERS
+from tests.bot.harness import ACCESS, SLOW_POLICY, TIERS, ServedBot
 from tests.bot.slack_requests import SECRET, post, slash
 from tests.conftest import plugin_yaml, settings_yaml
 
@@ -76,9 +76,8 @@ def main() -> None:
         repo = GitRepo(str(remote), root / "bot")
         repo.ensure_clone()
         env = {"SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET, "GRAYOPS_SLACK_API_URL": fake.api_url}
-        bot = HostedBot(Backend(repo), SlackEnv.read(env), "127.0.0.1", 0, env)
-        assert bot.server is not None
-        url = bot.server.url
+        bot = ServedBot(HostedBot(Backend(repo), SlackEnv.read(env), env))
+        url = bot.url
         try:
             acks = []
             for n in range(args.commands):

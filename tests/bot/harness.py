@@ -1,4 +1,5 @@
-"""A fleet with a Slack notifier, the real reconciler ticking in a thread, and the bot on a loopback port."""
+"""A fleet with a Slack notifier, the real reconciler ticking in a thread, and the bot's /slack/events served by the
+one server (`AsgiServer`, uvicorn) on a loopback port."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 
+from bot.app import EVENTS_PATH
 from bot.host import HostedBot, SlackEnv
 from bot.notifier import SlackNotifier
 from bot.service import Backend
 from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo
+from reconciler.adapters.httpserver import AsgiServer
 from reconciler.cli import full_registry
 from reconciler.shell import Reconciler
 from tests.bot.fake_slack import FakeSlack
@@ -119,9 +123,8 @@ class Chat:
 
     _ids = itertools.count(1)
 
-    def __init__(self, bot: HostedBot, fake: FakeSlack) -> None:
-        assert bot.server is not None
-        self.url, self.fake = bot.server.url, fake
+    def __init__(self, bot: ServedBot, fake: FakeSlack) -> None:
+        self.url, self.fake = bot.url, fake
 
     def command(self, command: str, text: str = "", *, user: str = "U0OPS1", name: str = "alice",
                 trigger: str | None = None) -> tuple[str, int, str]:
@@ -165,12 +168,33 @@ def slack_env(monkeypatch: pytest.MonkeyPatch, fake_slack: FakeSlack) -> dict[st
     return env
 
 
-def start_bot(backend: Backend, env: dict[str, str]) -> HostedBot:
-    return HostedBot(backend, SlackEnv.read(env), "127.0.0.1", 0, env)
+class ServedBot:
+    """The hosted bot's /slack/events on the one server (uvicorn, as `grayops run --listen` and `grayops serve`
+    serve it), on a free loopback port."""
+
+    def __init__(self, hosted: HostedBot) -> None:
+        self.hosted, self.app, self.service = hosted, hosted.app, hosted.service
+        self.server = AsgiServer(Starlette(routes=hosted.routes()), "127.0.0.1", 0).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{EVENTS_PATH}"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.hosted.stop()
 
 
-def bot_on_clone(human: Human, workdir: Path, env: dict[str, str]) -> tuple[GitRepo, HostedBot]:
-    """The bot alone on a clone of its own (no reconciler), as `grayops bot` runs it."""
+def start_bot(backend: Backend, env: dict[str, str]) -> ServedBot:
+    return ServedBot(HostedBot(backend, SlackEnv.read(env), env))
+
+
+def bot_on_clone(human: Human, workdir: Path, env: dict[str, str]) -> tuple[GitRepo, ServedBot]:
+    """The bot alone on a clone of its own (no reconciler), as `grayops serve` runs it."""
     repo = GitRepo(str(human.remote), workdir)
     repo.ensure_clone()
     return repo, start_bot(Backend(repo), env)

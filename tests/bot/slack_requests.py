@@ -87,6 +87,12 @@ def raw_exchange(port: int, head: str, body: bytes = b"", timeout: float = 30.0)
         return _read_until_closed(sock)
 
 
+def status_of(answer: str) -> int | None:
+    """The status code of a raw HTTP answer (`HTTP/1.1 413 ...`); None when there is none."""
+    parts = answer.split(" ", 2)
+    return int(parts[1]) if answer.startswith("HTTP/") and len(parts) > 1 and parts[1].isdigit() else None
+
+
 def _read_until_closed(sock: socket.socket) -> str:
     chunks = []
     try:

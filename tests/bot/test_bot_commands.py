@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from bot.host import HostedBot
 from bot.service import Backend
 from tests.bot.fake_slack import FakeSlack
-from tests.bot.harness import Chat, Running, fake_slack, seed, slack_env, start_bot, wait_phase
+from tests.bot.harness import Chat, Running, ServedBot, fake_slack, seed, slack_env, start_bot, wait_phase
 from tests.bot.slack_requests import post, slash
 from tests.conftest import Human, remote_file, remote_status, wait_for
 
@@ -27,7 +26,7 @@ __all__ = ["fake_slack", "slack_env"]  # fixtures
 class Setup:
     human: Human
     running: Running
-    bot: HostedBot
+    bot: ServedBot
     chat: Chat
     fake: FakeSlack
 
