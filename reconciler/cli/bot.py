@@ -25,6 +25,9 @@ def add_parser(sub: Subparsers) -> None:
     bot.add_argument("--workdir", help="the bot's clone (default: under ~/.local/state)")
     bot.add_argument("--port", type=int, default=3000, help="HTTP port (default: 3000)")
     bot.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    bot.add_argument("--signing-key", metavar="KEY", default=None,
+                     help="sign the commands' commits: an SSH private key file or an OpenPGP key id (README \"Supply "
+                          "chain\"); without it they are unsigned, unless --workdir is a clone that signs")
     bot.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     bot.set_defaults(func=bot_command)
 

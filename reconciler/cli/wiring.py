@@ -28,6 +28,7 @@ from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable, RemoteWatche
 from reconciler.adapters.registry import Registry, default_registry
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.adapters.telemetry import Telemetry, parse_listen
+from reconciler.adapters.trust.commits import SigningKeyError, signing_config
 from reconciler.api import ApiBackend, api_routes
 from reconciler.cli.errors import Failed, UsageError
 from reconciler.cli.options import default_workdir
@@ -194,8 +195,12 @@ def start_bot(args: argparse.Namespace, stack: ExitStack) -> None:
     slack = SlackEnv.read()
     if not slack.configured:
         raise Failed(f"cannot start the Slack bot: {slack.missing()}")
+    try:  # README "Supply chain": the bot signs with grayops' key, as `grayops run --signing-key` does
+        signing = signing_config(args.signing_key).config if args.signing_key else ()
+    except SigningKeyError as err:
+        raise Failed(f"cannot start: --signing-key: {err}") from err
     workdir = Path(args.workdir or default_workdir(args.repo)).resolve()
-    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch, signing=signing)
     try:
         repo.ensure_clone()
         if args.status_branch is None:  # read /rollout's status where the reconciler writes it
