@@ -5,6 +5,7 @@ command and refuses an unsigned one (`untrusted_revision`)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -186,3 +187,35 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_which_configuration_signs_a_clones_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon's clone without a key never falls back on ~/.gitconfig but keeps what its clone was told (the
+    reconciler's key in a shared --workdir); a command's clone follows git's configuration; a key is written."""
+    from reconciler.adapters.gitrepo import GitRepo
+    from reconciler.adapters.trust.commits import signing_config
+    from reconciler.shell.trust import SupplyChain
+
+    human = make_fleet_repo(tmp_path)
+    human.commit("fleet", {"grayops.yaml": "x: 1\n"})
+    alice, own = ssh_signer(tmp_path, "alice"), ssh_signer(tmp_path, "grayops")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", _git_config(tmp_path / "gitconfig", alice)["GIT_CONFIG_GLOBAL"])
+
+    made = itertools.count()
+
+    def signed(workdir: str, signing: tuple[tuple[str, str], ...] | None) -> bool:
+        """Whether a commit made by a GitRepo on `workdir` with `signing` carries a signature."""
+        repo = GitRepo(str(human.remote), tmp_path / workdir, signing=signing)
+        repo.ensure_clone()
+        assert repo.commit({f"{workdir}.txt": str(next(made))}, workdir)
+        return "\ngpgsig " in git(repo.path, "cat-file", "commit", "HEAD")
+
+    def key_of(workdir: str) -> str:
+        return git(tmp_path / workdir / "repo", "config", "--get", "user.signingkey").strip()
+
+    assert not signed("daemon", ())  # not with alice's global key
+    assert signed("command", None) and key_of("command") == str(alice.key)
+    assert signed("bot", signing_config(str(own.key)).config) and key_of("bot") == str(own.key.resolve())
+    assert signed("bot", ()) and key_of("bot") == str(own.key.resolve())  # a clone that signs keeps it
+    SupplyChain.open(None, None).sign_in(tmp_path / "bot" / "repo")
+    assert not signed("bot", ())  # a reconciler started without a key signs nothing
