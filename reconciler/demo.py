@@ -14,8 +14,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.progress import configure_logging
+from reconciler.progress import LiveDisplay, configure_logging
+
+if TYPE_CHECKING:
+    from reconciler.shell import Reconciler
 
 log = logging.getLogger("grayops.demo")
 
@@ -78,22 +82,40 @@ def _human_commit(clone: Path, version: str, message: str) -> None:
     _git(clone, "push", "-q", "origin", "HEAD:main")
 
 
-def build_fleet(root: Path) -> tuple[Path, Path]:
-    """The bare remote and the human's clone, with the fleet at billing 1.4.0."""
+def build_fleet(root: Path, signing_key: Path | None = None, extra_settings: str = "",
+                policy: str = POLICY) -> tuple[Path, Path]:
+    """The bare remote and the human's clone, with the fleet at billing 1.4.0 (the human's commits signed with
+    `signing_key`, an SSH private key, when given)."""
     remote, human = root / "fleet.git", root / "human"
     _git(root, "init", "-q", "--bare", "-b", "main", str(remote))
     _git(root, "clone", "-q", str(remote), str(human))
     _git(human, "config", "user.name", "Alice Ops")
     _git(human, "config", "user.email", "alice@example.com")
+    if signing_key is not None:
+        for key, value in (("gpg.format", "ssh"), ("user.signingkey", str(signing_key)), ("commit.gpgsign", "true")):
+            _git(human, "config", key, value)
     _git(human, "checkout", "-q", "-b", "main")
     clusters = [f"  - {{name: {tier}-{i}, labels: {{tier: {tier}}}, driver: sim}}"
                 for tier, count in TIERS for i in range(1, count + 1)]
-    (human / "grayops.yaml").write_text(SETTINGS.format(clusters="\n".join(clusters)))
+    (human / "grayops.yaml").write_text(SETTINGS.format(clusters="\n".join(clusters)) + extra_settings)
     (human / "policies").mkdir()
-    (human / "policies" / "demo-waves.yaml").write_text(POLICY)
+    (human / "policies" / "demo-waves.yaml").write_text(policy)
     (human / "plugins").mkdir()
     _human_commit(human, "1.4.0", "billing: install 1.4.0")
     return remote, human
+
+
+def settle_fleet(reconciler: Reconciler, display: LiveDisplay | None, step: str) -> None:
+    """Say `step`, fetch at once, and tick (showing progress) until nothing moves."""
+    log.info("--- %s", step)
+    reconciler.wake.set()
+    while True:
+        report = reconciler.tick()
+        if display is not None:
+            display.show(report.states, reconciler.batch_totals())
+        if reconciler.idle():
+            return
+        time.sleep(0.05)
 
 
 def run_demo(keep: Path | None = None, live: bool = True) -> int:
@@ -112,15 +134,7 @@ def run_demo(keep: Path | None = None, live: bool = True) -> int:
     reconciler.start()
 
     def settle(step: str) -> None:
-        log.info("--- %s", step)
-        reconciler.wake.set()
-        while True:
-            report = reconciler.tick()
-            if display is not None:
-                display.show(report.states, reconciler.batch_totals())
-            if reconciler.idle():
-                return
-            time.sleep(0.05)
+        settle_fleet(reconciler, display, step)
 
     settle("install billing 1.4.0 on 24 clusters (canary 2, staging 6, prod 16)")
     _git(human, "pull", "-q", "--rebase", "origin", "main")

@@ -39,3 +39,17 @@ def test_the_demo_rolls_back_a_bad_version_and_shows_the_record(tmp_path) -> Non
     assert re.search(r"^[0-9a-f]{7} billing: revert billing to 1.5.0: 1.6.0 was rolled back$", out, flags=re.M)
     assert out.count("reports/billing/") == 3
     assert (tmp_path / "demo" / "fleet.git").is_dir()
+
+
+def test_the_secure_demo_refuses_an_unsigned_version_and_rolls_out_a_signed_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = grayops("demo", "--secure", "--keep", str(tmp_path / "demo"), "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out, logged = done.stdout, done.stderr
+    unsigned = re.search(r"^([0-9a-f]{7}) N \(unsigned\) +Mallory +billing: upgrade to 1.6.0", out, flags=re.M)
+    assert unsigned, out
+    assert re.search(rf"ALERT untrusted_revision \(critical\): revision {unsigned[1]}[0-9a-f]* refused.*untrusted: "
+                     rf"commit {unsigned[1]}[0-9a-f]* by Mallory <mallory@example.com>: unsigned", logged), logged
+    assert "the fleet stayed on 1.4.0" in out and "billing is Succeeded at 1.5.0; the fleet runs: 1.5.0" in out
+    assert re.search(r"^[0-9a-f]{7} G alice@example.com +Alice Ops +billing: upgrade to 1.5.0", out, flags=re.M)
+    assert re.search(r"^and \d+ records by grayops, signed: G grayops@example.com$", out, flags=re.M)
+    assert "1.6.0 Pending" not in logged and "-> 1.6.0" not in logged  # never started

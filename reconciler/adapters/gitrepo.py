@@ -220,8 +220,13 @@ class GitRepo:
     """The reconciler's clone. Call `ensure_clone()` before anything else."""
 
     def __init__(self, remote: str, workdir: Path, branch: str = "main", status_branch: str | None = None,
-                 author_name: str = "grayops", author_email: str = "grayops@localhost") -> None:
+                 author_name: str = "grayops", author_email: str = "grayops@localhost",
+                 signing: Sequence[tuple[str, str]] | None = ()) -> None:
         self.remote = remote
+        # How commits are signed (README "Supply chain"): git settings written into the clone (a key); () for
+        # unsigned unless the clone says otherwise (a daemon never falls back on a person's ~/.gitconfig, and a
+        # shared --workdir keeps the reconciler's key); None leaves it to git's configuration as it stands.
+        self.signing = signing
         self.workdir = Path(workdir)
         self.branch = branch
         self.status_branch = status_branch
@@ -328,8 +333,9 @@ class GitRepo:
                 if url != self.remote:
                     log.info("clone origin changed from %s to %s", redact_url(url), redact_url(self.remote))
                     self._git("remote", "set-url", "origin", self.remote)
+            self._configure_signing()
             for key, value in (("user.name", self.author_name), ("user.email", self.author_email),
-                               ("commit.gpgsign", "false"), ("core.autocrlf", "false"),
+                               ("core.autocrlf", "false"),
                                ("rebase.autoStash", "false"), ("advice.detachedHead", "false"),
                                # objects git would refuse to check out (a `..` or `.git` tree entry) are refused
                                # when they arrive, so no commit can make a later checkout fail
@@ -343,6 +349,13 @@ class GitRepo:
             self._last_fetched = self._rev(f"origin/{self.branch}")
             for tree in self._trees():
                 self._baseline(tree)
+
+    def _configure_signing(self) -> None:
+        if self.signing:
+            for key, value in self.signing:
+                self._git("config", key, value)
+        elif self.signing is not None and self._git("config", "--local", "commit.gpgsign", check=False).returncode:
+            self._git("config", "commit.gpgsign", "false")
 
     def lost(self) -> bool:
         """The clone is gone (its workdir deleted while we run): `ensure_clone()` makes a new one."""

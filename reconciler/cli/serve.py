@@ -24,6 +24,9 @@ def add_parser(sub: Subparsers) -> None:
     repo_args(serve, remote=True)
     serve.add_argument("--listen", metavar="HOST:PORT", required=True, help="where to serve (e.g. 0.0.0.0:9100)")
     serve.add_argument("--workdir", help="its clone (default: under ~/.local/state)")
+    serve.add_argument("--signing-key", metavar="KEY", default=None,
+                       help="sign the commands' commits: an SSH private key file or an OpenPGP key id (README "
+                            "\"Supply chain\"); without it they are unsigned, unless --workdir is a clone that signs")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     serve.set_defaults(func=serve_command)
 

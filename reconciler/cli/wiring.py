@@ -33,6 +33,7 @@ from reconciler.adapters.httpserver import AsgiServer
 from reconciler.adapters.registry import Registry, default_registry
 from reconciler.adapters.sim_exporter import SimExporter
 from reconciler.adapters.telemetry import Telemetry, parse_listen
+from reconciler.adapters.trust.commits import SigningKeyError, signing_config
 from reconciler.api import ApiBackend, api_routes
 from reconciler.api.openapi import OpenApi
 from reconciler.api.standalone import standalone_app
@@ -218,8 +219,12 @@ def start_serve(args: argparse.Namespace, stack: ExitStack) -> AsgiServer:
         host, port = parse_listen(args.listen)
     except ValueError as err:
         raise UsageError(str(err)) from err
+    try:  # README "Supply chain": what serve commits is signed with grayops' key, as `grayops run --signing-key` does
+        signing = signing_config(args.signing_key).config if args.signing_key else ()
+    except SigningKeyError as err:
+        raise Failed(f"cannot start: --signing-key: {err}") from err
     workdir = Path(args.workdir or default_workdir(args.repo)).resolve()
-    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch)
+    repo = GitRepo(args.repo, workdir, branch=args.branch, status_branch=args.status_branch, signing=signing)
     try:
         repo.ensure_clone()
         if args.status_branch is None:  # read status where the reconciler writes it

@@ -82,10 +82,10 @@ class SupplyChain:
         log.info("trust roots reloaded: %s", roots.describe())
 
     def sign_in(self, clone: Path) -> None:
-        """Make git sign every commit in `clone` with grayops' key (worktrees share the clone's config)."""
-        if self.signing is None:
-            return
-        for key, value in self.signing.config:
+        """Make git sign every commit in `clone` with grayops' key (worktrees share the clone's config); without
+        one, sign none, whatever key the clone was told before (a stale one would make every commit fail)."""
+        settings = self.signing.config if self.signing else (("commit.gpgsign", "false"),)
+        for key, value in settings:
             subprocess.run(["git", "config", key, value], cwd=clone, check=True, capture_output=True,
                            stdin=subprocess.DEVNULL)
 
