@@ -116,7 +116,8 @@ def serve_telemetry(telemetry: Telemetry, listen: str, reconciler: Reconciler, s
     """The web view (at /), the HTTP API and webhooks, and grayops' own /metrics, /healthz and /readyz on
     `--listen HOST:PORT`; API commands commit on the reconciler's clone and wake it."""
     models = reconciler.registry.models
-    api = api_routes(ApiBackend(reconciler.repo, models, wake=reconciler.wake.set))
+    api = api_routes(ApiBackend(reconciler.repo, models, wake=reconciler.wake.set,
+                                open_alerts=reconciler.escalation.open_alerts))
     try:
         host, port = parse_listen(listen)
         served = ListenServer(telemetry, reconciler.repo, models, host, port, routes=api).start()

@@ -233,3 +233,7 @@ class Event:
     phase: Phase
     at: datetime
     batch: str | None = None
+    # README "Owners and escalation": set by the shell on the way to the notifiers
+    mentions: tuple[str, ...] = ()  # Slack user (U...) or user-group (S...) IDs, or names, to mention
+    alert_id: str | None = None  # a critical alert that can be acknowledged
+    escalated: str | None = None  # why this is sent again: the level reached ("not acknowledged after 10m")

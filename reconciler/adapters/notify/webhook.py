@@ -34,11 +34,16 @@ EVENT_HEADER = "X-Grayops-Event"
 
 
 def payload(event: Event) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "event": EVENT, "kind": event.kind, "severity": event.severity.value, "plugin": event.plugin,
         "version": event.version, "rolloutId": event.rollout_id, "phase": event.phase.value,
         "batch": event.batch, "message": event.message, "at": fmt_time(event.at),
     }
+    if event.alert_id:  # README "Owners and escalation": acknowledge it with POST /api/v1/alerts/<id>/ack
+        doc["alertId"] = event.alert_id
+    if event.escalated:
+        doc["escalated"] = event.escalated
+    return doc
 
 
 def sign(secret: str, body: bytes) -> str:
