@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from reconciler.adapters.notify.fanout import FanOut
-from reconciler.adapters.ports import Notifier
+from reconciler.adapters.ports import Notifier, RolloutWatcher
 from reconciler.adapters.registry import Runtime
 from reconciler.core.effects import Event
 from reconciler.core.escalation import OpenAlert, alert_id, due, escalation_only, raised
@@ -87,7 +87,9 @@ class _Routing:
     def __init__(self, escalation: Escalation, fleet: Fleet, runtime: Runtime) -> None:
         self.escalation, self.fleet, self.runtime = escalation, fleet, runtime
         levels = fleet.settings.escalation
-        later = {id(runtime.named[name]) for name in escalation_only(levels) if name in runtime.named}
+        # Slack shows every rollout and hears of every alert at once; a level naming it adds the escalation line
+        later = {id(found) for name in escalation_only(levels)
+                 if (found := runtime.named.get(name)) is not None and not isinstance(found, RolloutWatcher)}
         self.everyone = FanOut(runtime.notifiers)
         self.at_once = FanOut([n for n in runtime.notifiers if id(n) not in later])
 

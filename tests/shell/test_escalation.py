@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from policies import builtin_policies
 from reconciler.adapters.notify.fanout import FanOut
+from reconciler.adapters.ports import Notifier
 from reconciler.adapters.registry import Runtime
 from reconciler.adapters.unavailable import UnavailableMetrics
 from reconciler.cli import full_registry
@@ -16,14 +17,26 @@ from reconciler.shell.escalation import Escalation
 from tests.conftest import FAST_POLICY, FakeClock, plugin_yaml, settings_yaml
 from tests.shell.fakes import Heard
 
+
+class Told:
+    """A notifier that is not a rollout watcher (PagerDuty, a webhook): the events it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def notify(self, event: Event) -> None:
+        self.events.append(event)
+
 SETTINGS = settings_yaml({"canary": 1, "prod": 1}, """\
 notifiers:
   - {type: webhook, name: oncall, url: "http://127.0.0.1:9/oncall"}
   - {type: webhook, name: team-lead, url: "http://127.0.0.1:9/lead"}
   - {type: log}
+  - {type: slack, channel: "#rollouts"}
 escalation:
   - {notify: oncall}
   - {after: 10m, notify: team-lead, mention: [S0LEAD]}
+  - {after: 30m, notify: slack, mention: [S0DIRECTORS]}
 """)
 ACCESS = """\
 apiVersion: grayops.dev/v1
@@ -46,8 +59,9 @@ def fleet(acks: str = "") -> Fleet:
 class World:
     def __init__(self) -> None:
         self.clock = FakeClock()
-        self.oncall, self.lead, self.log = Heard(), Heard(), Heard()
-        named = {"oncall": self.oncall, "team-lead": self.lead, "log": self.log}
+        self.oncall, self.lead, self.log, self.slack = Told(), Told(), Told(), Heard()
+        named: dict[str, Notifier] = {"oncall": self.oncall, "team-lead": self.lead, "log": self.log,
+                                      "slack": self.slack}
         self.runtime = Runtime({}, UnavailableMetrics("none"), FanOut(list(named.values())),
                                notifiers=list(named.values()), named=named)
         self.escalation = Escalation()
@@ -71,6 +85,7 @@ def test_a_critical_alert_mentions_the_owners_goes_to_level_one_at_once_and_to_l
     assert heard.alert_id == alert_id(world.event("batch_failed", Severity.CRITICAL))
     assert [e.kind for e in world.log.events] == ["batch_failed"]
     assert world.lead.events == [], "level 2 hears only when the alert escalates"
+    assert [e.alert_id for e in world.slack.events] == [heard.alert_id], "Slack hears of every alert at once"
     world.clock.advance(599)
     world.tick(in_force)
     assert world.lead.events == []
@@ -79,10 +94,15 @@ def test_a_critical_alert_mentions_the_owners_goes_to_level_one_at_once_and_to_l
     [escalated] = world.lead.events
     assert escalated.alert_id == heard.alert_id and escalated.mentions == ("S0LEAD",)
     assert escalated.escalated == "not acknowledged after 10m: level 2, team-lead"
+    assert len(world.escalation.open_alerts()) == 1
+    world.clock.advance(1200)
+    world.tick(in_force)
+    assert world.slack.events[-1].escalated == "not acknowledged after 30m: level 3, slack"
+    assert world.slack.events[-1].mentions == ("S0DIRECTORS",)
     world.clock.advance(3600)
     world.tick(in_force)
-    assert len(world.lead.events) == 1, "each level once"
-    assert world.escalation.open_alerts() == []
+    assert len(world.lead.events) == 1 and len(world.slack.events) == 2, "each level once"
+    assert world.escalation.open_alerts() == [], "closed once past its last level"
 
 
 def test_an_acknowledged_alert_escalates_no_further() -> None:
