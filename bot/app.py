@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from bot.inbound import DEFAULT_LIMITS, Limits, Refused, body_length, signed_text, slack_payload
 from bot.parse import HELP, Request, Usage, parse
-from bot.render import ACTION_PREFIX
+from bot.render import ACK_ACTION, ACTION_PREFIX
 from bot.service import COMMANDS_TOTAL, Backend, Reply, SeenTriggers, Service, payload_user
 from reconciler.core.spec import COMMANDS, COMMIT_COMMANDS
 from reconciler.core.text import one_line, slack_escape
@@ -97,9 +97,19 @@ def create_app(backend: Backend, client: WebClient, signing_secret: str | None,
         work.submit(_carry_out, service, respond, request, payload_user(body), trigger, channel,
                     (channel, ts) if channel and ts else None)
 
+    def on_ack(ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any],
+               respond: Callable[..., Any]) -> None:
+        ack()
+        if seen.first(str(body.get("trigger_id", ""))):
+            channel = _object(body.get("channel")).get("id")
+            ts = _object(body.get("container")).get("message_ts") or _object(body.get("message")).get("ts")
+            work.submit(_acknowledge, service, respond, str(action.get("value", "")), payload_user(body), channel,
+                        (channel, _object(body.get("container")).get("thread_ts") or ts) if channel and ts else None)
+
     for slash in SLASH_COMMANDS:
         app.command(slash)(on_command)
     app.action(re.compile(rf"^{ACTION_PREFIX}({'|'.join(COMMIT_COMMANDS)})$"))(on_button)
+    app.action(ACK_ACTION)(on_ack)  # README "Owners and escalation"
     return app, service
 
 
@@ -124,6 +134,20 @@ def _carry_out(service: Service, respond: Callable[..., Any], request: Request |
         respond(text=reply.text, response_type="ephemeral", replace_original=False)
     except Exception as err:  # Slack unreachable: the commit stands, only the answer is lost
         log.warning("could not answer %s about %s: %s", user.by, what, err)
+    service.announce(reply, channel, thread)
+
+
+def _acknowledge(service: Service, respond: Callable[..., Any], alert: str, user: Any, channel: str | None,
+                 thread: tuple[str, str] | None) -> None:
+    try:
+        reply = service.acknowledge(alert, user)
+    except Exception as err:  # the person must hear back whatever happened
+        log.exception("ack of %s by %s failed", alert, user.by)
+        reply = Reply(f"Not done: acknowledging {slack_escape(alert)} failed ({slack_escape(one_line(str(err), 300))})")
+    try:
+        respond(text=reply.text, response_type="ephemeral", replace_original=False)
+    except Exception as err:  # Slack unreachable: the commit stands, only the answer is lost
+        log.warning("could not answer %s about alert %s: %s", user.by, alert, err)
     service.announce(reply, channel, thread)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.render import event_line, rollout_message
+from bot.render import event_blocks, event_line, rollout_message
 from reconciler.adapters.notify.outbox import Drop, Outbox, RetryAfter
 from reconciler.adapters.ports import Notifier, RolloutWatcher
 from reconciler.core.effects import Event
@@ -189,8 +189,10 @@ class SlackNotifier:
             with self._lock:
                 self._messages[event.rollout_id] = message
                 self._rollout_of.setdefault(event.plugin, event.rollout_id)
+        blocks = event_blocks(event)
+        extra = {"blocks": blocks} if blocks else {}
         call(self.client.chat_postMessage, channel=message.channel, thread_ts=message.ts, text=line,
-             reply_broadcast=event.severity is Severity.CRITICAL)
+             reply_broadcast=event.severity is Severity.CRITICAL, **extra)
 
 
 if TYPE_CHECKING:  # the reconciler calls it through these Protocols (reconciler/adapters/ports.py): mypy checks it

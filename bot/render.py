@@ -6,6 +6,7 @@ Every text from the fleet repository or a person (versions, reasons, names) goes
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -125,12 +126,48 @@ def _button(command: str, label: str, plugin: str, style: str | None = None) -> 
 
 
 def event_line(event: Event) -> str:
-    """One thread reply: transitions plainly, alerts with their severity."""
+    """One thread reply: transitions plainly, alerts with their severity, the people they concern mentioned."""
     if event.kind == "transition":
         where = f" [{slack_escape(event.batch)}]" if event.batch else ""
         return f"{PHASE_ICON[event.phase]} {event.phase.value}{where}: {slack_escape(event.message)}"
-    return (f"{SEVERITY_ICON[event.severity]} *{event.severity.value.upper()}* {event.kind}: "
+    line = (f"{SEVERITY_ICON[event.severity]} *{event.severity.value.upper()}* {event.kind}: "
             f"{slack_escape(event.message)}")
+    if event.escalated:
+        line = f":mega: escalated ({slack_escape(event.escalated)}): {line}"
+    if event.mentions:
+        line += " " + " ".join(mention(who) for who in event.mentions)
+    if event.alert_id:
+        line += f" (alert {event.alert_id})"
+    return line
+
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+
+
+def mention(who: str) -> str:
+    """A Slack user ID as `<@U...>`, a user group's as `<!subteam^S...>` (they notify), anything else as plain
+    `@name` text."""
+    if _USER_ID.match(who):
+        return f"<@{who}>"
+    if _GROUP_ID.match(who):
+        return f"<!subteam^{who}>"
+    return "@" + slack_escape(who)
+
+
+ACK_ACTION = ACTION_PREFIX + "ack"
+
+
+def event_blocks(event: Event) -> list[Block] | None:
+    """An alert that can be acknowledged: its line and an Acknowledge button (the button's value is the alert id)."""
+    if not event.alert_id:
+        return None
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": event_line(event)}},
+        {"type": "actions", "block_id": f"grayops-alert:{event.alert_id}",
+         "elements": [{"type": "button", "action_id": ACK_ACTION, "style": "primary", "value": event.alert_id,
+                       "text": {"type": "plain_text", "text": "Acknowledge"}}]},
+    ]
 
 
 def _value(value: float | None) -> str:

@@ -26,10 +26,12 @@ from bot.factory import SLACK
 from bot.notifier import CHANNEL_NOTE, TS_NOTE
 from bot.parse import HELP, USAGE, Request
 from bot.render import batch_line, summary, title
+from reconciler.acks import acknowledge
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.adapters.registry import default_registry
 from reconciler.api.approval import ApprovalRefused, issue
 from reconciler.commands import CommandRefused, recorded_state, run_command
+from reconciler.core.escalation import plugin_of_alert
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.model import RolloutState, fmt_time
 from reconciler.core.report import batches_total
@@ -176,6 +178,45 @@ class Service:
         said = f": {slack_escape(detail)}" if detail else ""
         public = f"{VERB[request.command]} by <@{slack_escape(user.id)}>{said}"
         return Reply(text, public, plugin)
+
+    def acknowledge(self, alert: str, user: User) -> Reply:
+        """The Acknowledge button of a critical alert (README "Owners and escalation"): allowed to the plugin's
+        owners and to whoever may pause it; a commit under `acks:` in approvals/<plugin>.yaml."""
+        plugin = plugin_of_alert(alert)
+        self._refresh()
+        try:
+            fleet = load_fleet(self.backend.repo.desired_files(), self.builtins, adapters=self.backend.adapters)
+        except FleetInvalid as err:
+            return Reply(f"The fleet repository is invalid at HEAD, nothing was done:\n{slack_escape(str(err))}")
+        if plugin is None or plugin not in fleet.plugins:
+            return Reply(f"Not done: {slack_escape(alert)} is not an alert of a plugin of the fleet repository.")
+        if not self._may_acknowledge(fleet, plugin, user):
+            DENIED_TOTAL.labels("ack").inc()
+            COMMANDS_TOTAL.labels("ack", "denied").inc()
+            log.warning("denied: %s (%s) asked to acknowledge alert %s", user.id, user.name, alert)
+            return Reply(f":no_entry: Not allowed: only {plugin}'s owners and who may pause it acknowledge its "
+                         "alerts. Nothing was changed.")
+        try:
+            result = acknowledge(self.backend.repo, alert, user.by, self.backend.now())
+        except (CommandRefused, GitError) as err:
+            COMMANDS_TOTAL.labels("ack", "refused").inc()
+            return Reply(f"Not done: {slack_escape(str(err))}")
+        if not result.changed:
+            COMMANDS_TOTAL.labels("ack", "unchanged").inc()
+            return Reply(f"{slack_escape(result.message)}; nothing more was done.")
+        COMMANDS_TOTAL.labels("ack", "done").inc()
+        self.backend.wake()
+        log.info("ack by %s: %s", user.by, result.message)
+        return Reply(f":white_check_mark: {slack_escape(result.message)}",
+                     f"alert {slack_escape(alert)} acknowledged by <@{slack_escape(user.id)}>", plugin)
+
+    def _may_acknowledge(self, fleet: Fleet, plugin: str, user: User) -> bool:
+        people = fleet.access.people if fleet.access else []
+        owners = {" ".join(o.split()).casefold() for o in fleet.plugins[plugin].spec.owners}
+        if any(p.slack == user.id and " ".join(p.name.split()).casefold() in owners for p in people):
+            return True
+        action = Action("pause", user.id, plugin, touched_tiers(fleet, plugin, "pause", None, None))
+        return decide(fleet.access, action, self._member_of(user.id, groups_to_check(fleet.access, action))).allowed
 
     def announce(self, reply: Reply, fallback_channel: str | None, thread: tuple[str, str] | None = None) -> None:
         """Post the public line in the rollout's thread (or where the command was run when there is none)."""

@@ -63,6 +63,8 @@ class Runtime:
     watchers: Sequence[RolloutWatcher] = ()
     closers: Sequence[Callable[[], None]] = ()
     notifiers: Sequence[Notifier] = ()  # what `notifier` fans out to
+    named: Mapping[str, Notifier] = field(default_factory=dict)  # by the name escalation levels give (README
+    # "Owners and escalation"): a notifier's `name`, else its type
 
     def close(self) -> None:
         """Stop what the adapters run in the background (informers, Slack senders) when a new runtime replaces
@@ -106,11 +108,12 @@ class Registry:
         context = replace(context, metrics=metrics)
         drivers = {tag: self._driver(tag, settings, context)
                    for tag in dict.fromkeys(c.driver for c in settings.clusters)}
-        notifiers: list[Notifier] = [LogNotifier(), *self._notifiers(settings, context)]
+        named = dict(self._notifiers(settings, context))
+        notifiers: list[Notifier] = [LogNotifier(), *named.values()]
         closers = [adapter.close for adapter in (*drivers.values(), *notifiers) if isinstance(adapter, Closable)]
         return Runtime(drivers, metrics, FanOut(notifiers), context.find(SimFleet),
                        {c.name: c.driver for c in settings.clusters},
-                       [n for n in notifiers if isinstance(n, RolloutWatcher)], closers, notifiers)
+                       [n for n in notifiers if isinstance(n, RolloutWatcher)], closers, notifiers, named)
 
     def _metrics(self, settings: Settings, context: Context) -> MetricsSource:
         adapter = self.metrics.get(settings.metrics.provider)
@@ -124,15 +127,17 @@ class Registry:
             return UnavailableDriver(f"no {tag} cluster driver in this grayops")
         return adapter.build([_as(adapter.settings, c) for c in settings.clusters if c.driver == tag], context)
 
-    def _notifiers(self, settings: Settings, context: Context) -> Iterable[Notifier]:
-        for entry in settings.notifiers:
+    def _notifiers(self, settings: Settings, context: Context) -> Iterable[tuple[str, Notifier]]:
+        taken: set[str] = set()
+        for index, entry in enumerate(settings.notifiers):
             adapter = self.notifiers.get(entry.type)
             if adapter is None:
                 log.warning("no %s notifier in this grayops; its entry in grayops.yaml is left out", entry.type)
                 continue
             built = adapter.build(_as(adapter.settings, entry), context)
-            if built is not None:
-                yield built
+            if built is not None:  # names repeat only where no escalation names them: keep every notifier
+                yield (entry.target if entry.target not in taken else f"{entry.target}#{index}"), built
+                taken.add(entry.target)
 
 
 A = TypeVar("A", DriverAdapter[Any], MetricsAdapter[Any], NotifierAdapter[Any])

@@ -12,12 +12,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo, RemoteUnavailable
+from reconciler.core.escalation import OpenAlert
 from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
 from reconciler.core.layout import plugin_of, reports_of
 from reconciler.core.spec import AdapterModels, ApiToken
@@ -47,6 +48,8 @@ class ApiBackend:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)  # where the webhook secret is read
     rate: Rate = field(default_factory=Rate)
     fresh_for: float = 1.0  # seconds a read may lag the remote
+    open_alerts: Callable[[], Sequence[OpenAlert]] | None = None  # the hosting reconciler's (README "Owners and
+    # escalation"); None when no reconciler runs here
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _fetched_at: float | None = field(default=None, init=False, repr=False)
     _read: tuple[int, Fleet | None, FleetInvalid | None] | None = field(default=None, init=False, repr=False)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reconciler.acks import acknowledge
 from reconciler.adapters.gitrepo import GitError, ProposalExists
 from reconciler.api.approval import TRAILER, ApprovalRefused, check, issue
 from reconciler.api.auth import Caller, RateLimiter, bearer, find_token
@@ -29,6 +30,7 @@ from reconciler.api.webhooks import SeenDeliveries, read_push, verified_forge
 from reconciler.commands import CommandRefused, run_command
 from reconciler.core import planview, yamledit
 from reconciler.core.engine import ENGINE
+from reconciler.core.escalation import OpenAlert, plugin_of_alert
 from reconciler.core.layout import status_path, status_plugin
 from reconciler.core.model import Phase, RolloutState, fmt_time, to_doc
 from reconciler.core.report import latest_report, report_path
@@ -282,6 +284,44 @@ class Api:
                                  "commit": issued.commit, "pushed": issued.pushed}, 201)
         return await run_in_threadpool(issue_it)
 
+    # --- alerts (README "Owners and escalation") ------------------------------------------------------------
+
+    async def alerts(self, request: Request) -> Response:
+        await self.caller(request, "read")
+        if self.backend.open_alerts is None:
+            raise ApiError(404, "no reconciler runs here: open alerts are served by grayops run --listen")
+        return JSONResponse({"alerts": [_alert_doc(a) for a in self.backend.open_alerts()]})
+
+    async def ack(self, request: Request) -> Response:
+        caller = await self.caller(request, "ack")
+        await read_body(request)  # any body is ignored, but within the limit
+        alert = request.path_params["alert"]
+        plugin = plugin_of_alert(alert)
+        if plugin is None:
+            raise ApiError(400, f"{alert!r} is not an alert id (<plugin>-<10 hex digits>)")
+
+        def ack_it() -> Response:
+            self.known(plugin)
+            opened = self.backend.open_alerts
+            if opened is not None and alert not in {a.id for a in opened()} and not self._acked(plugin, alert):
+                raise ApiError(404, f"no open alert {alert} (GET /api/v1/alerts lists them)")
+            try:
+                result = acknowledge(self.backend.repo, alert, caller.by, self.backend.now())
+            except CommandRefused as err:
+                raise ApiError(409, str(err)) from None
+            except GitError as err:
+                raise ApiError(503, str(err)) from None
+            if not result.changed:
+                return JSONResponse({"commit": None, "message": result.message})
+            self.backend.wake()
+            log.info("ack by %s: %s", caller.by, result.message)
+            return JSONResponse({"commit": result.commit, "pushed": result.pushed, "message": result.message}, 202)
+        return await run_in_threadpool(ack_it)
+
+    def _acked(self, plugin: str, alert: str) -> bool:
+        fleet = self.backend.good_fleet()
+        return fleet is not None and any(a.alert == alert for a in fleet.acks.get(plugin, ()))
+
     # --- reading the record ----------------------------------------------------------------------------------
 
     async def rollouts(self, request: Request) -> Response:
@@ -362,6 +402,12 @@ class Api:
         return JSONResponse({"fetch": True, "delivery": push.delivery}, 202)
 
 
+def _alert_doc(alert: OpenAlert) -> dict[str, Any]:
+    event = alert.event
+    return {"id": alert.id, "plugin": event.plugin, "version": event.version, "rolloutId": event.rollout_id,
+            "kind": event.kind, "message": event.message, "raised": fmt_time(event.at), "level": alert.reached + 1}
+
+
 def api_routes(backend: ApiBackend) -> list[Route]:
     """The API's and the webhooks' routes, to mount in the one server (before a catch-all such as the web view)."""
     api = Api(backend)
@@ -374,6 +420,8 @@ def api_routes(backend: ApiBackend) -> list[Route]:
         *[Route(f"/api/v1/rollouts/{{plugin}}/{command}", _answering(api.command(command)), methods=["POST"])
           for command in ROLLOUT_COMMANDS],
         Route("/api/v1/rollouts/{plugin}/approval-tokens", _answering(api.issue_token), methods=["POST"]),
+        Route("/api/v1/alerts", _answering(api.alerts), methods=["GET"]),
+        Route("/api/v1/alerts/{alert}/ack", _answering(api.ack), methods=["POST"]),
         Route("/webhooks/git", _answering(api.webhook), methods=["POST"]),
     ]
 

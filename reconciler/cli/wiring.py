@@ -128,7 +128,9 @@ def serve_telemetry(telemetry: Telemetry, listen: str, reconciler: Reconciler, s
     and Slack commands commit on the reconciler's clone and wake it."""
     models = reconciler.registry.models
     openapi = OpenApi()
-    routes = [openapi.route(), *api_routes(ApiBackend(reconciler.repo, models, wake=reconciler.wake.set)), *slack]
+    backend = ApiBackend(reconciler.repo, models, wake=reconciler.wake.set,
+                         open_alerts=reconciler.escalation.open_alerts)
+    routes = [openapi.route(), *api_routes(backend), *slack]
     try:
         host, port = parse_listen(listen)
         served = ListenServer(telemetry, reconciler.repo, models, host, port, routes=routes)

@@ -235,3 +235,7 @@ class Event:
     batch: str | None = None
     action: str | None = None  # a transition's Grayops-Action (`start`, `batch-pass`, ...): its lifecycle event
     commit: str | None = None  # the desired commit the rollout was read from
+    # README "Owners and escalation": set by the shell on the way to the notifiers
+    mentions: tuple[str, ...] = ()  # Slack user (U...) or user-group (S...) IDs, or names, to mention
+    alert_id: str | None = None  # a critical alert that can be acknowledged
+    escalated: str | None = None  # why this is sent again: the level reached ("not acknowledged after 10m")

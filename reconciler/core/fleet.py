@@ -36,6 +36,7 @@ from reconciler.core.plan import matches
 from reconciler.core.spec import (
     FILE_KINDS,
     Access,
+    AckRecord,
     AdapterModels,
     ApprovalRecord,
     Approvals,
@@ -101,6 +102,7 @@ class Fleet:
     plugin_paths: Mapping[str, str] = field(default_factory=dict)
     policy_paths: Mapping[str, str] = field(default_factory=dict)
     retries: Mapping[str, tuple[RetryRecord, ...]] = field(default_factory=dict)  # `grayops retry` records
+    acks: Mapping[str, tuple[AckRecord, ...]] = field(default_factory=dict)  # acknowledged alerts, by plugin
 
 
 # --- what a revision's tree holds, and what of it is read ------------------------------------------------
@@ -269,6 +271,7 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
     policies: dict[str, PolicySpec] = {}
     approvals: dict[str, tuple[ApprovalRecord, ...]] = {}
     retries: dict[str, tuple[RetryRecord, ...]] = {}
+    acks: dict[str, tuple[AckRecord, ...]] = {}
     plugin_paths: dict[str, str] = {}
     policy_paths: dict[str, str] = {}
     approval_paths: dict[str, str] = {}
@@ -307,6 +310,8 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
                 approvals[name], approval_paths[name] = tuple(parsed.approvals), path
                 if parsed.retries:
                     retries[name] = tuple(parsed.retries)
+                if parsed.acks:
+                    acks[name] = tuple(parsed.acks)
 
     # Files that failed above are the root causes: what refers to them is not reported missing as well.
     broken = _broken_names(errors)
@@ -321,13 +326,15 @@ def load_fleet(files: Mapping[str, str], builtin_policies: Mapping[str, str] | N
         errors.extend(_unmeasured_metrics(settings, plugins, known_policies, policy_paths, located))
         errors.extend(_empty_selections(settings, plugins, plugin_paths, located))
     errors.extend(_dependency_cycles(plugins, plugin_paths, located))
+    if ACCESS_PATH not in {e.path for e in errors}:
+        errors.extend(_unknown_owners(plugins, access, plugin_paths, located))
     for name, path in approval_paths.items():
         if name not in plugins and ("plugins", name) not in broken:
             errors.append(FleetError(path, 1, "metadata.name", f"no plugin named {name!r} (plugins/{name}.yaml)"))
 
     if errors or settings is None:
         raise FleetInvalid(errors)
-    return Fleet(settings, plugins, known_policies, access, approvals, plugin_paths, policy_paths, retries)
+    return Fleet(settings, plugins, known_policies, access, approvals, plugin_paths, policy_paths, retries, acks)
 
 
 def _broken_names(errors: Iterable[FleetError]) -> set[tuple[str, str]]:
@@ -477,6 +484,22 @@ def _check_plugin(
         elif dependency not in plugins and ("plugins", dependency) not in broken:
             errors.append(FleetError(path, lines.line_of(("spec", "dependsOn", index)),
                                      f"spec.dependsOn[{index}]", f"no plugin named {dependency!r}"))
+
+
+def _unknown_owners(plugins: Mapping[str, Plugin], access: Access | None, plugin_paths: Mapping[str, str],
+                    located: Mapping[str, yamlpos.Located]) -> list[FleetError]:
+    """Each owner is the name of one of access.yaml's people (README "Owners and escalation")."""
+    people = {" ".join(p.name.split()).casefold(): p.name for p in (access.people if access else [])}
+    errors: list[FleetError] = []
+    for name, plugin in sorted(plugins.items()):
+        for index, person in enumerate(plugin.spec.owners):
+            if " ".join(person.split()).casefold() not in people:
+                path = plugin_paths[name]
+                known = ", ".join(people.values()) or "none"
+                errors.append(FleetError(path, located[path].line_of(("spec", "owners", index)),
+                                         f"spec.owners[{index}]",
+                                         f"{person!r} is not a name of access.yaml's people: (listed: {known})"))
+    return errors
 
 
 def _dependency_cycles(

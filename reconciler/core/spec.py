@@ -224,6 +224,8 @@ class PluginSpec(Strict):
     image: str | None = None
     depends_on: list[Name] = Field(default_factory=list)
     paused: bool = False
+    owners: list[str] = Field(default_factory=list, description="people of access.yaml (by name) whose alerts "
+                                                                "mention them in Slack")
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -579,6 +581,22 @@ class NotifierSettings(Strict):
     """One entry of `notifiers`; its notifier's settings model adds the notifier's own fields."""
 
     type: str
+    name: str | None = Field(None, min_length=1, description="what escalation levels call it (default: its type)")
+
+    @property
+    def target(self) -> str:
+        """The name an escalation level's `notify` gives it."""
+        return self.name or self.type
+
+
+class EscalationLevel(Strict):
+    """One level of `escalation` (README "Owners and escalation"): who hears of a critical alert not acknowledged
+    `after` it was raised."""
+
+    notify: str = Field(min_length=1, description="a notifier of `notifiers`, by its name (default: its type)")
+    after: Duration = Field(0.0, description="since the alert was raised; 0: at once")
+    mention: list[str] = Field(default_factory=list, description="Slack user or user-group IDs the Slack "
+                                                                 "notifiers mention when this level is reached")
 
 
 AdapterModels = Mapping[str, Mapping[str, type[Strict]]]
@@ -706,6 +724,8 @@ class Settings(Strict):
     sim: SimSettings = Field(default_factory=SimSettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
     registries: list[RegistrySettings] = Field(default_factory=list)
+    escalation: list[EscalationLevel] = Field(
+        default_factory=list, description="critical alerts not acknowledged go from level to level")
 
     @model_validator(mode="after")
     def _unique_clusters(self) -> Settings:
@@ -713,6 +733,25 @@ class Settings(Strict):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"cluster names must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+    @model_validator(mode="after")
+    def _escalation_names_notifiers(self) -> Settings:
+        """Each level names a notifier of `notifiers`, and the levels come in the order they are reached."""
+        targets = [n.target for n in self.notifiers]
+        for index, level in enumerate(self.escalation):
+            if level.notify not in targets:
+                raise _fail_in_list("Settings", ("escalation", index, "notify"), level.notify, "unknown_notifier",
+                                    f"no notifier named {level.notify!r} (notifiers: {', '.join(targets) or 'none'}; "
+                                    "a notifier's name is its `name`, else its type)")
+            if index and level.after < self.escalation[index - 1].after:
+                raise _fail_in_list("Settings", ("escalation", index, "after"), level.after, "unordered_levels",
+                                    "levels come in the order they are reached: after must not be shorter than "
+                                    "the level before")
+        repeated = sorted({t for t in targets if targets.count(t) > 1})
+        if self.escalation and repeated:
+            raise ValueError(f"notifier names must be unique when escalation names them; repeated: "
+                             f"{', '.join(repeated)} (give each a name:)")
         return self
 
 
@@ -828,7 +867,7 @@ class Person(Strict):
     aliases: list[str] = Field(default_factory=list, description="git author names and --as names")
 
 
-ApiScope = Literal["read", "plan", "pause", "rollback", "approve"]
+ApiScope = Literal["read", "plan", "pause", "rollback", "approve", "ack"]
 API_SCOPES: tuple[ApiScope, ...] = get_args(ApiScope)
 
 
@@ -932,6 +971,14 @@ class ApprovalTokenRecord(Strict):
     expires: str
 
 
+class AckRecord(Strict):
+    """A critical alert acknowledged (README "Owners and escalation"): it escalates no further."""
+
+    alert: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9a-f]{10}$", description="the alert's id")
+    by: str
+    at: str
+
+
 class Approvals(Strict):
     api_version: Literal["grayops.dev/v1"]
     kind: Literal["Approvals"]
@@ -939,6 +986,7 @@ class Approvals(Strict):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     retries: list[RetryRecord] = Field(default_factory=list)
     tokens: list[ApprovalTokenRecord] = Field(default_factory=list, description="approval tokens issued")
+    acks: list[AckRecord] = Field(default_factory=list, description="critical alerts acknowledged")
 
 
 FILE_KINDS: dict[str, type[Strict]] = {

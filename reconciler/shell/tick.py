@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from reconciler.shell.artifacts import ArtifactGate
 from reconciler.shell.desired import DesiredState
 from reconciler.shell.divergence import Divergence
 from reconciler.shell.effects import EffectRunner, noted, notify
+from reconciler.shell.escalation import Escalation
 from reconciler.shell.isolation import Isolation
 from reconciler.shell.recorder import Recorder
 from reconciler.shell.remote import RemoteHealth
@@ -73,6 +74,7 @@ class Reconciler:
         self.artifacts = ArtifactGate(supply)
         self.runner = EffectRunner(self.telemetry)
         self.isolation = Isolation(self.holds, self.alerts)
+        self.escalation = Escalation()  # README "Owners and escalation"
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
         self._next_report_scan = 0.0
 
@@ -172,12 +174,15 @@ class Reconciler:
         return self.isolation.each(recorded, "acting", one)
 
     def _notify(self, fleet: Fleet, runtime: Runtime, acted: Mapping[str, Decision], now: datetime) -> None:
+        routed = replace(runtime, notifier=self.escalation.notifier(fleet, runtime))  # owners, escalation
+
         def one(name: str) -> None:
             decision = acted[name]
-            notify(runtime, decision, lambda: self.desired.batches_total(fleet, decision.state), now)
+            notify(routed, decision, lambda: self.desired.batches_total(fleet, decision.state), now)
             self.telemetry.decision(decision, now)
 
         self.isolation.went_through(self.isolation.each(acted, "notifying", one))
+        self.escalation.check(fleet, runtime, now)
 
     # --- starting over, reports, and what the CLI asks ----------------------------------------------------------
 

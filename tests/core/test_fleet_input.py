@@ -163,7 +163,7 @@ def test_a_plugin_that_fails_to_parse_is_not_also_missing_for_its_dependents_and
         "approvals/billing.yaml": "apiVersion: grayops.dev/v1\nkind: Approvals\nmetadata: {name: billing}\n",
     }))
     assert found == ["plugins/billing.yaml:7: spec.colour: unknown field; allowed: dependsOn, image, namespaces, "
-                     "paused, policy, targets, version, workload"]
+                     "owners, paused, policy, targets, version, workload"]
 
 
 def test_a_plugin_named_unlike_its_file_is_not_also_missing_for_its_dependents() -> None:

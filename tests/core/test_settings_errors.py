@@ -71,7 +71,7 @@ def errors_of(settings: str) -> list[str]:
     pytest.param(ONE + "notifiers:\n  - {type: log}\n  - {type: slack, channel: x, plugin: {}}\n",
                  "grayops.yaml:7: notifiers[1].plugin: unknown field; did you mean 'plugins'?", id="slack-typo"),
     pytest.param(ONE + "notifiers: [{type: log, level: x}]\n",
-                 "grayops.yaml:5: notifiers[0].level: unknown field; allowed: type", id="log-takes-nothing"),
+                 "grayops.yaml:5: notifiers[0].level: unknown field; allowed: name, type", id="log-takes-only-a-name"),
     pytest.param(ONE + "notifiers: {type: log}\n",
                  "grayops.yaml:5: notifiers: Input should be a valid list", id="notifiers-not-a-list"),
 ])

@@ -72,6 +72,10 @@ def data(event: Event) -> dict[str, Any]:
         found["reason"] = event.message
     else:
         found.update(kind=event.kind, severity=event.severity.value, message=event.message)
+        if event.alert_id:  # README "Owners and escalation": acknowledge it with POST /api/v1/alerts/<id>/ack
+            found["alertId"] = event.alert_id
+        if event.escalated:
+            found["escalated"] = event.escalated
     return found
 
 
