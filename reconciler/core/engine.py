@@ -524,7 +524,18 @@ def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState
         return _wait(t, st, batch, "the artifact gate"), False
     message = f"{st.plugin} {st.target_version}: no instance touched: {found.line()}"
     st = t.alert(st, found.kind, Severity.CRITICAL, message, f"{found.kind}:{found.reason}")
+    if found.definite:  # waiting cannot make the tag exist: fail now, not after instanceTimeout
+        return _fail_before_start(t, st, batch, f"{found.kind}: {found.reason}"), False
     return _wait(t, st, batch, f"the artifact gate ({found.kind}: {found.reason})"), False
+
+
+def _fail_before_start(t: _Tick, st: RolloutState, batch: str, why: str) -> RolloutState:
+    """A rollout that cannot start fails with nothing touched, so nothing to roll back (README "Supply chain")."""
+    reason = (f"{why}; no instance touched; a human must decide: push the image and commit a new version"
+              + (f", or grayops rollback {st.plugin}" if st.from_version else ""))
+    st = replace(_stop_waiting(t, st), finished=t.now)
+    t.effects.append(WriteReport(st.plugin))
+    return t.transition(st, Phase.FAILED, reason, "fail", batch)
 
 
 def _pinned(st: RolloutState, version: str) -> str | None:

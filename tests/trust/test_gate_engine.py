@@ -1,6 +1,7 @@
 """The artifact gate in the pure engine (README "Supply chain"), by table: with `artifact_gate`, no instance is
 touched until the shell's check of the version's image passed; a block waits with the reason and alerts once per
-reason; the digest that passed is pinned in the rollout's state and its status."""
+reason; the digest that passed is pinned in the rollout's state and its status. A tag that does not exist in the
+registry fails the rollout at once (waiting cannot make it exist), with nothing touched and nothing to roll back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler.core.effects import Alert, SetVersion
+from reconciler.core.effects import Alert, SetVersion, WriteReport
 from reconciler.core.engine import decide
 from reconciler.core.model import Phase, RolloutState
 from reconciler.core.report import render_report
@@ -25,6 +26,7 @@ UNTRUSTED = ArtifactBlocked(IMAGE, "2.0.0", "artifact_untrusted", "no signature 
 DOWN = ArtifactBlocked(IMAGE, "2.0.0", "registry_unreachable", "127.0.0.1:5000 did not answer")
 SCAN = ArtifactBlocked(IMAGE, "2.0.0", "scan_blocked", "1 finding(s) above maxSeverity HIGH: CVE-2025-9 (CRITICAL)")
 OLD = replace(ALLOWED, version="1.0.0")
+MISSING = ArtifactBlocked(IMAGE, "2.0.0", "artifact_missing", f"{IMAGE}:2.0.0: not found (MANIFEST_UNKNOWN)")
 
 
 def run(answers: list[ArtifactDecision | None], gate: bool = True) -> tuple[RolloutState, list[object]]:
@@ -62,6 +64,17 @@ def test_no_instance_is_touched_until_the_gate_passes(answers: list[ArtifactDeci
     assert alerts(effects) == kinds  # once per reason, however many ticks
     assert state.waiting_for is not None and state.waiting_for.startswith(waiting)
     assert not state.artifact
+
+
+def test_a_tag_that_does_not_exist_fails_the_rollout_at_once_with_nothing_touched() -> None:
+    state, effects = run([None, MISSING, MISSING, MISSING])
+    assert not touched(effects) and state.batches == ()
+    assert state.phase is Phase.FAILED and state.finished is not None and state.waiting_for is None
+    assert state.reason.startswith(f"artifact_missing: {IMAGE}:2.0.0: not found (MANIFEST_UNKNOWN); no instance "
+                                   "touched")
+    assert alerts(effects) == ["artifact_missing"]  # once, and no batch_failed or rollback alert
+    assert sum(isinstance(e, WriteReport) for e in effects) == 1
+    assert "| Result | Failed |" in render_report(state)
 
 
 def test_the_rollout_proceeds_when_the_registry_is_back_and_pins_the_digest() -> None:
