@@ -394,6 +394,13 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
     if not remaining:
         return _succeed(t, st), False
     nxt = remaining[0]
+    missing = _missing_workloads(t) if not st.batches else []
+    if missing:
+        why = (f"workload_missing: {len(missing)} instance(s) lack their workload or container: "
+               + "; ".join(missing[:3]) + ("; ..." if len(missing) > 3 else ""))
+        st = t.alert(st, "workload_missing", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {why}",
+                     "workload-missing")
+        return _fail_before_start(t, st, nxt.name, why, "fix them (or leave them out of targets)"), False
     if d.artifact_gate and not st.batches and not st.artifact:
         st, allowed = _artifact_gate(t, st, nxt.name)
         if not allowed:
@@ -525,13 +532,23 @@ def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState
     message = f"{st.plugin} {st.target_version}: no instance touched: {found.line()}"
     st = t.alert(st, found.kind, Severity.CRITICAL, message, f"{found.kind}:{found.reason}")
     if found.definite:  # waiting cannot make the tag exist: fail now, not after instanceTimeout
-        return _fail_before_start(t, st, batch, f"{found.kind}: {found.reason}"), False
+        return _fail_before_start(t, st, batch, f"{found.kind}: {found.reason}", "push the image"), False
     return _wait(t, st, batch, f"the artifact gate ({found.kind}: {found.reason})"), False
 
 
-def _fail_before_start(t: _Tick, st: RolloutState, batch: str, why: str) -> RolloutState:
+def _missing_workloads(t: _Tick) -> list[str]:
+    """Preflight: the instances whose cluster says the workload or container the plugin names is not there."""
+    found = []
+    for ref in t.desired.instances:
+        seen = t.obs.instances.get(ref.id)
+        if seen is not None and seen.missing:
+            found.append(f"{ref.id}: {seen.missing}")
+    return found
+
+
+def _fail_before_start(t: _Tick, st: RolloutState, batch: str, why: str, fix: str) -> RolloutState:
     """A rollout that cannot start fails with nothing touched, so nothing to roll back (README "Supply chain")."""
-    reason = (f"{why}; no instance touched; a human must decide: push the image and commit a new version"
+    reason = (f"{why}; no instance touched; a human must decide: {fix} and commit a new version"
               + (f", or grayops rollback {st.plugin}" if st.from_version else ""))
     st = replace(_stop_waiting(t, st), finished=t.now)
     t.effects.append(WriteReport(st.plugin))

@@ -52,6 +52,7 @@ class _Asked:
     decision: ArtifactDecision | None = None  # the last answer; None: none yet
     again: float = 0.0  # when (monotonic) to ask again
     started: float | None = None  # a check in flight since then (monotonic)
+    fresh: bool = False  # an answer the engine has not been given yet
 
 
 class ArtifactGate:
@@ -85,14 +86,17 @@ class ArtifactGate:
             if asked.started is None and clock >= asked.again:
                 asked.started = clock
                 self._start(key, asked.started, self._check(fleet, want, image, now))
+            asked.fresh = False
             return asked.decision
 
     @property
     def pending(self) -> bool:
-        """A check is in flight (and not past its deadline): its answer may move a rollout."""
+        """A check is in flight (and not past its deadline), or its answer has not reached the engine yet: it may
+        move a rollout."""
         clock = time.monotonic()
         with self._lock:
-            return any(a.started is not None and clock - a.started <= CHECK_DEADLINE for a in self._asked.values())
+            return any(a.fresh or (a.started is not None and clock - a.started <= CHECK_DEADLINE)
+                       for a in self._asked.values())
 
     def _check(self, fleet: Fleet, want: Desired, image: str, now: datetime) -> Callable[[], ArtifactDecision]:
         client, keys = self._registry(fleet), self._keys()
@@ -113,6 +117,7 @@ class ArtifactGate:
                     return  # forgotten, or past its deadline and asked again meanwhile
                 retry = RETRY_SECONDS if isinstance(decision, ArtifactBlocked) else float("inf")
                 asked.decision, asked.again, asked.started = decision, time.monotonic() + retry, None
+                asked.fresh = True
 
         threading.Thread(target=work, name=f"artifact-gate {key[0]}", daemon=True).start()
 

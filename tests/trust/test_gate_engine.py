@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler.core.effects import Alert, SetVersion, WriteReport
+from reconciler.core.effects import Alert, InstanceObservation, SetVersion, WriteReport
 from reconciler.core.engine import decide
 from reconciler.core.model import Phase, RolloutState
 from reconciler.core.report import render_report
@@ -102,3 +102,38 @@ def test_the_signer_of_the_desired_revision_is_recorded_in_status_and_report() -
     assert state.desired_signer == "alice@example.com (SHA256:abc)"
     assert load_status(dump_status(state)).desired_signer == state.desired_signer
     assert "| Commit signer | alice@example.com (SHA256:abc) |" in render_report(state)
+
+
+# --- preflight of the workloads (README "Supply chain") ------------------------------------------------------
+
+GONE = "Deployment plugins/billing on cluster prod-3: not found"
+
+
+@pytest.mark.parametrize("gate", [True, False], ids=["with-image", "without-image"])
+def test_a_rollout_whose_workload_is_missing_somewhere_fails_before_anything_is_touched(gate: bool) -> None:
+    world = World()
+    world.versions = dict.fromkeys(world.versions, "1.0.0")
+    want = replace(desired("2.0.0"), artifact_gate=gate)
+    state, effects = None, []
+    for n in range(3):
+        obs = world.observe()
+        obs = replace(obs, artifact=ALLOWED if gate else None,
+                      instances={**obs.instances, "prod-3/plugins": InstanceObservation(None, False, missing=GONE)})
+        decision = decide(state, want, obs, T0 + timedelta(seconds=n))
+        world.act(decision)
+        state, effects = decision.state, [*effects, *decision.effects]
+    assert state is not None and not touched(effects) and state.batches == ()
+    assert state.phase is Phase.FAILED and state.reason.startswith(
+        f"workload_missing: 1 instance(s) lack their workload or container: prod-3/plugins: {GONE}; no instance "
+        "touched")
+    assert alerts(effects) == ["workload_missing"]
+
+
+def test_an_unreachable_instance_is_not_a_missing_one() -> None:
+    world = World()
+    world.versions = dict.fromkeys(world.versions, "1.0.0")
+    obs = world.observe()
+    obs = replace(obs, instances={**obs.instances, "prod-3/plugins": InstanceObservation(None, False,
+                                                                                         reachable=False)})
+    state = decide(None, desired("2.0.0"), obs, T0).state
+    assert state.phase is Phase.PROGRESSING and state.batches

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.conftest import (
     FAST_POLICY,
+    Human,
     grayops,
     git,
     make_fleet_repo,
@@ -25,11 +26,15 @@ from tests.conftest import (
     stop_process,
     wait_for,
 )
+from tests.kube import test_run as kube_run
+from tests.kube.conftest import kube  # noqa: F401  (the emulated clusters)
+from tests.kube.fleet import Fleet as KubeFleet
 from tests.trust.registry import Registry
 from tests.trust.test_run_gate import sim_versions, status_is
 
 REPO = "plugins/billing"
 SLOW_POLICY = FAST_POLICY.replace("instanceTimeout: 20s", "instanceTimeout: 10m")  # a timeout cannot fail it
+SCAN_POLICY = SLOW_POLICY.replace("spec:\n", "spec:\n  scan: {maxSeverity: HIGH}\n", 1)
 
 
 def registries(host: str) -> str:
@@ -128,12 +133,13 @@ class HangingRegistry:
 
 
 def test_a_hanging_registry_does_not_delay_a_pause(tmp_path: Path) -> None:
+    """With a scan gate too, as the gate has the most to ask the registry then."""
     hanging = HangingRegistry()
     threading.Thread(target=hanging.serve, daemon=True).start()
     image = f"{hanging.host}/{REPO}"
     human = make_fleet_repo(tmp_path)
     human.commit("fleet", {"grayops.yaml": settings_yaml({"canary": 1, "prod": 2}, registries(hanging.host)),
-                           "policies/fast.yaml": SLOW_POLICY, **plugin(image, "1.0.0")})
+                           "policies/fast.yaml": SCAN_POLICY, **plugin(image, "1.0.0")})
     try:
         with grayops_run(tmp_path, human.remote):
             wait_for(lambda: any("/manifests/1.0.0" in r for r in hanging.requests) and hanging.open,
@@ -146,3 +152,44 @@ def test_a_hanging_registry_does_not_delay_a_pause(tmp_path: Path) -> None:
     finally:
         hanging.stopping.set()
         hanging.server.close()
+
+
+def test_on_kubernetes_a_missing_workload_or_tag_fails_the_rollout_before_any_patch(
+        fleet_repo: Human, kube: KubeFleet, own_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    human, registry, image = fleet_repo, own_registry, f"{own_registry.host}/{REPO}"
+    for version in ("1.0.0", "1.1.0"):
+        registry.push_image(REPO, version)
+    for emulator in kube.emulators.values():
+        for ns in kube_run.NAMESPACES:
+            if (emulator.name, ns) != ("kube-prod", "tenant-b"):
+                emulator.add_deployment(ns, "billing", f"{image}:1.0.0", replicas=2)
+        emulator.exec_handler = lambda pod, cmd: ("PONG\n", 0)
+    extra = kube_run.PLUGIN + f"  image: {image}\n"
+    human.commit("billing on kubernetes", {
+        "grayops.yaml": kube_run.settings(kube) + registries(registry.host),
+        "policies/kube.yaml": kube_run.POLICY.replace("OFFLINE", "wait").replace("instanceTimeout: 30s",
+                                                                                 "instanceTimeout: 10m"),
+        "plugins/billing.yaml": plugin_yaml("billing", "1.1.0", "kube", extra)})
+    workdir = tmp_path / "work"
+
+    kube_run.run_once(human, workdir)
+    status = remote_status(human, "billing") or {}
+    assert status["phase"] == "Failed" and status["reason"].startswith(
+        "workload_missing: 1 instance(s) lack their workload or container: kube-prod/tenant-b: Deployment "
+        "tenant-b/billing on cluster kube-prod: not found; no instance touched"), status["reason"]
+    assert not any(e.patches for e in kube.emulators.values())  # nothing touched, nothing to roll back
+
+    kube["kube-prod"].add_deployment("tenant-b", "billing", f"{image}:1.0.0", replicas=2)
+    human.commit("billing 9.9.9, never pushed", {"plugins/billing.yaml": plugin_yaml("billing", "9.9.9", "kube",
+                                                                                     extra)})
+    kube_run.run_once(human, workdir)
+    status = remote_status(human, "billing") or {}
+    assert status["phase"] == "Failed" and status["reason"].startswith(f"artifact_missing: {image}:9.9.9: not found")
+    assert not any(e.patches for e in kube.emulators.values())
+
+    pushed = registry.push_image(REPO, "1.2.0")
+    human.commit("billing 1.2.0", {"plugins/billing.yaml": plugin_yaml("billing", "1.2.0", "kube", extra)})
+    kube_run.run_once(human, workdir)
+    status = remote_status(human, "billing") or {}
+    assert status["phase"] == "Succeeded", status["reason"]
+    assert kube_run.images(kube) == {f"{image}:1.2.0@{pushed}"}  # the digest the preflight found, pinned
