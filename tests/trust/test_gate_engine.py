@@ -114,7 +114,8 @@ def test_a_rollout_whose_workload_is_missing_somewhere_fails_before_anything_is_
     world = World()
     world.versions = dict.fromkeys(world.versions, "1.0.0")
     want = replace(desired("2.0.0"), artifact_gate=gate)
-    state, effects = None, []
+    state: RolloutState | None = None
+    effects: list[object] = []
     for n in range(3):
         obs = world.observe()
         obs = replace(obs, artifact=ALLOWED if gate else None,

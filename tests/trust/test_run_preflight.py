@@ -17,8 +17,8 @@ from pathlib import Path
 from tests.conftest import (
     FAST_POLICY,
     Human,
-    grayops,
     git,
+    grayops,
     make_fleet_repo,
     plugin_yaml,
     remote_status,
