@@ -21,6 +21,27 @@ class BatchView:
 
 
 @dataclass(frozen=True)
+class ScanView:
+    """The scan gate as the registry would answer it now (README "Supply chain"): the findings per severity of the
+    version's report and whether it would pass `maxSeverity`; `counts` and `passes` None when that is not known,
+    and `reason` says why (or why it would block)."""
+
+    image: str
+    digest: str | None
+    max_severity: str
+    passes: bool | None
+    counts: dict[str, int] | None
+    reason: str = ""
+
+    def line(self) -> str:
+        if self.counts is None:
+            return f"not known: {self.reason}"
+        counts = ", ".join(f"{n} {severity}" for severity, n in self.counts.items())
+        verdict = f"passes maxSeverity {self.max_severity}" if self.passes else f"would block: {self.reason}"
+        return f"{self.image}: {counts}: {verdict}"
+
+
+@dataclass(frozen=True)
 class PluginPlan:
     plugin: str
     from_version: str | None
@@ -31,6 +52,7 @@ class PluginPlan:
     gates: list[str]
     shortest_seconds: float
     paused: bool
+    scan: ScanView | None = None  # with an image and a scan policy (README "Supply chain")
 
 
 def _plugin_fingerprint(fleet: Fleet, name: str) -> tuple[object, ...]:
@@ -49,8 +71,10 @@ def changed_plugins(base: Fleet | None, head: Fleet) -> list[str]:
 
 
 def build(head: Fleet, names: list[str], base: Fleet | None = None,
-          states: Mapping[str, RolloutState] | None = None) -> list[PluginPlan]:
-    states = states or {}
+          states: Mapping[str, RolloutState] | None = None,
+          scans: Mapping[str, ScanView] | None = None) -> list[PluginPlan]:
+    """The plan of each plugin in `names`; `scans` are what the shell read of their scan reports."""
+    states, scans = states or {}, scans or {}
     plans = []
     for name in names:
         spec = head.plugins[name].spec
@@ -77,6 +101,7 @@ def build(head: Fleet, names: list[str], base: Fleet | None = None,
             gates=gates,
             shortest_seconds=shortest_duration(batches, policy),
             paused=spec.paused,
+            scan=scans.get(name),
         ))
     return plans
 
@@ -98,6 +123,8 @@ def render_text(plans: list[PluginPlan]) -> str:
             out.append(f"  {i}. {b.name:<10} {len(b.instances):>4} instance(s), bake {b.bake}{gate}: "
                        f"{_instances(b.instances)}")
         out += [f"  gate: {g}" for g in p.gates]
+        if p.scan is not None:
+            out.append(f"  scan: {p.scan.line()}")
     return "\n".join(out) + "\n"
 
 
@@ -119,6 +146,8 @@ def render_markdown(plans: list[PluginPlan]) -> str:
                 f"{'required' if b.approval else '-'} |" for i, b in enumerate(p.batches, 1)]
         if p.gates:
             out += ["", "Gates:", *[f"- {g}" for g in p.gates]]
+        if p.scan is not None:
+            out += ["", f"Scan: {p.scan.line()}"]
         out.append("")
     return "\n".join(out)
 
