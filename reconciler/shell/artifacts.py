@@ -25,7 +25,7 @@ from reconciler.adapters.trust.keys import ArtifactKey
 from reconciler.adapters.trust.oci import RegistryClient
 from reconciler.core.effects import Desired
 from reconciler.core.fleet import Fleet
-from reconciler.core.model import RolloutState
+from reconciler.core.model import Phase, RolloutState
 from reconciler.core.spec import RegistrySettings
 from reconciler.core.trust import ArtifactBlocked, ArtifactDecision
 from reconciler.shell.trust import SupplyChain
@@ -145,6 +145,8 @@ class ArtifactGate:
 def _needs_answer(state: RolloutState | None, want: Desired) -> bool:
     """The engine will look at the gate's answer: a rollout of `want.version` begins, or one that has not started a
     batch (nor pinned a digest) goes on; not a failed, paused or finished one."""
-    if state is None or state.target_version != want.version:
+    if state is None:
         return True
+    if state.target_version != want.version:  # a new rollout, unless this set-back is a rollback's (not gated)
+        return not (want.version == state.from_version and state.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK))
     return not state.batches and not state.artifact and not state.phase.settled
