@@ -54,6 +54,7 @@ from reconciler.core.timing import format_duration, human_duration, in_window, n
 from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked
 
 ENGINE = "grayops"  # who acts when no human did
+PREFLIGHT = "preflight"  # what a retry of a rollout that failed before its first batch runs again
 
 
 @dataclass(frozen=True)
@@ -301,8 +302,8 @@ def _reopen(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
 def retry_point(st: RolloutState) -> tuple[str, datetime] | None:
     """What `grayops retry` runs again, as (batch, when it failed): the failed batch of a rollout that failed or
     was paused for a human after it, or the failed rollback of a Failed rollout. None when nothing failed."""
-    if not st.batches:
-        return None
+    if not st.batches:  # failed before its first batch: a retry runs the preflight again (README "Supply chain")
+        return (PREFLIGHT, st.finished) if st.phase is Phase.FAILED and st.finished is not None else None
     batch = st.batches[-1]
     if st.phase is Phase.FAILED and st.finished is not None and (
             batch.phase is BatchPhase.FAILED or _rollback_failed(st)):
@@ -327,6 +328,9 @@ def _retry(t: _Tick, st: RolloutState) -> RolloutState:
     if record is None:
         return st
     st = replace(st, finished=None, paused_by=None, pause_reason=None, paused_at=None, spec_paused_seen=False)
+    if not st.batches:  # its alerts (of the gate, of preflight) may fire again
+        return t.transition(replace(st, alerts=frozenset()), Phase.PENDING, f"preflight retried by {record.by}",
+                            "retry")
     if st.phase is Phase.FAILED and _rollback_failed(st):
         instances = dict(st.instances)
         for iid, inst in st.instances.items():
@@ -548,8 +552,8 @@ def _missing_workloads(t: _Tick) -> list[str]:
 
 def _fail_before_start(t: _Tick, st: RolloutState, batch: str, why: str, fix: str) -> RolloutState:
     """A rollout that cannot start fails with nothing touched, so nothing to roll back (README "Supply chain")."""
-    reason = (f"{why}; no instance touched; a human must decide: {fix} and commit a new version"
-              + (f", or grayops rollback {st.plugin}" if st.from_version else ""))
+    reason = (f"{why}; no instance touched; a human must decide: {fix} and grayops retry {st.plugin}, or commit a "
+              "new version" + (f", or grayops rollback {st.plugin}" if st.from_version else ""))
     st = replace(_stop_waiting(t, st), finished=t.now)
     t.effects.append(WriteReport(st.plugin))
     return t.transition(st, Phase.FAILED, reason, "fail", batch)

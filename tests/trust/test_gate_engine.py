@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 
 from reconciler.core.effects import Alert, InstanceObservation, SetVersion, WriteReport
-from reconciler.core.engine import decide
-from reconciler.core.model import Phase, RolloutState
+from reconciler.core.engine import decide, retry_point
+from reconciler.core.model import Phase, RolloutState, fmt_time
 from reconciler.core.report import render_report
+from reconciler.core.spec import RetryRecord
 from reconciler.core.status import dump_status, load_status
 from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked, ArtifactDecision, ScanSummary
 from tests.core.test_engine import T0, World, desired
@@ -138,3 +139,21 @@ def test_an_unreachable_instance_is_not_a_missing_one() -> None:
                                                                                          reachable=False)})
     state = decide(None, desired("2.0.0"), obs, T0).state
     assert state.phase is Phase.PROGRESSING and state.batches
+
+
+def test_a_retry_after_the_image_was_pushed_runs_the_preflight_again() -> None:
+    world, want = World(), replace(desired("2.0.0"), artifact_gate=True)
+    state = decide(None, want, replace(world.observe(), artifact=MISSING), T0).state
+    point = retry_point(state)
+    assert state.phase is Phase.FAILED and point is not None and point[0] == "preflight"
+    assert "grayops retry billing" in state.reason
+    record = RetryRecord(version="2.0.0", rollout_id=state.rollout_id, batch=point[0],
+                         failed_at=fmt_time(point[1]) or "", by="alice", at=fmt_time(T0) or "")
+    retried = decide(state, want, replace(world.observe(), retries=(record,)), T0 + timedelta(seconds=1))
+    assert retried.state.phase is Phase.PENDING and retried.state.finished is None
+    assert any("preflight retried by alice" in h.reason for h in retried.state.history)
+    went = decide(retried.state, want, replace(world.observe(), artifact=ALLOWED, retries=(record,)),
+                  T0 + timedelta(seconds=2))
+    assert went.state.phase is Phase.PROGRESSING and touched(list(went.effects))
+    again = decide(state, want, replace(world.observe(), artifact=MISSING), T0 + timedelta(seconds=1))
+    assert again.state == state and not again.effects  # without a retry, a failed rollout stays as it is

@@ -83,12 +83,18 @@ def test_a_tag_missing_from_the_registry_fails_the_rollout_in_seconds(tmp_path: 
         report = git(human.remote, "grep", "-h", "| Result |", "main", "--", "reports/billing")
         assert "| Result | Failed |" in report  # the failed rollout has its record
 
+        pushed = registry.push_image(REPO, "2.0.0")  # the pipeline was late: push, then retry
+        retried = grayops("retry", "billing", "--repo", str(human.remote), "--as", "alice")
+        assert retried.returncode == 0, retried.stderr
+        wait_for(status_is(human, "2.0.0", "Succeeded"), timeout=120, what="2.0.0 after the retry")
+        assert (remote_status(human, "billing") or {})["artifact"]["digest"] == pushed
+
         registry.push_image(REPO, "3.0.0")
         registry.stop()
         human.commit("3.0.0", plugin(image, "3.0.0"))
         wait_for(said(f"ALERT registry_unreachable (critical): billing 3.0.0: no instance touched: {image}:3.0.0: "),
                  what="the registry down blocks")
-        assert (remote_status(human, "billing") or {})["phase"] == "Pending" and sim_versions(workdir) == {"1.0.0"}
+        assert (remote_status(human, "billing") or {})["phase"] == "Pending" and sim_versions(workdir) == {"2.0.0"}
         registry.start()
         wait_for(status_is(human, "3.0.0", "Succeeded"), timeout=120, what="3.0.0 once the registry is back")
 
