@@ -102,6 +102,7 @@ class InstanceObservation:
     failed: str | None = None  # why it can never become ready (e.g. ProgressDeadlineExceeded)
     reachable: bool = True
     message: str = ""
+    missing: str | None = None  # the workload or container the plugin names is not there (preflight fails on it)
 
 
 UNREACHABLE = InstanceObservation(None, False, reachable=False, message="cluster unreachable")

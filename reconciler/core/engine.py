@@ -54,6 +54,7 @@ from reconciler.core.timing import format_duration, human_duration, in_window, n
 from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked
 
 ENGINE = "grayops"  # who acts when no human did
+PREFLIGHT = "preflight"  # what a retry of a rollout that failed before its first batch runs again
 
 
 @dataclass(frozen=True)
@@ -302,8 +303,8 @@ def _reopen(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
 def retry_point(st: RolloutState) -> tuple[str, datetime] | None:
     """What `grayops retry` runs again, as (batch, when it failed): the failed batch of a rollout that failed or
     was paused for a human after it, or the failed rollback of a Failed rollout. None when nothing failed."""
-    if not st.batches:
-        return None
+    if not st.batches:  # failed before its first batch: a retry runs the preflight again (README "Supply chain")
+        return (PREFLIGHT, st.finished) if st.phase is Phase.FAILED and st.finished is not None else None
     batch = st.batches[-1]
     if st.phase is Phase.FAILED and st.finished is not None and (
             batch.phase is BatchPhase.FAILED or _rollback_failed(st)):
@@ -328,6 +329,9 @@ def _retry(t: _Tick, st: RolloutState) -> RolloutState:
     if record is None:
         return st
     st = replace(st, finished=None, paused_by=None, pause_reason=None, paused_at=None, spec_paused_seen=False)
+    if not st.batches:  # its alerts (of the gate, of preflight) may fire again
+        return t.transition(replace(st, alerts=frozenset()), Phase.PENDING, f"preflight retried by {record.by}",
+                            "retry")
     if st.phase is Phase.FAILED and _rollback_failed(st):
         instances = dict(st.instances)
         for iid, inst in st.instances.items():
@@ -396,6 +400,13 @@ def _start_next_batch(t: _Tick, st: RolloutState) -> tuple[RolloutState, bool]:
     if not remaining:
         return _succeed(t, st), False
     nxt = remaining[0]
+    missing = _missing_workloads(t) if not st.batches else []
+    if missing:
+        why = (f"workload_missing: {len(missing)} instance(s) lack their workload or container: "
+               + "; ".join(missing[:3]) + ("; ..." if len(missing) > 3 else ""))
+        st = t.alert(st, "workload_missing", Severity.CRITICAL, f"{st.plugin} {st.target_version}: {why}",
+                     "workload-missing")
+        return _fail_before_start(t, st, nxt.name, why, "fix them (or leave them out of targets)"), False
     if d.artifact_gate and not st.batches and not st.artifact:
         st, allowed = _artifact_gate(t, st, nxt.name)
         if not allowed:
@@ -526,7 +537,28 @@ def _artifact_gate(t: _Tick, st: RolloutState, batch: str) -> tuple[RolloutState
         return _wait(t, st, batch, "the artifact gate"), False
     message = f"{st.plugin} {st.target_version}: no instance touched: {found.line()}"
     st = t.alert(st, found.kind, Severity.CRITICAL, message, f"{found.kind}:{found.reason}")
+    if found.definite:  # waiting cannot make the tag exist: fail now, not after instanceTimeout
+        return _fail_before_start(t, st, batch, f"{found.kind}: {found.reason}", "push the image"), False
     return _wait(t, st, batch, f"the artifact gate ({found.kind}: {found.reason})"), False
+
+
+def _missing_workloads(t: _Tick) -> list[str]:
+    """Preflight: the instances whose cluster says the workload or container the plugin names is not there."""
+    found = []
+    for ref in t.desired.instances:
+        seen = t.obs.instances.get(ref.id)
+        if seen is not None and seen.missing:
+            found.append(f"{ref.id}: {seen.missing}")
+    return found
+
+
+def _fail_before_start(t: _Tick, st: RolloutState, batch: str, why: str, fix: str) -> RolloutState:
+    """A rollout that cannot start fails with nothing touched, so nothing to roll back (README "Supply chain")."""
+    reason = (f"{why}; no instance touched; a human must decide: {fix} and grayops retry {st.plugin}, or commit a "
+              "new version" + (f", or grayops rollback {st.plugin}" if st.from_version else ""))
+    st = replace(_stop_waiting(t, st), finished=t.now)
+    t.effects.append(WriteReport(st.plugin))
+    return t.transition(st, Phase.FAILED, reason, "fail", batch)
 
 
 def _pinned(st: RolloutState, version: str) -> str | None:

@@ -22,6 +22,27 @@ class BatchView:
 
 
 @dataclass(frozen=True)
+class ScanView:
+    """The scan gate as the registry would answer it now (README "Supply chain"): the findings per severity of the
+    version's report and whether it would pass `maxSeverity`; `counts` and `passes` None when that is not known,
+    and `reason` says why (or why it would block)."""
+
+    image: str
+    digest: str | None
+    max_severity: str
+    passes: bool | None
+    counts: dict[str, int] | None
+    reason: str = ""
+
+    def line(self) -> str:
+        if self.counts is None:
+            return f"not known: {self.reason}"
+        counts = ", ".join(f"{n} {severity}" for severity, n in self.counts.items())
+        verdict = f"passes maxSeverity {self.max_severity}" if self.passes else f"would block: {self.reason}"
+        return f"{self.image}: {counts}: {verdict}"
+
+
+@dataclass(frozen=True)
 class PluginPlan:
     plugin: str
     from_version: str | None
@@ -34,6 +55,7 @@ class PluginPlan:
     paused: bool
     changes: list[str] = field(default_factory=list)  # what changed since the base, field by field
     already: int = 0  # instances already running to_version, by the record
+    scan: ScanView | None = None  # with an image and a scan policy (README "Supply chain")
 
 
 def field_changes(base: Fleet | None, head: Fleet, name: str) -> list[str]:
@@ -82,8 +104,10 @@ def changed_plugins(base: Fleet | None, head: Fleet) -> list[str]:
 
 
 def build(head: Fleet, names: list[str], base: Fleet | None = None,
-          states: Mapping[str, RolloutState] | None = None) -> list[PluginPlan]:
-    states = states or {}
+          states: Mapping[str, RolloutState] | None = None,
+          scans: Mapping[str, ScanView] | None = None) -> list[PluginPlan]:
+    """The plan of each plugin in `names`; `scans` are what the shell read of their scan reports."""
+    states, scans = states or {}, scans or {}
     plans = []
     for name in names:
         spec = head.plugins[name].spec
@@ -112,6 +136,7 @@ def build(head: Fleet, names: list[str], base: Fleet | None = None,
             paused=spec.paused,
             changes=field_changes(base, head, name),
             already=_already(states.get(name), spec.version, [ref.id for b in batches for ref in b.instances]),
+            scan=scans.get(name),
         ))
     return plans
 
@@ -148,6 +173,8 @@ def render_text(plans: list[PluginPlan], limit: int | None = 6) -> str:
         out += [f"  already at {p.to_version}: {p.already} of {p.instances}"] if p.already else []
         out += [f"  changed: {c}" for c in p.changes]
         out += [f"  gate: {g}" for g in p.gates]
+        if p.scan is not None:
+            out.append(f"  scan: {p.scan.line()}")
     return "\n".join(out) + "\n"
 
 
@@ -173,6 +200,8 @@ def render_markdown(plans: list[PluginPlan]) -> str:
             out += ["", "Changes:", *[f"- `{c}`" for c in p.changes]]
         if p.gates:
             out += ["", "Gates:", *[f"- {g}" for g in p.gates]]
+        if p.scan is not None:
+            out += ["", f"Scan: {p.scan.line()}"]
         out.append("")
     return "\n".join(out)
 
@@ -188,5 +217,9 @@ def _camel(doc: dict[str, Any]) -> dict[str, Any]:
         head, *rest = name.split("_")
         return head + "".join(part.title() for part in rest)
 
-    return {key(k): [_camel(v) if isinstance(v, dict) else v for v in value] if isinstance(value, list) else value
-            for k, value in doc.items()}
+    def value(v: Any) -> Any:
+        if isinstance(v, dict):
+            return _camel(v)
+        return [value(item) for item in v] if isinstance(v, list) else v
+
+    return {key(k): value(v) for k, v in doc.items()}

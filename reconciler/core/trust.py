@@ -291,6 +291,11 @@ class ArtifactBlocked:
         """The registry did not answer: the same check may pass on a later tick with nothing changed."""
         return self.kind == "registry_unreachable"
 
+    @property
+    def definite(self) -> bool:
+        """The image for the version is not in the registry (it answered 404): waiting will not change that."""
+        return self.kind == ARTIFACT_MISSING
+
     def line(self) -> str:
         return f"{self.image}:{self.version}: {self.reason}"
 

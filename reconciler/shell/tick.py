@@ -229,7 +229,7 @@ class Reconciler:
             return True
         if not all(_held(fleet, self.states, name) for name in fleet.plugins):
             return False
-        if self.runner.pending:
+        if self.runner.pending or self.artifacts.pending:  # an answer on its way may still move a rollout
             return False
         return self.remote.error is not None or self.repo.unpushed() == 0
 

@@ -35,7 +35,7 @@ PLAN = obj({"plugins": array(obj(
     {"plugin": TEXT, "fromVersion": NULLABLE, "toVersion": TEXT, "policy": TEXT, "instances": {"type": "integer"},
      "batches": array(obj({"name": TEXT, "instances": array(TEXT), "bake": TEXT, "approval": {"type": "boolean"}})),
      "gates": array(TEXT), "shortestSeconds": {"type": "number"}, "paused": {"type": "boolean"},
-     "changes": array(TEXT), "already": {"type": "integer"}}))})
+     "changes": array(TEXT), "already": {"type": "integer"}, "scan": {"type": ["object", "null"]}}))})
 REPORT = obj({"plugin": TEXT, "path": TEXT, "report": TEXT})
 REPORT_LIST = obj({"plugin": TEXT, "reports": array(TEXT)})
 HISTORY = obj({"plugin": TEXT, "rollouts": array(obj(

@@ -152,10 +152,11 @@ class KubernetesDriver:
                      kind: wl.Kind) -> InstanceObservation:
         where = wl.describe(workload, ref.namespace, ref.cluster)
         obj = informer.get(ref.namespace, workload.name)
-        if obj is None:
-            return InstanceObservation(None, False, message=f"{where}: not found")
+        if obj is None:  # grayops changes workloads, never creates them: a rollout's preflight fails on it
+            return InstanceObservation(None, False, message=f"{where}: not found", missing=f"{where}: not found")
         if kind.builtin and wl.container_of(obj, workload) is None:
-            return InstanceObservation(None, False, failed=wl.container_error(obj, workload, where))
+            error = wl.container_error(obj, workload, where)
+            return InstanceObservation(None, False, failed=error, missing=error)
         if kind == wl.STATEFULSET and wl.canary_done(obj) and \
                 wl.PARTITION_STEPS_ANNOTATION not in wl.annotations_of(obj):  # with steps, the caller lowers it
             self._continue_partition(informer, ref, obj, where)

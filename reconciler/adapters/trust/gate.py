@@ -28,6 +28,7 @@ from reconciler.core.trust import (
     ArtifactDecision,
     BlockKind,
     ReportError,
+    ScanJudgement,
     judge_scan,
 )
 
@@ -61,6 +62,22 @@ def check_artifact(client: RegistryClient, keys: Sequence[ArtifactKey], image: s
             return ArtifactBlocked(image, version, "scan_blocked", f"{report.source}: {judgement.reason}", digest)
         summary = judgement.summary
     return ArtifactAllowed(image, version, digest, signer, summary)
+
+
+def preview_scan(client: RegistryClient, image: str, version: str, scan: ScanSpec, now: datetime
+                 ) -> tuple[str, ScanJudgement] | str:
+    """For `grayops plan`: the digest `image:version` names now and how its report fares against `scan`, or why
+    that is not known (one line). Signatures are not looked at: the rollout's gate does that."""
+    repo = parse_repository(image)
+    if isinstance(repo, str):
+        return repo
+    resolved = client.resolve(repo, version)
+    if isinstance(resolved, RegistryFailure):
+        return resolved.message
+    report = read_scan_report(client, repo, resolved.digest, scan, image, version)
+    if isinstance(report, RegistryFailure | ReportError):
+        return report.message
+    return resolved.digest, judge_scan(report, scan, now)
 
 
 def _blocked_by_registry(image: str, version: str, failure: RegistryFailure, digest: str | None) -> ArtifactBlocked:
