@@ -115,14 +115,14 @@ class World:
                 self.log.append((effect.instance, effect))
                 self.results.append(self._do(effect, now))
 
-    def _do(self, effect: object, now: datetime) -> object:
+    def _do(self, effect: Adopt | Stage | Switch | Scale | Cleanup | RunSmoke | RunChecks, now: datetime) -> object:
         if isinstance(effect, RunChecks):
             ok = effect.version not in self.failing_verify
             return CheckResult(effect.instance, effect.stage, effect.version, ok, "" if ok else "HTTP 500")
         if isinstance(effect, RunSmoke):
             ok = f"{effect.after} {effect.version}" not in self.failing_smokes
             return SmokeResult(effect.instance, effect.version, effect.after, ok, "" if ok else "Job failed: boom")
-        it = self.instances[effect.instance]  # type: ignore[attr-defined]
+        it = self.instances[effect.instance]
         if isinstance(effect, Adopt):
             it.serving = "blue"
         elif isinstance(effect, Stage):
@@ -135,9 +135,10 @@ class World:
                 return OperationResult(effect.instance, "Switch", "refused", f"{effect.color} is not ready")
             it.serving, it.switched_at = effect.color, now
         elif isinstance(effect, Scale):
-            it.replicas[effect.track] = effect.replicas if effect.replicas is not None else 2  # type: ignore[index]
-            it.ready.discard(effect.track)  # type: ignore[arg-type]
-            self.pending.add((effect.instance, effect.track))  # type: ignore[arg-type]
+            assert effect.track != "canary"
+            it.replicas[effect.track] = effect.replicas if effect.replicas is not None else 2
+            it.ready.discard(effect.track)
+            self.pending.add((effect.instance, effect.track))
         elif isinstance(effect, Cleanup):
             idle = other(it.serving or "blue")
             removed: tuple[str, ...] = ()
@@ -150,7 +151,7 @@ class World:
                 it.ready.discard("blue")
             return CleanupResult(effect.instance, (*removed, "Service plugins/billing-preview"),
                                  ("Deployment plugins/billing",) if idle == "blue" else ())
-        return OperationResult(effect.instance, type(effect).__name__, "done")  # type: ignore[attr-defined]
+        return OperationResult(effect.instance, type(effect).__name__, "done")
 
     def serves(self) -> dict[str, str]:
         return {iid: it.versions[it.serving or "blue"] for iid, it in self.instances.items()}
