@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reconciler.adapters.kube.strategies import COLOR
 from tests.conftest import Human, grayops, plugin_yaml, remote_file, remote_status, stop_process, wait_for
-from tests.kube.emulator import ApiError, Obj
+from tests.kube.emulator import ApiError, Emulator, Obj
 from tests.kube.fleet import Fleet
 from tests.kube.test_kubectl import run as kubectl
 from tests.kube.test_run import settings
@@ -81,6 +82,15 @@ def deployment(kube: Fleet, cluster: str, name: str, plural: str = "deployments"
         return None
 
 
+def failing_once_it_serves(emulator: Emulator, version: str) -> Callable[[str, str, str], tuple[int, str]]:
+    """An http handler that answers 500 while pods of `version` are behind the Service."""
+    def answer(namespace: str, service: str, path: str) -> tuple[int, str]:
+        bad = any(p["spec"]["containers"][0]["image"].endswith(f":{version}")
+                  for p in emulator.serving(namespace, service))
+        return (500, "boom") if bad else (200, "ok")
+    return answer
+
+
 def report(human: Human, status: dict[str, object]) -> str:
     path = f"reports/billing/{status['targetVersion']}-{status['rolloutId']}.md"
     return remote_file(human, path) or ""
@@ -130,8 +140,7 @@ def test_a_rollback_switches_back_and_a_failing_smoke_job_escalates(fleet_repo: 
     seed(human, kube, "1.1.0")
     run_once(human, workdir)  # green serves 1.1.0; blue, the idle color, at 0
     for emulator in kube.emulators.values():  # 2.0.0 answers 500 once it serves; the rollback's smoke Job fails
-        emulator.http_handler = lambda ns, svc, path, e=emulator: (500, "boom") if any(
-            p["spec"]["containers"][0]["image"].endswith(":2.0.0") for p in e.serving(ns, svc)) else (200, "ok")
+        emulator.http_handler = failing_once_it_serves(emulator, "2.0.0")
         emulator.job_handler = lambda job: ("fail", "curl: (7) connection refused") \
             if "-rollback-" in job["metadata"]["name"] else ("complete", "")
     human.pull()
