@@ -33,7 +33,7 @@ from reconciler.core.effects import (
 from reconciler.core.engine import Decision
 from reconciler.core.model import Measurement, RolloutState, Severity
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import MetricSpec, Plugin
+from reconciler.core.spec import JobCheck, MetricSpec, Plugin
 from reconciler.core.strategy import (
     Adopt,
     Cleanup,
@@ -166,11 +166,7 @@ class EffectRunner:
                     results.operations.append(done)
         for request in routed.smokes:
             if request.instance in refs:
-                driver = runtime.drivers[runtime.cluster_driver[refs[request.instance].cluster]]
-                results.smokes.append(driver.smoke(plugin, request) if isinstance(driver, StrategyDriver) else
-                                      SmokeResult(request.instance, request.version, request.after, False,
-                                                  f"driver {runtime.cluster_driver[refs[request.instance].cluster]} "
-                                                  "runs no smoke tests"))
+                results.smokes.append(smoke(runtime, plugin, refs[request.instance], request))
 
     def _measure(self, runtime: Runtime, plugin: Plugin, refs: Mapping[str, InstanceRef],
                  query: QueryMetrics) -> list[MetricResult]:
@@ -212,6 +208,21 @@ def noted(runtime: Runtime, state: RolloutState | None) -> RolloutState | None:
     for watcher in runtime.watchers:
         notes.update(watcher.notes(state))
     return state if notes == state.notes else replace(state, notes=notes)
+
+
+def smoke(runtime: Runtime, plugin: Plugin, ref: InstanceRef, request: RunSmoke) -> SmokeResult:
+    """One instance's smoke tests: by a strategy driver, or, on another driver, its http and exec checks as a
+    verify runs them (a Job smoke test needs Kubernetes)."""
+    kind = runtime.cluster_driver[ref.cluster]
+    driver = runtime.drivers[kind]
+    if isinstance(driver, StrategyDriver):
+        return driver.smoke(plugin, request)
+    if any(isinstance(check, JobCheck) for check in request.checks):
+        return SmokeResult(request.instance, request.version, request.after, False,
+                           f"driver {kind} runs no Job smoke tests (README \"Strategies\")")
+    checks = [check for check in request.checks if not isinstance(check, JobCheck)]
+    found = driver.check(plugin, ref, "verify", request.version, checks)
+    return SmokeResult(request.instance, request.version, request.after, found.ok, found.message)
 
 
 def with_baseline(runtime: Runtime, plugin: Plugin, metric: MetricSpec, measured: Measurement,
