@@ -127,7 +127,7 @@ class Reconciler:
             for kind, refs in _by_driver(runtime, desired[name].instances).items():
                 driver = runtime.drivers[kind]
                 seen.update(driver.observe(fleet.plugins[name], refs))
-                if desired[name].strategy != "inPlace" and isinstance(driver, StrategyDriver):  # README "Strategies"
+                if desired[name].strategy == "blueGreen" and isinstance(driver, StrategyDriver):  # README "Strategies"
                     strategy.update(driver.observe_strategy(fleet.plugins[name], refs))
             self.strategies[name] = strategy
             return seen

@@ -18,7 +18,7 @@ from reconciler.core.effects import (
     SetVersion,
 )
 from reconciler.core.engine import Decision, decide
-from reconciler.core.model import Phase, RolloutState
+from reconciler.core.model import Phase, RolloutState, from_doc, to_doc
 from reconciler.core.plan import select_instances
 from reconciler.core.report import render_report
 from reconciler.core.spec import ClusterSpec, PluginSpec, PolicySpec
@@ -198,6 +198,9 @@ def test_blue_green_adopts_stages_smokes_switches_then_scales_down_and_cleans_up
     last = decisions[-1] if decisions[-1].transitions else next(d for d in reversed(decisions) if d.transitions)
     assert last.transitions[-1].action == "cleanup"
     assert "## Cleanup" in render_report(state)
+    back = from_doc(to_doc(state))  # what the smoke tests passed and the cleanup survive a restart
+    assert back.cleanup == state.cleanup and to_doc(back) == to_doc(state)
+    assert {inst.smoked for inst in back.instances.values()} == {"upgrade 1.1.0"}
     assert "- canary-1/plugins: removed Service plugins/billing-preview" in render_report(state)
 
 
