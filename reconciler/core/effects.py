@@ -14,6 +14,14 @@ from typing import Literal
 from reconciler.core.model import Measurement, Phase, Severity
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import ApprovalRecord, Check, MetricSpec, PolicySpec, RetryRecord
+from reconciler.core.strategy import (
+    CleanupResult,
+    Operation,
+    OperationResult,
+    RunSmoke,
+    SmokeResult,
+    StrategyObservation,
+)
 from reconciler.core.trust import ArtifactDecision
 
 CheckStage = Literal["pre", "verify"]
@@ -87,7 +95,7 @@ class WriteReport:
     plugin: str
 
 
-Effect = SetVersion | RunChecks | QueryMetrics | CommitSpec | Alert | WriteReport
+Effect = SetVersion | RunChecks | QueryMetrics | CommitSpec | Alert | WriteReport | Operation | RunSmoke
 
 
 # --- observations -------------------------------------------------------------------------------------------
@@ -172,6 +180,8 @@ class Desired:
     depends_on: tuple[str, ...] = ()
     artifact_gate: bool = False  # the version's image must pass the artifact gate before the first batch
     signed_by: str | None = None  # the allowed signer who vouched for the revision (README "Supply chain")
+    strategy: str = "inPlace"  # the workload's strategy (README "Strategies"): blueGreen is driven by core.steps
+    scale_down_delay: float = 600.0  # blueGreen: how long the old color keeps its pods after the switch
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,11 @@ class Observations:
     refused_approvals: tuple[RefusedApproval, ...] = ()  # the two-person rule refused these: alert, never count
     retries: tuple[RetryRecord, ...] = ()  # `grayops retry` records of approvals/<plugin>.yaml
     artifact: ArtifactDecision | None = None  # the artifact gate's answer for the version (README "Supply chain")
+    # strategies (README "Strategies"): where each instance stands, and what the last operations answered
+    strategy: Mapping[str, StrategyObservation] = field(default_factory=dict)
+    operations: tuple[OperationResult, ...] = ()
+    smokes: tuple[SmokeResult, ...] = ()
+    cleanups: tuple[CleanupResult, ...] = ()
 
 
 

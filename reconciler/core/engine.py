@@ -17,7 +17,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
+from reconciler.core import steps
 from reconciler.core.analysis import judge, track
 from reconciler.core.effects import (
     Alert,
@@ -50,6 +52,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.plan import batches_left
 from reconciler.core.spec import ApprovalRecord
+from reconciler.core.strategy import BlueGreenObservation, CleanupResult, OperationResult, RunSmoke, SmokeResult
 from reconciler.core.timing import format_duration, human_duration, in_window, next_window_start
 from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked
 
@@ -96,9 +99,23 @@ class _Tick:
     effects: list[Effect] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     checks: dict[tuple[str, str, str], CheckResult] = field(default_factory=dict)
+    smokes: dict[tuple[str, str, str], SmokeResult] = field(default_factory=dict)
+    operations: dict[str, OperationResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.checks = {(c.instance, c.stage, c.version): c for c in self.obs.checks}
+        self.smokes = {(s.instance, s.after, s.version): s for s in self.obs.smokes}
+        self.operations = {r.instance: r for r in self.obs.operations}
+
+    def blue_green(self, iid: str) -> BlueGreenObservation | None:
+        """The instance's blue-green observation, when the plugin's strategy is blueGreen (README "Strategies")."""
+        seen = self.obs.strategy.get(iid) if self.desired.strategy == "blueGreen" else None
+        return seen if isinstance(seen, BlueGreenObservation) else None
+
+    def set_version(self, change: SetVersion) -> None:
+        """Change an instance in place; a blue-green one moves by the operations `steps` names instead."""
+        if self.desired.strategy != "blueGreen":
+            self.effects.append(change)
 
     def transition(self, st: RolloutState, phase: Phase, reason: str, action: str,
                    batch: str | None = None) -> RolloutState:
@@ -127,6 +144,7 @@ def decide(state: RolloutState | None, desired: Desired, obs: Observations, now:
         # nothing to pause (a rollback is never held): the cause is still said, once
         st = tick.alert(st, obs.hold.kind, Severity.CRITICAL, f"{st.plugin} {st.target_version}: {obs.hold.reason}",
                         f"{obs.hold.kind}:{obs.hold.reason}")
+    st = _strategy_upkeep(tick, st)
     st = _pending_commits(tick, st)
     return Decision(st, tuple(tick.effects), tuple(tick.transitions))
 
@@ -337,8 +355,8 @@ def _retry(t: _Tick, st: RolloutState) -> RolloutState:
         for iid, inst in st.instances.items():
             if inst.step is Step.ROLLBACK_FAILED:
                 assert inst.rollback_to is not None
-                t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version,
-                                            _pinned(st, inst.rollback_to)))
+                t.set_version(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version,
+                                         _pinned(st, inst.rollback_to)))
                 instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
         again = sum(inst.step is Step.ROLLING_BACK for inst in instances.values())
         alerts = frozenset(key for key in st.alerts if key not in ("rollback-failed", "rollback-slow"))
@@ -482,6 +500,9 @@ def _advance_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutStat
     if st.phase is Phase.PAUSED or batch.phase is BatchPhase.FAILED:
         return st
     failed = [iid for iid in batch.instances if st.instances[iid].step is Step.FAILED]
+    smoke = next((iid for iid in failed if st.instances[iid].message.startswith(_SMOKE_FAILED)), None)
+    if smoke is not None:  # README "Strategies": a smoke test failing after a promotion fails the batch
+        return _fail_batch(t, st, batch, f"{smoke}: {st.instances[smoke].message}")
     if len(failed) > policy.failure_budget:
         first = st.instances[failed[0]]
         return _fail_batch(t, st, batch, f"{len(failed)} of {len(batch.instances)} instance(s) failed "
@@ -663,8 +684,11 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
             if inflight >= policy.max_parallel:
                 continue
             inflight += 1
-            t.effects.append(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version, _pinned(st, target)))
+            t.set_version(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version, _pinned(st, target)))
             inst = replace(inst, step=Step.UPGRADING, started=t.now, requested=True, message="")
+            if t.blue_green(iid) is not None:  # its first operation now
+                inst = _advance_one(t, st, iid, replace(inst, requested=False), target, Step.DONE, Step.FAILED,
+                                    "upgrade")
             instances[iid] = inst
             continue  # the driver reports progress next tick
         if inst.step in (Step.UPGRADING, Step.VERIFYING):
@@ -709,7 +733,12 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
     if inst.started is None:
         inst = replace(inst, started=started)
     moving = inst.step in (Step.UPGRADING, Step.ROLLING_BACK)
-    if moving:
+    bg = t.blue_green(iid)
+    if moving and bg is not None and seen is not None and seen.reachable:
+        inst, moving = _move_blue_green(t, st, iid, inst, bg, version, failure, what)
+        if inst.step is failure:
+            return inst
+    elif moving:
         refused = t.obs.apply_errors.get(iid)
         if refused:
             return replace(inst, step=failure, message=f"{what} to {version} refused: {refused}")
@@ -721,7 +750,7 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
                 return inst
         elif seen.version != version:
             if not inst.requested:  # after a restart the change may never have been made: make it (idempotent)
-                t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version,
+                t.set_version(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version,
                                             _pinned(st, version)))
                 inst = replace(inst, requested=True)
         elif seen.failed:
@@ -730,13 +759,28 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
             moving = False
             inst = replace(inst, step=Step.VERIFYING if inst.step is Step.UPGRADING else inst.step,
                            requested=False, message="")
+    after = _smoke_after(t, inst, what, version)
+    smoked = t.smokes.get((iid, after, version)) if after is not None and not moving else None
+    if smoked is not None and (smoked.ok or smoked.reachable):
+        if smoked.ok:
+            return replace(inst, step=success, message="", smoked=f"{after} {version}")
+        return replace(inst, step=failure, message=f"{_SMOKE_FAILED} after {what} to {version} failed: "
+                                                   f"{smoked.message}")
+    if smoked is not None:  # its cluster went away mid-test: verify and run them again
+        inst = replace(inst, requested=False, message="")
+    elif not moving and after is not None and inst.requested and inst.message.startswith(_SMOKING):
+        moving = True  # still running: wait (within instanceTimeout)
     if not moving:
-        if not policy.verify:
-            return replace(inst, step=success, message="")
+        passed = replace(inst, step=success, message="")
+        if after is not None:  # README "Strategies": smoke tests after a promotion and after a rollback
+            passed = replace(inst, requested=True, message=f"{_SMOKING} after {what} to {version}")
         result = t.checks.get((iid, "verify", version))
+        if not policy.verify or (result is not None and result.ok):
+            if after is not None:
+                t.effects.append(RunSmoke(st.plugin, iid, version, st.rollout_id, after, "serving",
+                                          tuple(policy.smoke)))
+            return passed
         if result is not None:
-            if result.ok:
-                return replace(inst, step=success, message="")
             return replace(inst, step=failure, message=f"verify after {what} to {version} failed: {result.message}")
         if not inst.requested:
             t.effects.append(RunChecks(st.plugin, iid, "verify", version, tuple(policy.verify)))
@@ -745,6 +789,108 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
         return replace(inst, step=failure, message=f"{what} to {version} not ready and verified within "
                        f"{format_duration(policy.instance_timeout)}")
     return inst
+
+
+# --- strategies (README "Strategies") ----------------------------------------------------------------------
+
+_SMOKING = "smoke tests running"  # an instance's note while its smoke tests run
+_SMOKE_FAILED = "smoke tests"  # how the note of an instance whose smoke tests failed begins
+
+
+def _smoke_after(t: _Tick, inst: InstanceState, what: str, version: str) -> Literal["upgrade", "rollback"] | None:
+    """"upgrade" or "rollback" when the policy's smoke tests must still pass on this instance at `version`."""
+    after: Literal["upgrade", "rollback"] | None = "upgrade" if what == "upgrade" else (
+        "rollback" if what == "rollback" else None)
+    if after is None or not t.desired.policy.smoke or inst.smoked == f"{after} {version}":
+        return None
+    return after
+
+
+def _move_blue_green(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, seen: BlueGreenObservation,
+                     version: str, failure: Step, what: str) -> tuple[InstanceState, bool]:
+    """One step of a blue-green instance towards serving `version`, as `steps.blue_green` names it; (the instance,
+    still moving). Before an upgrade's switch the staged color passes the smoke tests through its preview Service."""
+    answer = t.operations.get(iid)
+    if answer is not None and answer.outcome in ("refused", "error") and answer.operation in ("Adopt", "Stage"):
+        return replace(inst, step=failure, message=f"{what} to {version}: {answer.operation} {answer.outcome}: "
+                                                   f"{answer.message}"), True
+    key = f"upgrade {version}"
+    smoke_first = what == "upgrade" and bool(t.desired.policy.smoke) and inst.smoked != key
+    smoked = t.smokes.get((iid, "upgrade", version)) if smoke_first else None
+    if smoked is not None and smoked.reachable:
+        if not smoked.ok:
+            return replace(inst, step=failure, message=f"{_SMOKE_FAILED} on the staged color before the switch to "
+                                                       f"{version} failed: {smoked.message}"), True
+        inst, smoke_first = replace(inst, smoked=key), False
+    nxt = steps.blue_green(st.plugin, seen, version, st.rollout_id, smoke_first, _pinned(st, version))
+    if nxt.serving:
+        step = Step.VERIFYING if inst.step is Step.UPGRADING else inst.step
+        return replace(inst, step=step, requested=False, message=""), False
+    if nxt.failed:
+        return replace(inst, step=failure, message=f"{what} to {version} failed: {nxt.failed}"), True
+    if nxt.smoke:
+        if smoked is None and inst.requested and inst.message.startswith(_SMOKING):
+            return inst, True  # running
+        t.effects.append(RunSmoke(st.plugin, iid, version, st.rollout_id, "upgrade", "staged",
+                                  tuple(t.desired.policy.smoke)))
+        return replace(inst, requested=True, message=f"{_SMOKING}: {nxt.message}"), True
+    if nxt.operation is not None:
+        t.effects.append(nxt.operation)
+    message = nxt.message
+    if answer is not None and answer.outcome not in ("done", "unchanged", "waiting"):
+        message += f" ({answer.operation} {answer.outcome}: {answer.message})"
+    return replace(inst, requested=False, message=message), True
+
+
+def _strategy_upkeep(t: _Tick, st: RolloutState) -> RolloutState:
+    """Blue-green: the old color of each upgraded instance scaled down after scaleDownDelay (also after its batch
+    passed), and cleanup once the rollout settled."""
+    if t.desired.strategy != "blueGreen":
+        return st
+    if st.phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK):
+        return _clean_up(t, st)
+    if st.phase.terminal:
+        return st  # Failed: a human looks at it as it is
+    for iid, inst in st.instances.items():
+        seen = t.blue_green(iid)
+        if inst.step is Step.DONE and seen is not None:
+            scale = steps.scale_down(st.plugin, seen, st.target_version, t.desired.scale_down_delay, t.now)
+            if scale is not None:
+                t.effects.append(scale)
+    return st
+
+
+def _clean_up(t: _Tick, st: RolloutState) -> RolloutState:
+    """Cleanup of each instance the rollout touched, asked until its cluster answers; once all are done the report
+    is written again with what was removed."""
+    cleanup = {**{iid: "" for iid, inst in st.instances.items() if inst.step.touched}, **st.cleanup}
+    for result in t.obs.cleanups:
+        if cleanup.get(result.instance) == "" and result.outcome not in ("waiting", "unreachable"):
+            cleanup[result.instance] = _cleaned(result)
+    for iid, done in sorted(cleanup.items()):
+        if not done:
+            ask = steps.cleanup(st.plugin, t.blue_green(iid), st.phase is Phase.SUCCEEDED,
+                                t.desired.scale_down_delay, t.now)
+            if ask is not None:
+                t.effects.append(ask)
+    after = replace(st, cleanup=cleanup)
+    if not st.cleanup_pending or after.cleanup_pending:
+        return after
+    t.effects.append(WriteReport(st.plugin))
+    removed = sum(text.count(_REMOVED) for text in cleanup.values())
+    return t.transition(after, st.phase, f"cleanup of {len(cleanup)} instance(s): {removed} object(s) removed",
+                        "cleanup", _batch_name(st))
+
+
+_REMOVED = "removed "
+
+
+def _cleaned(result: CleanupResult) -> str:
+    """What one instance's cleanup did, for the status and the report."""
+    if result.outcome in ("refused", "error"):
+        return f"cleanup {result.outcome}: {result.message}"
+    done = [f"{_REMOVED}{what}" for what in result.removed] + [f"scaled {what} to 0" for what in result.scaled_down]
+    return "; ".join(done) or "nothing to remove"
 
 
 # --- bake and analysis --------------------------------------------------------------------------------------
@@ -909,12 +1055,12 @@ def _begin_rollback(t: _Tick, st: RolloutState, why: str, by: str, revert: bool)
     for iid in touched:
         inst = instances[iid]
         assert inst.rollback_to is not None
-        t.effects.append(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version,
+        t.set_version(SetVersion(st.plugin, iid, inst.rollback_to, st.rollout_id, inst.version,
                                     _pinned(st, inst.rollback_to)))
         instances[iid] = replace(inst, step=Step.ROLLING_BACK, started=t.now, requested=True, message="")
     st = replace(_stop_waiting(t, st), instances=instances, rollbacks=st.rollbacks + 1, rollback_by=by,
                  rollback_started=t.now, revert_pending=revert, paused_at=None, paused_by=None, pause_reason=None,
-                 spec_paused_seen=False)
+                 spec_paused_seen=False, cleanup={})  # a rollback of a settled rollout: cleanup again after it
     reason = f"{why}; rolling back {len(touched)} instance(s)" + _by_tag(st, touched)
     st = t.transition(st, Phase.ROLLING_BACK, reason, "rollback", _batch_name(st))
     return _roll_back(t, st)
@@ -935,6 +1081,11 @@ def _roll_back(t: _Tick, st: RolloutState) -> RolloutState:
     failed = sorted(iid for iid, inst in instances.items() if inst.step is Step.ROLLBACK_FAILED)
     st = replace(st, finished=t.now)
     t.effects.append(WriteReport(st.plugin))
+    for iid in failed:  # escalate: the previous version is back, yet its smoke tests fail
+        if instances[iid].message.startswith(_SMOKE_FAILED):
+            st = t.alert(st, "rollback_smoke_failed", Severity.CRITICAL,
+                         f"{st.plugin} {st.target_version}: {iid}: {instances[iid].message}; a human must look at it",
+                         f"rollback-smoke:{iid}")
     if failed:
         message = (f"rollback failed on {len(failed)} instance(s): {failed[0]}: {instances[failed[0]].message}; "
                    f"{_way_forward(st, rollback=False)} (retry runs the rollback again)")
@@ -1021,7 +1172,7 @@ def _drift(t: _Tick, st: RolloutState) -> RolloutState:
         st = replace(st, alerts=st.alerts | keys)
     instances = dict(st.instances)
     for iid, version in drifted.items():
-        t.effects.append(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version,
+        t.set_version(SetVersion(st.plugin, iid, st.target_version, st.rollout_id, version,
                                     _pinned(st, st.target_version)))
         instances[iid] = replace(instances[iid], step=Step.UPGRADING, started=t.now, requested=True,
                                  message=f"{_RECONVERGE}: it ran {version or 'nothing'}")

@@ -140,6 +140,7 @@ class InstanceState:
     started: datetime | None = None  # when the current upgrade or rollback of it began
     message: str = ""
     requested: bool = False  # transient: a check for the current step was asked for
+    smoked: str = ""  # the smoke tests that passed on it in this rollout: "<upgrade|rollback> <version>"
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,13 @@ class RolloutState:
     # The digest pinned when each earlier version rolled out, for the versions an instance may go back to: a
     # rollback runs what that version's rollout ran, even after its tag moved (README "Supply chain").
     digests: Mapping[str, str] = field(default_factory=dict)
+
+    # Cleanup once the rollout settled (README "Strategies"): instance -> what it removed ("" while still to do)
+    cleanup: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cleanup_pending(self) -> bool:
+        return any(not done for done in self.cleanup.values())
 
     @property
     def last_succeeded(self) -> str | None:
@@ -257,7 +265,7 @@ def _instance_doc(inst: InstanceState, last_good: str | None) -> dict[str, Any]:
     """`version` and `step` always; the rest only when set, which keeps a large fleet's status file small."""
     doc: dict[str, Any] = {"version": inst.version, "step": inst.step.value}
     for key, value in (("rollbackTo", inst.rollback_to), ("lastGood", last_good),
-                       ("started", fmt_time(inst.started)), ("message", inst.message)):
+                       ("started", fmt_time(inst.started)), ("message", inst.message), ("smoked", inst.smoked)):
         if value:
             doc[key] = value
     return doc
@@ -322,6 +330,7 @@ def to_doc(state: RolloutState) -> dict[str, Any]:
         **({"artifact": dict(sorted(state.artifact.items()))} if state.artifact else {}),
         **({"desiredSigner": state.desired_signer} if state.desired_signer else {}),
         **({"digests": dict(sorted(state.digests.items()))} if state.digests else {}),
+        **({"cleanup": dict(sorted(state.cleanup.items()))} if state.cleanup else {}),
     }
 
 
@@ -338,6 +347,7 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
             rollback_to=item.get("rollbackTo"),
             started=parse_time(item.get("started")),
             message=item.get("message") or "",
+            smoked=item.get("smoked") or "",
         )
         if item.get("lastGood"):
             last_good[iid] = item["lastGood"]
@@ -400,4 +410,5 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
         artifact={str(k): str(v) for k, v in (doc.get("artifact") or {}).items()},
         desired_signer=doc.get("desiredSigner"),
         digests={str(k): str(v) for k, v in (doc.get("digests") or {}).items()},
+        cleanup={str(k): str(v or "") for k, v in (doc.get("cleanup") or {}).items()},
     )

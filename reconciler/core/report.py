@@ -305,6 +305,9 @@ def render_report(state: RolloutState, labels: Mapping[str, Mapping[str, str]] |
                      + _rollback_took(state))
     else:
         lines.append("- none")
+    if state.cleanup:  # README "Strategies": what grayops removed once the rollout settled
+        lines += ["", "## Cleanup", ""]
+        lines += [f"- {iid}: {table_cell(done or 'not done yet')}" for iid, done in sorted(state.cleanup.items())]
     lines += ["", "## Approvals", ""]
     granted = [(b.name, b.approved_by or approvals.get(b.name)) for b in state.batches]
     granted = [(name, by) for name, by in granted if by]

@@ -64,6 +64,8 @@ class DesiredState:
                 depends_on=tuple(spec.depends_on),
                 artifact_gate=gate_applies(fleet, name),
                 signed_by=signed_by,
+                strategy=spec.workload.strategy if spec.workload else "inPlace",  # README "Strategies"
+                scale_down_delay=spec.workload.scale_down_delay if spec.workload else 600.0,
             )
         return desired
 
@@ -102,3 +104,4 @@ class DesiredState:
     def approved(self, fleet: Fleet, state: RolloutState) -> dict[str, str]:
         """Batch -> who approved it, among the accepted approvals of this rollout's version (for its report)."""
         return {a.batch: a.by for a in self.approvals(fleet, state.plugin)[0] if a.version == state.target_version}
+

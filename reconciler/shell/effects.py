@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import assert_never
 
+from reconciler.adapters.ports import StrategyDriver
 from reconciler.adapters.registry import Runtime
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core.effects import (
@@ -32,7 +33,22 @@ from reconciler.core.effects import (
 from reconciler.core.engine import Decision
 from reconciler.core.model import Measurement, RolloutState, Severity
 from reconciler.core.plan import InstanceRef
-from reconciler.core.spec import MetricSpec, Plugin
+from reconciler.core.spec import JobCheck, MetricSpec, Plugin
+from reconciler.core.strategy import (
+    Adopt,
+    Cleanup,
+    CleanupResult,
+    Operation,
+    OperationResult,
+    RestoreKnobs,
+    RunSmoke,
+    Scale,
+    SetPartition,
+    SetWeight,
+    SmokeResult,
+    Stage,
+    Switch,
+)
 
 
 @dataclass
@@ -45,6 +61,8 @@ class Routed:
     commits: list[CommitSpec] = field(default_factory=list)  # the recorder
     report: bool = False  # the recorder, with the last transition's commit
     alerts: list[Alert] = field(default_factory=list)  # notify
+    operations: list[Operation] = field(default_factory=list)  # act: the drivers' strategies
+    smokes: list[RunSmoke] = field(default_factory=list)  # act: the drivers' strategies
 
     @classmethod
     def of(cls, effects: Sequence[Effect]) -> Routed:
@@ -63,6 +81,10 @@ class Routed:
                     routed.report = True
                 case Alert():
                     routed.alerts.append(effect)
+                case Adopt() | Stage() | Switch() | Scale() | SetWeight() | SetPartition() | RestoreKnobs() | Cleanup():
+                    routed.operations.append(effect)
+                case RunSmoke():
+                    routed.smokes.append(effect)
                 case _:
                     assert_never(effect)
         return routed
@@ -75,9 +97,13 @@ class Results:
     checks: list[CheckResult] = field(default_factory=list)
     metrics: list[MetricResult] = field(default_factory=list)
     apply_errors: dict[str, str] = field(default_factory=dict)
+    operations: list[OperationResult] = field(default_factory=list)
+    smokes: list[SmokeResult] = field(default_factory=list)
+    cleanups: list[CleanupResult] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.checks or self.metrics or self.apply_errors)
+        return bool(self.checks or self.metrics or self.apply_errors or self.operations or self.smokes
+                    or self.cleanups)
 
 
 class EffectRunner:
@@ -115,8 +141,32 @@ class EffectRunner:
                 results.checks.append(driver.check(plugin, ref, run.stage, run.version, run.checks))
         for query in routed.queries:
             results.metrics.extend(self._measure(runtime, plugin, refs, query))
+        self._strategies(runtime, plugin, refs, routed, results)
         if results:
             self._results[want.plugin] = results
+
+    @staticmethod
+    def _strategies(runtime: Runtime, plugin: Plugin, refs: Mapping[str, InstanceRef], routed: Routed,
+                    results: Results) -> None:
+        """The strategy operations (one call per driver) and the smoke tests (README "Strategies")."""
+        by_driver: dict[str, list[Operation]] = defaultdict(list)
+        for operation in routed.operations:
+            if operation.instance in refs:
+                by_driver[runtime.cluster_driver[refs[operation.instance].cluster]].append(operation)
+        for kind, operations in by_driver.items():
+            driver = runtime.drivers[kind]
+            if not isinstance(driver, StrategyDriver):
+                results.operations.extend(OperationResult(o.instance, type(o).__name__, "refused",
+                                                          f"driver {kind} runs no strategies") for o in operations)
+                continue
+            for done in driver.perform_all(plugin, operations):
+                if isinstance(done, CleanupResult):
+                    results.cleanups.append(done)
+                else:
+                    results.operations.append(done)
+        for request in routed.smokes:
+            if request.instance in refs:
+                results.smokes.append(smoke(runtime, plugin, refs[request.instance], request))
 
     def _measure(self, runtime: Runtime, plugin: Plugin, refs: Mapping[str, InstanceRef],
                  query: QueryMetrics) -> list[MetricResult]:
@@ -160,6 +210,21 @@ def noted(runtime: Runtime, state: RolloutState | None) -> RolloutState | None:
     for watcher in runtime.watchers:
         notes.update(watcher.notes(state))
     return state if notes == state.notes else replace(state, notes=notes)
+
+
+def smoke(runtime: Runtime, plugin: Plugin, ref: InstanceRef, request: RunSmoke) -> SmokeResult:
+    """One instance's smoke tests: by a strategy driver, or, on another driver, its http and exec checks as a
+    verify runs them (a Job smoke test needs Kubernetes)."""
+    kind = runtime.cluster_driver[ref.cluster]
+    driver = runtime.drivers[kind]
+    if isinstance(driver, StrategyDriver):
+        return driver.smoke(plugin, request)
+    if any(isinstance(check, JobCheck) for check in request.checks):
+        return SmokeResult(request.instance, request.version, request.after, False,
+                           f"driver {kind} runs no Job smoke tests (README \"Strategies\")")
+    checks = [check for check in request.checks if not isinstance(check, JobCheck)]
+    found = driver.check(plugin, ref, "verify", request.version, checks)
+    return SmokeResult(request.instance, request.version, request.after, found.ok, found.message)
 
 
 def with_baseline(runtime: Runtime, plugin: Plugin, metric: MetricSpec, measured: Measurement,

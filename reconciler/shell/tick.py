@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
-from reconciler.adapters.ports import Clock, SystemClock
+from reconciler.adapters.ports import Clock, StrategyDriver, SystemClock
 from reconciler.adapters.registry import Registry, Runtime, default_registry
 from reconciler.adapters.telemetry import Telemetry
 from reconciler.core.effects import UNREACHABLE, Desired, InstanceObservation, Observations
@@ -26,6 +26,7 @@ from reconciler.core.engine import Decision, blocked_clusters, decide, situation
 from reconciler.core.fleet import Fleet
 from reconciler.core.model import Phase, RolloutState, Severity
 from reconciler.core.plan import InstanceRef
+from reconciler.core.strategy import StrategyObservation
 from reconciler.shell.alerts import FleetAlerts, Holds
 from reconciler.shell.artifacts import ArtifactGate
 from reconciler.shell.desired import DesiredState
@@ -76,6 +77,7 @@ class Reconciler:
         self.isolation = Isolation(self.holds, self.alerts)
         self.escalation = Escalation()  # README "Owners and escalation"
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
+        self.strategies: dict[str, dict[str, StrategyObservation]] = {}  # plugin -> where each instance stands
         self._next_report_scan = 0.0
 
     @property
@@ -123,8 +125,13 @@ class Reconciler:
         """What each instance runs, from the driver of its cluster."""
         def one(name: str) -> Mapping[str, InstanceObservation]:
             seen: dict[str, InstanceObservation] = {}
+            strategy: dict[str, StrategyObservation] = {}
             for kind, refs in _by_driver(runtime, desired[name].instances).items():
-                seen.update(runtime.drivers[kind].observe(fleet.plugins[name], refs))
+                driver = runtime.drivers[kind]
+                seen.update(driver.observe(fleet.plugins[name], refs))
+                if desired[name].strategy == "blueGreen" and isinstance(driver, StrategyDriver):  # README "Strategies"
+                    strategy.update(driver.observe_strategy(fleet.plugins[name], refs))
+            self.strategies[name] = strategy
             return seen
 
         return self.isolation.each(desired, "observing", one)
@@ -147,7 +154,9 @@ class Reconciler:
                                approvals=accepted, apply_errors=results.apply_errors, hold=self.holds.take(name),
                                blocked_clusters=blocked_clusters(want.depends_on, versions, ready, situations),
                                refused_approvals=refused, retries=fleet.retries.get(name, ()),
-                               artifact=self.artifacts.observe(fleet, want, self.states.get(name), now))
+                               artifact=self.artifacts.observe(fleet, want, self.states.get(name), now),
+                               strategy=self.strategies.get(name, {}), operations=tuple(results.operations),
+                               smokes=tuple(results.smokes), cleanups=tuple(results.cleanups))
             decisions[name] = decide(noted(runtime, self.states.get(name)), want, obs, now)
             return decisions[name]
 
@@ -262,9 +271,9 @@ def _held(fleet: Fleet, states: Mapping[str, RolloutState], name: str, seen: fro
         return False
     version = plugin.spec.version
     if state.target_version != version:
-        return state.phase is Phase.ROLLED_BACK and version == state.from_version
-    if state.phase.settled:
-        return not (state.revert_pending and state.phase is Phase.ROLLED_BACK)  # the revert is not in force yet
+        return state.phase is Phase.ROLLED_BACK and version == state.from_version and not state.cleanup_pending
+    if state.phase.settled:  # unless the revert is not in force yet, or cleanup is still to do
+        return not (state.revert_pending and state.phase is Phase.ROLLED_BACK) and not state.cleanup_pending
     if state.waiting_for is None or name in seen:
         return False
     return all(_held(fleet, states, dep, seen | {name}) for dep in plugin.spec.depends_on)
