@@ -32,6 +32,9 @@ tokens:
 """
 
 
+ALERT = "plugin.version.gray.alert"  # the CloudEvent type of an alert (README "Lifecycle events")
+
+
 class Receiver:
     """A webhook receiver on loopback: what arrived, by path, with when (the system clock, as grayops')."""
 
@@ -56,8 +59,14 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def at(self, path: str, kind: str) -> list[tuple[float, dict[str, Any]]]:
+        """The alerts of `kind` received at `path`: (when, the CloudEvent)."""
         with self._lock:
-            return [(when, doc) for p, when, doc in self.got if p == path and doc["kind"] == kind]
+            return [(when, doc) for p, when, doc in self.got
+                    if p == path and doc["type"] == ALERT and doc["data"]["kind"] == kind]
+
+    def alerts(self, path: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [doc["data"] for p, _, doc in self.got if p == path and doc["type"] == ALERT]
 
 
 @pytest.fixture
@@ -94,15 +103,15 @@ escalation:
     try:
         [(_, first)] = wait_for(lambda: receiver.at("/oncall", "batch_failed"), 90,
                                         "the batch_failed alert at level 1")
-        alert = first["alertId"]
-        assert alert.startswith("billing-") and "escalated" not in first
+        alert = first["data"]["alertId"]
+        assert alert.startswith("billing-") and "escalated" not in first["data"]
         [(escalated_at, second)] = wait_for(lambda: receiver.at("/lead", "batch_failed"), 60,
                                             "the batch_failed alert escalated to level 2")
-        assert second["alertId"] == alert
-        assert second["escalated"] == "not acknowledged after 2s: level 2, team-lead"
-        raised = datetime.fromisoformat(second["at"].replace("Z", "+00:00")).timestamp()
-        assert escalated_at - raised >= 1.99, "level 2 waits `after` from the alert (at, to the ms)"
-        assert receiver.at("/lead", "transition") == [], "the webhook notifier sends alerts only"
+        assert second["data"]["alertId"] == alert
+        assert second["data"]["escalated"] == "not acknowledged after 2s: level 2, team-lead"
+        raised = datetime.fromisoformat(second["time"].replace("Z", "+00:00")).timestamp()
+        assert escalated_at - raised >= 1.99, "level 2 waits `after` from the alert (its time, to the ms)"
+        assert {a["severity"] for a in receiver.alerts("/lead")} == {"critical"}, "a later level hears no warnings"
 
         api = f"http://127.0.0.1:{port}/api/v1/alerts"
         headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -28,6 +28,7 @@ from tests.conftest import (
 SIM = "sim:\n  upgradeSeconds: 0.05\n"
 TIERS = {"canary": 1, "staging": 2, "prod": 5}
 SLOW_POLICY = FAST_POLICY.replace("bake: 300ms", "bake: 1s")
+HELD_POLICY = FAST_POLICY.replace("bake: 300ms", "bake: 10m")  # under way until paused, however slow the machine
 GATED_POLICY = FAST_POLICY.replace("{name: all, size: 100%, bake: 300ms}",
                                    "{name: all, size: 100%, bake: 300ms, approval: true}")
 
@@ -84,7 +85,7 @@ def hook(remote: Path, script: str) -> None:
 
 def test_a_second_run_on_the_same_workdir_exits_at_once_naming_the_holder(fleet_repo: Human, tmp_path: Path) -> None:
     human, workdir = fleet_repo, tmp_path / "work"
-    seed(human, SLOW_POLICY)
+    seed(human, HELD_POLICY)
     with daemon(human.remote, workdir, tmp_path / "first.log") as first:
         wait_for(lambda: phase(human) == "Progressing", what="the first reconciler at work")
         second = grayops(*run_args(human.remote, workdir), timeout=60)
