@@ -10,7 +10,9 @@ from pathlib import Path
 
 from reconciler.adapters.snapshot import is_worktree, read_ref, read_repo
 from reconciler.cli.errors import say
-from reconciler.core.layout import SETTINGS_PATH, is_record, status_branch
+from reconciler.core.layout import SETTINGS_PATH, is_record, status_branch, status_path
+from reconciler.core.model import RolloutState
+from reconciler.core.status import load_status
 
 
 def read_records(source: str, fetch: bool = True) -> tuple[dict[str, str], dict[str, str]]:
@@ -19,6 +21,13 @@ def read_records(source: str, fetch: bool = True) -> tuple[dict[str, str], dict[
     fetched = fetched_clone(source) if fetch else None
     files = read_ref(Path(source), fetched[0]) if fetched else read_repo(source)
     return files, status_files(source, files, fetched[1] if fetched else None)
+
+
+def recorded_status(records: Mapping[str, str], plugin: str) -> RolloutState | None:
+    """The plugin's status in `records` (as read_records gives them), None when it has none. Raises
+    StatusUnreadable."""
+    text = records.get(status_path(plugin))
+    return load_status(text, status_path(plugin)) if text else None
 
 
 def record_source(args: argparse.Namespace) -> tuple[str, bool]:

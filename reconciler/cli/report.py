@@ -10,11 +10,11 @@ import sys
 from reconciler.cli.errors import DONE, Failed
 from reconciler.cli.options import Subparsers, repo_args
 from reconciler.cli.output import DATA_FORMATS, dump, markdown_table, output_arg, text_table
-from reconciler.cli.records import read_records, record_source
-from reconciler.core.layout import reports_of, status_path
+from reconciler.cli.records import read_records, record_source, recorded_status
+from reconciler.core.layout import reports_of
 from reconciler.core.model import RolloutState
 from reconciler.core.report import latest_report, report_finished, report_record
-from reconciler.core.status import StatusUnreadable, load_status
+from reconciler.core.status import StatusUnreadable
 
 log = logging.getLogger("grayops")
 
@@ -63,11 +63,8 @@ def report_command(args: argparse.Namespace) -> int:
 
 def recorded_state(records: dict[str, str], plugin: str) -> RolloutState | None:
     """The plugin's status, which names its last report; None (said in the log) when it cannot be read."""
-    text = records.get(status_path(plugin))
-    if not text:
-        return None
     try:
-        return load_status(text, status_path(plugin))
+        return recorded_status(records, plugin)
     except StatusUnreadable as err:
         log.warning("%s; showing the newest report by name", err)
         return None

@@ -45,12 +45,17 @@ def validate_command(args: argparse.Namespace) -> int:
     return FAILED if items else DONE
 
 
-def fleet_errors(root: Path) -> tuple[FleetError, ...]:
+def judged(root: Path) -> Fleet | FleetInvalid:
+    """The fleet at `root` as grayops would read it, or why it would refuse it."""
     try:
-        load_fleet(read_tree(root), builtin_policies(), adapters=full_registry().models)
+        return load_fleet(read_tree(root), builtin_policies(), adapters=full_registry().models)
     except FleetInvalid as err:
-        return tuple(err.errors)
-    return ()
+        return err
+
+
+def fleet_errors(root: Path) -> tuple[FleetError, ...]:
+    found = judged(root)
+    return tuple(found.errors) if isinstance(found, FleetInvalid) else ()
 
 
 def fleet_root(path: Path) -> Path:
@@ -69,12 +74,11 @@ def validate_fleet(root: Path, check_queries: bool, named: bool) -> int:
     """One fleet's errors (paths in the repository, as git shows them) or its summary; with `named` (several fleets
     at once) each line names the fleet."""
     shown = f"{root}/" if named else ""
-    try:
-        fleet = load_fleet(read_tree(root), builtin_policies(), adapters=full_registry().models)
-    except FleetInvalid as err:
-        for error in err.errors:
+    fleet = judged(root)
+    if isinstance(fleet, FleetInvalid):
+        for error in fleet.errors:
             print(f"{shown}{error}", file=sys.stderr)
-        print(f"{len(err.errors)} error(s); the revision would be refused", file=sys.stderr)
+        print(f"{len(fleet.errors)} error(s); the revision would be refused", file=sys.stderr)
         return FAILED
     print(f"ok: {f'{root}: ' if named else ''}{len(fleet.plugins)} plugin(s), {len(fleet.policy_paths)} policy "
           f"file(s), {len(fleet.settings.clusters)} cluster(s)")

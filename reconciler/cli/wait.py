@@ -13,10 +13,10 @@ import yaml
 
 from reconciler.cli.errors import DONE, FAILED, USAGE, Failed
 from reconciler.cli.options import Subparsers, duration_arg, repo_args
-from reconciler.cli.records import read_records, record_source
-from reconciler.core.layout import plugin_files, status_path
+from reconciler.cli.records import read_records, record_source, recorded_status
+from reconciler.core.layout import plugin_files
 from reconciler.core.model import Phase, RolloutState
-from reconciler.core.status import StatusUnreadable, load_status
+from reconciler.core.status import StatusUnreadable
 from reconciler.core.timing import format_duration
 
 SETTLED = (Phase.PAUSED, Phase.AWAITING_APPROVAL, Phase.WAITING_WINDOW)  # and the terminal phases
@@ -95,10 +95,7 @@ def desired_version(files: dict[str, str], plugin: str) -> str:
 
 
 def recorded(records: dict[str, str], plugin: str) -> RolloutState | None:
-    text = records.get(status_path(plugin))
-    if not text:
-        return None
     try:
-        return load_status(text, status_path(plugin))
+        return recorded_status(records, plugin)
     except StatusUnreadable:
         return None  # said by status; a torn read is read again at the next interval
