@@ -43,8 +43,7 @@ def plugin(version: str, delay: str) -> str:
     return plugin_yaml("billing", version, "bg", (
         f"  namespaces: [{NS}]\n"
         "  workload: {kind: Deployment, name: billing, container: billing, strategy: blueGreen, service: billing, "
-        f"scaleDownDelay: {delay}}}\n"
-        f"  image: {IMAGE}\n"))
+        f"scaleDownDelay: {delay}}}\n"))  # no image: the tag changes, no registry to ask (README "Supply chain")
 
 
 def seed(human: Human, kube: Fleet, version: str, delay: str = "1s", timeout: str = "30s") -> None:
