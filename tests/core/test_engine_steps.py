@@ -3,7 +3,7 @@ tick the way the shell does: each step baked and judged by the batch's metrics, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,9 +20,9 @@ from reconciler.core.effects import (
     SetVersion,
 )
 from reconciler.core.engine import Decision, decide
-from reconciler.core.model import Measurement, Phase, RolloutState, from_doc, to_doc
+from reconciler.core.model import Measurement, Phase, RolloutState, fmt_time, from_doc, to_doc
 from reconciler.core.plan import select_instances
-from reconciler.core.spec import ClusterSpec, PluginSpec, PolicySpec
+from reconciler.core.spec import ClusterSpec, PluginSpec, PolicySpec, RetryRecord
 from reconciler.core.strategy import (
     Adopt,
     CanaryObservation,
@@ -82,6 +82,7 @@ class CanaryWorld:
     results: list[Any] = field(default_factory=list)
     weights: dict[str, list[int]] = field(default_factory=dict)  # each instance's weights, in order
     log: list[object] = field(default_factory=list)
+    retries: tuple[RetryRecord, ...] = ()
 
     def observe(self) -> Observations:
         strategy, instances = {}, {}
@@ -95,7 +96,7 @@ class CanaryWorld:
         for it in self.instances.values():  # what changed last tick is ready now
             it.stable_ready, it.canary_ready = True, it.canary is not None
         results, self.results = self.results, []
-        return observations(instances, strategy, results)
+        return replace(observations(instances, strategy, results), retries=self.retries)
 
     def act(self, decision: Decision) -> None:
         for effect in decision.effects:
@@ -216,6 +217,24 @@ def test_a_restart_resumes_at_the_same_step() -> None:
     state, _, _, _ = run(world, want, state=restarted, until=settled(Phase.SUCCEEDED), now=now)
     assert state.phase is Phase.SUCCEEDED, state.reason
     assert world.weights[CANARY] == [10, 50, 100, 0]  # not back to 10
+
+
+def test_a_retry_of_a_batch_that_failed_at_a_step_judges_that_step_again() -> None:
+    world = CanaryWorld(bad={"2.0.0": 0.3})
+    want = desired("2.0.0", policy(rollback={"onFailure": False}))
+    state, _, _, now = run(world, want, until=settled(Phase.PAUSED))
+    assert state.phase is Phase.PAUSED and "batch canary failed" in state.reason, state.reason
+    assert world.weights == {CANARY: [10]}  # rollback off: the canary keeps its 10% for a human to look at
+    failed = state.batches[-1]
+    assert failed.ended is not None
+    world.bad.clear()  # fixed outside grayops; then `grayops retry billing`
+    world.retries = (RetryRecord(version="2.0.0", rollout_id=state.rollout_id, batch="canary",
+                                 failed_at=fmt_time(failed.ended), by="alice", at=fmt_time(now)),)
+    state, _, decisions, _ = run(world, want, state=state, until=settled(Phase.SUCCEEDED), now=now)
+    assert state.phase is Phase.SUCCEEDED, state.reason
+    assert world.weights[CANARY] == [10, 50, 100, 0]  # judged at 10% again, then on
+    reasons = [t.reason for d in decisions for t in d.transitions]
+    assert "batch canary: the canary at 10% passed its bake; next: the canary to 50% (1 instance(s))" in reasons
 
 
 # --- partition steps -------------------------------------------------------------------------------------------
