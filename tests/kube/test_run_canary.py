@@ -1,7 +1,8 @@
-"""Traffic canaries and partition steps end to end (README "Strategies"): the real `grayops run` in a child process
-drives emulated API servers on loopback through a kubeconfig, with its metrics read over HTTP from a small JSON
-server (the `web` provider); what it did is read back from the HTTPRoute's and the StatefulSet's history, and
-kubectl reads the route as a user would."""
+"""Traffic canaries, partition steps and the RollingUpdate knobs end to end (README "Strategies"): the real
+`grayops run` in a child process drives emulated API servers on loopback through a kubeconfig, with its metrics read
+over HTTP from a small JSON server (the `web` provider); what it did is read back from the history of the HTTPRoute,
+the StatefulSet and the Deployment that the emulated API server keeps, and kubectl reads the route as a user
+would."""
 
 from __future__ import annotations
 
@@ -197,3 +198,33 @@ def test_partition_steps_go_75_50_0_percent_in_order_each_step_judged(
         assert seen == [0, 3, 2, 0], cluster  # 75%, 50%, 0 of 4 replicas, one after the other
         emulator = kube[cluster]
         assert image(emulator.get(emulator.resource("statefulsets"), NS, "billing")) == f"{IMAGE}:1.1.0"
+
+
+def test_max_surge_and_max_unavailable_hold_for_the_change_and_are_put_back(
+        fleet_repo: Human, kube: Fleet, rates: ErrorRates, tmp_path: Path) -> None:
+    human = fleet_repo
+    for emulator in kube.emulators.values():
+        emulator.add_deployment(NS, "billing", f"{IMAGE}:1.0.0", replicas=2)
+        emulator.add_service(NS, "billing", {"app": "billing"})
+    human.commit("billing in place, with the policy's knobs", {
+        "grayops.yaml": settings(kube, rates),
+        "policies/steps.yaml": POLICY.replace("EXTRA", "  maxSurge: 1\n  maxUnavailable: 0\n"),
+        "plugins/billing.yaml": plugin_yaml("billing", "1.1.0", "steps", (
+            f"  namespaces: [{NS}]\n  workload: {{kind: Deployment, name: billing, container: billing}}\n")),
+    })
+    run_once(human, tmp_path / "work")
+    status = remote_status(human, "billing")
+    assert status is not None and status["phase"] == "Succeeded", status
+    team = {"maxSurge": "25%", "maxUnavailable": "25%"}  # what the Deployment had (the API server's defaults)
+    for cluster in kube.emulators:
+        settings_seen: list[tuple[str, dict[str, Any]]] = []
+        for obj in history(kube, cluster, "deployments", "billing"):
+            seen = (image(obj), obj["spec"]["strategy"]["rollingUpdate"])
+            if not settings_seen or settings_seen[-1] != seen:
+                settings_seen.append(seen)
+        knobs = {"maxSurge": 1, "maxUnavailable": 0}
+        # the image changes with the knobs, in one patch; they are put back once the instance is verified
+        assert settings_seen == [(f"{IMAGE}:1.0.0", team), (f"{IMAGE}:1.1.0", knobs), (f"{IMAGE}:1.1.0", team)], \
+            cluster
+        now = deployment(kube, cluster, "billing")
+        assert now is not None and "grayops.dev/original-strategy" not in now["metadata"].get("annotations", {})
