@@ -7,6 +7,8 @@ would."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import Human, plugin_yaml, remote_status
+from tests.conftest import Human, plugin_yaml, remote_status, stop_process, wait_for
 from tests.kube.emulator import Obj
 from tests.kube.fleet import Fleet
 from tests.kube.test_kubectl import run as kubectl
@@ -94,14 +96,14 @@ def canary_plugin(version: str) -> str:
         "traffic: {gatewayRoute: billing, steps: [10, 50, 100]}}\n"))  # no image: no registry to ask
 
 
-def seed_canary(human: Human, kube: Fleet, rates: ErrorRates, version: str) -> None:
+def seed_canary(human: Human, kube: Fleet, rates: ErrorRates, version: str, bake: str = "1s") -> None:
     for emulator in kube.emulators.values():
         emulator.add_deployment(NS, "billing", f"{IMAGE}:1.0.0", replicas=2)
         emulator.add_service(NS, "billing", {"app": "billing"})
         emulator.add_httproute(NS, "billing", "billing")
     human.commit(f"billing on kubernetes, a traffic canary, {version}", {
         "grayops.yaml": settings(kube, rates),
-        "policies/steps.yaml": POLICY.replace("EXTRA", ""),
+        "policies/steps.yaml": POLICY.replace("EXTRA", "").replace("bake: 1s", f"bake: {bake}"),
         "plugins/billing.yaml": canary_plugin(version),
     })
 
@@ -170,6 +172,28 @@ def test_a_failing_metric_at_10_percent_takes_the_traffic_back_at_once(
         if cluster != "kube-canary":  # its batch never started
             assert canary_weights(kube, cluster) == [0], cluster
     assert "billing-canary" not in route_seen_by_kubectl(kube, "kube-canary")
+
+
+def test_a_reconciler_killed_at_a_step_resumes_at_that_step(
+        fleet_repo: Human, kube: Fleet, rates: ErrorRates, tmp_path: Path) -> None:
+    human, workdir = fleet_repo, tmp_path / "work"
+    seed_canary(human, kube, rates, "1.1.0", bake="3s")
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "run", "--repo", str(human.remote),
+                                  "--workdir", str(workdir), "--once", "--interval", "0.05", "--poll", "0.2",
+                                  "--no-progress"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: canary_weights(kube, "kube-canary")[-1] == 50, timeout=90,
+                     what="the canary at 50% on kube-canary")
+            child.kill()  # kill -9, mid-bake of the 50% step
+            child.wait(timeout=10)
+        finally:
+            stop_process(child)
+    run_once(human, workdir)
+    status = remote_status(human, "billing")
+    assert status is not None and status["phase"] == "Succeeded", status
+    assert canary_weights(kube, "kube-canary") == [0, 10, 50, 100, 0]  # resumed at 50%, never back to 10
 
 
 def test_partition_steps_go_75_50_0_percent_in_order_each_step_judged(
