@@ -19,6 +19,7 @@ from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import Check, ClusterSpec, MetricSpec, MetricsSettings, NotifierSettings, Plugin, Settings
 from reconciler.core.strategy import (
     CleanupResult,
+    Knobs,
     Operation,
     OperationResult,
     Preflight,
@@ -58,6 +59,11 @@ class ClusterDriver(Protocol):
 class StrategyDriver(Protocol):
     """A cluster driver that also runs strategies (README "Strategies"): blue-green, traffic canaries, partition
     steps, smoke tests and cleanup, as the operations of `core.strategy`. The kubernetes driver is one."""
+
+    def apply(self, plugin: Plugin, changes: Sequence[SetVersion], knobs: Knobs | None = None) -> Mapping[str, str]:
+        """`ClusterDriver.apply`, with the policy's RollingUpdate knobs (maxSurge, maxUnavailable, the first
+        partition step) for the time of the change."""
+        ...
 
     def observe_strategy(self, plugin: Plugin, instances: Sequence[InstanceRef]
                          ) -> Mapping[str, StrategyObservation]:

@@ -182,6 +182,7 @@ class Desired:
     signed_by: str | None = None  # the allowed signer who vouched for the revision (README "Supply chain")
     strategy: str = "inPlace"  # the workload's strategy (README "Strategies"): blueGreen is driven by core.steps
     scale_down_delay: float = 600.0  # blueGreen: how long the old color keeps its pods after the switch
+    traffic_steps: tuple[int, ...] = ()  # canary: the canary's share of the traffic at each step, in percent
 
 
 @dataclass(frozen=True)

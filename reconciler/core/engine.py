@@ -52,7 +52,17 @@ from reconciler.core.model import (
 )
 from reconciler.core.plan import batches_left
 from reconciler.core.spec import ApprovalRecord
-from reconciler.core.strategy import BlueGreenObservation, CleanupResult, OperationResult, RunSmoke, SmokeResult
+from reconciler.core.strategy import (
+    BlueGreenObservation,
+    CanaryObservation,
+    CleanupResult,
+    OperationResult,
+    PartitionObservation,
+    RestoreKnobs,
+    RunSmoke,
+    SetPartition,
+    SmokeResult,
+)
 from reconciler.core.timing import format_duration, human_duration, in_window, next_window_start
 from reconciler.core.trust import ArtifactAllowed, ArtifactBlocked
 
@@ -112,9 +122,20 @@ class _Tick:
         seen = self.obs.strategy.get(iid) if self.desired.strategy == "blueGreen" else None
         return seen if isinstance(seen, BlueGreenObservation) else None
 
+    def canary(self, iid: str) -> CanaryObservation | None:
+        """The instance's traffic canary observation, when the plugin's strategy is canary."""
+        seen = self.obs.strategy.get(iid) if self.desired.strategy == "canary" else None
+        return seen if isinstance(seen, CanaryObservation) else None
+
+    def partition(self, iid: str) -> PartitionObservation | None:
+        """The instance's StatefulSet partition, when the policy steps it (partitionSteps)."""
+        seen = self.obs.strategy.get(iid) if self.desired.policy.partition_steps else None
+        return seen if isinstance(seen, PartitionObservation) else None
+
     def set_version(self, change: SetVersion) -> None:
-        """Change an instance in place; a blue-green one moves by the operations `steps` names instead."""
-        if self.desired.strategy != "blueGreen":
+        """Change an instance in place; a blue-green or canary one moves by the operations `steps` names instead
+        (a canary's promotion is the one in-place change, asked by `_follow`)."""
+        if self.desired.strategy not in ("blueGreen", "canary"):
             self.effects.append(change)
 
     def transition(self, st: RolloutState, phase: Phase, reason: str, action: str,
@@ -520,12 +541,13 @@ def _advance_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutStat
         st.instances[iid].step in (Step.DONE, Step.FAILED, Step.SKIPPED) for iid in batch.instances
     ):
         bake = _bake_of(t, batch)
-        if bake <= 0:
+        if bake <= 0 or _promoted(t, st, batch):  # a promoted canary was judged at every step already
             return _pass_batch(t, st, batch)
         batch = replace(batch, phase=BatchPhase.BAKING, bake_started=t.now)
         st = _replace_batch(st, batch)
         st = t.transition(st, Phase.PROGRESSING, f"batch {batch.name}: {len(batch.instances)} instance(s) upgraded "
-                          f"and verified; baking {format_duration(bake)}", "bake", batch.name)
+                          f"and verified{_at_step(t, st, batch)}; baking {format_duration(bake)}", "bake",
+                          batch.name)
     if batch.phase is BatchPhase.BAKING:
         return _bake(t, st, batch)
     return st
@@ -686,7 +708,7 @@ def _advance_instances(t: _Tick, st: RolloutState, batch: BatchState) -> Rollout
             inflight += 1
             t.set_version(SetVersion(st.plugin, iid, target, st.rollout_id, inst.version, _pinned(st, target)))
             inst = replace(inst, step=Step.UPGRADING, started=t.now, requested=True, message="")
-            if t.blue_green(iid) is not None:  # its first operation now
+            if t.blue_green(iid) is not None or t.canary(iid) is not None:  # its first operation now
                 inst = _advance_one(t, st, iid, replace(inst, requested=False), target, Step.DONE, Step.FAILED,
                                     "upgrade")
             instances[iid] = inst
@@ -726,19 +748,35 @@ def _unreachable(t: _Tick, inst: InstanceState, seen: InstanceObservation, versi
 
 def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, version: str,
                  success: Step, failure: Step, what: str) -> InstanceState:
-    """Shared by upgrade and rollback: wait until ready at `version`, then verify, within instanceTimeout."""
+    """Shared by upgrade and rollback: wait until ready at `version`, then verify, within instanceTimeout. An
+    in-place Deployment's RollingUpdate knobs are put back once its change is over (README "Strategies")."""
+    moved = _move_one(t, st, iid, inst, version, success, failure, what)
+    policy = t.desired.policy
+    if moved.step is success and inst.step is not success and t.desired.strategy == "inPlace" and (
+            policy.max_surge is not None or policy.max_unavailable is not None):
+        t.effects.append(RestoreKnobs(st.plugin, iid))
+    return moved
+
+
+def _move_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, version: str,
+              success: Step, failure: Step, what: str) -> InstanceState:
     policy = t.desired.policy
     seen = t.obs.instances.get(iid)
     started = inst.started or t.now
     if inst.started is None:
         inst = replace(inst, started=started)
     moving = inst.step in (Step.UPGRADING, Step.ROLLING_BACK)
-    bg = t.blue_green(iid)
-    if moving and bg is not None and seen is not None and seen.reachable:
-        inst, moving = _move_blue_green(t, st, iid, inst, bg, version, failure, what)
+    bg, cn, part = t.blue_green(iid), t.canary(iid), t.partition(iid)
+    if moving and (bg is not None or cn is not None) and seen is not None and seen.reachable:
+        if bg is not None:
+            inst, moving = _move_blue_green(t, st, iid, inst, bg, version, failure, what)
+        elif cn is not None:
+            inst, moving = _move_canary(t, st, iid, inst, cn, version, failure, what)
         if inst.step is failure:
             return inst
     elif moving:
+        if part is not None and part.reachable and what == "rollback" and part.partition > 0:
+            t.effects.append(SetPartition(st.plugin, iid, 0))  # a rollback moves every pod at once
         refused = t.obs.apply_errors.get(iid)
         if refused:
             return replace(inst, step=failure, message=f"{what} to {version} refused: {refused}")
@@ -759,7 +797,11 @@ def _advance_one(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, vers
             moving = False
             inst = replace(inst, step=Step.VERIFYING if inst.step is Step.UPGRADING else inst.step,
                            requested=False, message="")
+        elif part is not None and what != "rollback":
+            inst, moving = _move_partition(t, st, iid, inst, part)
     after = _smoke_after(t, inst, what, version)
+    if part is not None and what != "rollback" and _next_step(t, iid, inst) is not None:
+        after = None  # the smoke tests follow the last partition step
     smoked = t.smokes.get((iid, after, version)) if after is not None and not moving else None
     if smoked is not None and (smoked.ok or smoked.reachable):
         if smoked.ok:
@@ -823,6 +865,54 @@ def _move_blue_green(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, 
                                                        f"{version} failed: {smoked.message}"), True
         inst, smoke_first = replace(inst, smoked=key), False
     nxt = steps.blue_green(st.plugin, seen, version, st.rollout_id, smoke_first, _pinned(st, version))
+    return _follow(t, st, iid, inst, nxt, answer, smoked, version, failure, what)
+
+
+def _move_canary(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, seen: CanaryObservation,
+                 version: str, failure: Step, what: str) -> tuple[InstanceState, bool]:
+    """One step of a traffic canary instance, as `steps.canary` names it: the weight of its traffic step
+    (`at_step`), or, past the last one, the promotion; a rollback takes the weight back to 0 at once. Before its
+    first weight the canary passes the smoke tests through `<service>-canary`."""
+    answer = t.operations.get(iid)
+    if answer is not None and answer.outcome in ("refused", "error") and answer.operation in ("Adopt", "Stage"):
+        return replace(inst, step=failure, message=f"{what} to {version}: {answer.operation} {answer.outcome}: "
+                                                   f"{answer.message}"), True
+    refused = t.obs.apply_errors.get(iid)
+    if refused:  # the promotion, or a rollback of a promoted instance: the one change in place
+        return replace(inst, step=failure, message=f"{what} to {version} refused: {refused}"), True
+    if what == "rollback":
+        return _follow(t, st, iid, inst, steps.canary_rollback(st.plugin, seen, version), answer, None, version,
+                       failure, what)
+    weights = t.desired.traffic_steps
+    weight = weights[inst.at_step] if inst.at_step < len(weights) else None
+    key = f"upgrade {version}"
+    smoke_first = what == "upgrade" and weight is not None and bool(t.desired.policy.smoke) and inst.smoked != key
+    smoked = t.smokes.get((iid, "upgrade", version)) if smoke_first else None
+    if smoked is not None and smoked.reachable:
+        if not smoked.ok:
+            return replace(inst, step=failure, message=f"{_SMOKE_FAILED} on the canary before it got traffic "
+                                                       f"failed: {smoked.message}"), True
+        inst, smoke_first = replace(inst, smoked=key), False
+    nxt = steps.canary(st.plugin, seen, version, st.rollout_id, weight, smoke_first, _pinned(st, version))
+    return _follow(t, st, iid, inst, nxt, answer, smoked, version, failure, what)
+
+
+def _move_partition(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, seen: PartitionObservation
+                    ) -> tuple[InstanceState, bool]:
+    """A StatefulSet with partitionSteps at its step: lower the partition to it, then verify the step."""
+    nxt = steps.partition(st.plugin, seen, inst.at_step)
+    if nxt.serving:
+        return replace(inst, step=Step.VERIFYING if inst.step is Step.UPGRADING else inst.step, requested=False,
+                       message=""), False
+    if nxt.operation is not None:
+        t.effects.append(nxt.operation)
+    return replace(inst, message=nxt.message), True
+
+
+def _follow(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, nxt: steps.Next,
+            answer: OperationResult | None, smoked: SmokeResult | None, version: str, failure: Step,
+            what: str) -> tuple[InstanceState, bool]:
+    """What `steps` named for a blue-green or canary instance, asked of the driver; (the instance, still moving)."""
     if nxt.serving:
         step = Step.VERIFYING if inst.step is Step.UPGRADING else inst.step
         return replace(inst, step=step, requested=False, message=""), False
@@ -834,6 +924,10 @@ def _move_blue_green(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, 
         t.effects.append(RunSmoke(st.plugin, iid, version, st.rollout_id, "upgrade", "staged",
                                   tuple(t.desired.policy.smoke)))
         return replace(inst, requested=True, message=f"{_SMOKING}: {nxt.message}"), True
+    if nxt.promote:
+        seen = t.obs.instances.get(iid)
+        t.effects.append(SetVersion(st.plugin, iid, version, st.rollout_id, seen.version if seen else None,
+                                    _pinned(st, version)))
     if nxt.operation is not None:
         t.effects.append(nxt.operation)
     message = nxt.message
@@ -842,9 +936,73 @@ def _move_blue_green(t: _Tick, st: RolloutState, iid: str, inst: InstanceState, 
     return replace(inst, requested=False, message=message), True
 
 
+# --- traffic and partition steps (README "Strategies") ------------------------------------------------------
+
+
+def _next_step(t: _Tick, iid: str, inst: InstanceState) -> tuple[str, str] | None:
+    """(the step the instance is at, the one after it) when a traffic canary or a partitionSteps StatefulSet has
+    steps left; None when this is its last. A partition not observed (its cluster lost) says "unknown"."""
+    weights = t.desired.traffic_steps
+    if t.desired.strategy == "canary" and weights:
+        if inst.at_step >= len(weights):
+            return None
+        after = f"the canary to {weights[inst.at_step + 1]}%" if inst.at_step + 1 < len(weights) else "promotion"
+        return f"the canary at {weights[inst.at_step]}%", after
+    if not t.desired.policy.partition_steps or t.desired.strategy != "inPlace":
+        return None
+    part = t.partition(iid)
+    if part is None or not part.reachable:
+        return _UNKNOWN
+    targets = steps.partition_targets(part)
+    if inst.at_step + 1 >= len(targets) or part.partition == 0:
+        return None
+    return f"partition {targets[inst.at_step]}", f"partition {targets[inst.at_step + 1]}"
+
+
+_UNKNOWN = ("", "")
+
+
+def _promoted(t: _Tick, st: RolloutState, batch: BatchState) -> bool:
+    return t.desired.strategy == "canary" and bool(t.desired.traffic_steps) and all(
+        st.instances[iid].at_step >= len(t.desired.traffic_steps) for iid in batch.instances
+        if st.instances[iid].step is Step.DONE)
+
+
+def _at_step(t: _Tick, st: RolloutState, batch: BatchState) -> str:
+    """" at the canary's 10%" for a bake that judges a step, for the transition's reason."""
+    found = [n for iid in batch.instances if st.instances[iid].step is Step.DONE
+             and (n := _next_step(t, iid, st.instances[iid])) not in (None, _UNKNOWN)]
+    return f" ({found[0][0]})" if found else ""
+
+
+def _step_on(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState | None:
+    """The batch's bake passed at a step: its instances with steps left move to the next (the batch upgrades,
+    then bakes and is judged again, afresh); None when none has steps left. Each instance keeps its step in
+    `at_step`, so a restart resumes there."""
+    nexts = {iid: n for iid in batch.instances if st.instances[iid].step is Step.DONE
+             and (n := _next_step(t, iid, st.instances[iid])) is not None}
+    if not nexts:
+        return None
+    if _UNKNOWN in nexts.values():
+        return st  # a partition not observed: the step waits for its cluster
+    instances = dict(st.instances)
+    for iid in nexts:
+        inst = instances[iid]
+        instances[iid] = replace(inst, step=Step.UPGRADING, at_step=inst.at_step + 1, started=t.now,
+                                 requested=False, message="")
+    batch = replace(batch, phase=BatchPhase.UPGRADING, bake_started=None, last_query=None,
+                    metrics=tuple(MetricTrack(m.name, m.last) for m in batch.metrics))
+    st = replace(_replace_batch(st, batch), instances=instances)
+    passed, after = nexts[min(nexts)]
+    return t.transition(st, Phase.PROGRESSING, f"batch {batch.name}: {passed} passed its bake; next: {after} "
+                        f"({len(nexts)} instance(s))", "step", batch.name)
+
+
 def _strategy_upkeep(t: _Tick, st: RolloutState) -> RolloutState:
     """Blue-green: the old color of each upgraded instance scaled down after scaleDownDelay (also after its batch
-    passed), and cleanup once the rollout settled."""
+    passed), and cleanup once the rollout settled; a canary: cleanup once it settled."""
+    if t.desired.strategy == "canary" and st.phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK):
+        return _clean_up(t, st)
     if t.desired.strategy != "blueGreen":
         return st
     if st.phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK):
@@ -869,7 +1027,7 @@ def _clean_up(t: _Tick, st: RolloutState) -> RolloutState:
             cleanup[result.instance] = _cleaned(result)
     for iid, done in sorted(cleanup.items()):
         if not done:
-            ask = steps.cleanup(st.plugin, t.blue_green(iid), st.phase is Phase.SUCCEEDED,
+            ask = steps.cleanup(st.plugin, t.blue_green(iid) or t.canary(iid), st.phase is Phase.SUCCEEDED,
                                 t.desired.scale_down_delay, t.now)
             if ask is not None:
                 t.effects.append(ask)
@@ -1014,6 +1172,9 @@ def _conclusive(current: MetricTrack, no_data: str, count: int | None = None) ->
 
 
 def _pass_batch(t: _Tick, st: RolloutState, batch: BatchState) -> RolloutState:
+    stepped = _step_on(t, st, batch)
+    if stepped is not None:
+        return stepped
     summary = ", ".join(m.last.message for m in batch.metrics if m.last is not None)
     reason = f"batch {batch.name} passed" + (f": {summary}" if summary else "")
     st = _replace_batch(st, replace(batch, phase=BatchPhase.PASSED, ended=t.now, reason=reason))

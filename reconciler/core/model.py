@@ -141,6 +141,7 @@ class InstanceState:
     message: str = ""
     requested: bool = False  # transient: a check for the current step was asked for
     smoked: str = ""  # the smoke tests that passed on it in this rollout: "<upgrade|rollback> <version>"
+    at_step: int = 0  # a traffic canary's or a partitionSteps StatefulSet's step (an index), so a restart resumes it
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,8 @@ def _instance_doc(inst: InstanceState, last_good: str | None) -> dict[str, Any]:
     """`version` and `step` always; the rest only when set, which keeps a large fleet's status file small."""
     doc: dict[str, Any] = {"version": inst.version, "step": inst.step.value}
     for key, value in (("rollbackTo", inst.rollback_to), ("lastGood", last_good),
-                       ("started", fmt_time(inst.started)), ("message", inst.message), ("smoked", inst.smoked)):
+                       ("started", fmt_time(inst.started)), ("message", inst.message), ("smoked", inst.smoked),
+                       ("atStep", inst.at_step)):
         if value:
             doc[key] = value
     return doc
@@ -348,6 +350,7 @@ def from_doc(doc: Mapping[str, Any]) -> RolloutState:
             started=parse_time(item.get("started")),
             message=item.get("message") or "",
             smoked=item.get("smoked") or "",
+            at_step=int(item.get("atStep") or 0),
         )
         if item.get("lastGood"):
             last_good[iid] = item["lastGood"]

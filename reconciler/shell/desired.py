@@ -66,6 +66,7 @@ class DesiredState:
                 signed_by=signed_by,
                 strategy=spec.workload.strategy if spec.workload else "inPlace",  # README "Strategies"
                 scale_down_delay=spec.workload.scale_down_delay if spec.workload else 600.0,
+                traffic_steps=tuple(spec.workload.traffic.steps) if spec.workload and spec.workload.traffic else (),
             )
         return desired
 

@@ -38,6 +38,7 @@ from reconciler.core.strategy import (
     Adopt,
     Cleanup,
     CleanupResult,
+    Knobs,
     Operation,
     OperationResult,
     RestoreKnobs,
@@ -133,7 +134,11 @@ class EffectRunner:
             if change.instance in refs:
                 changes[runtime.cluster_driver[refs[change.instance].cluster]].append(change)
         for kind, batch in changes.items():
-            results.apply_errors.update(runtime.drivers[kind].apply(plugin, batch))
+            driver = runtime.drivers[kind]
+            if isinstance(driver, StrategyDriver):  # README "Strategies": the knobs for the time of the change
+                results.apply_errors.update(driver.apply(plugin, batch, Knobs.of(want.policy)))
+            else:
+                results.apply_errors.update(driver.apply(plugin, batch))
         for run in routed.checks:
             if run.instance in refs:
                 ref = refs[run.instance]

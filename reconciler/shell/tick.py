@@ -129,7 +129,7 @@ class Reconciler:
             for kind, refs in _by_driver(runtime, desired[name].instances).items():
                 driver = runtime.drivers[kind]
                 seen.update(driver.observe(fleet.plugins[name], refs))
-                if desired[name].strategy == "blueGreen" and isinstance(driver, StrategyDriver):  # README "Strategies"
+                if _stepped(desired[name]) and isinstance(driver, StrategyDriver):  # README "Strategies"
                     strategy.update(driver.observe_strategy(fleet.plugins[name], refs))
             self.strategies[name] = strategy
             return seen
@@ -284,3 +284,8 @@ def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, lis
     for ref in refs:
         groups[runtime.cluster_driver[ref.cluster]].append(ref)
     return groups
+
+
+def _stepped(want: Desired) -> bool:
+    """The engine needs the strategy observations: blue-green, a traffic canary, or partition steps."""
+    return want.strategy != "inPlace" or bool(want.policy.partition_steps)
