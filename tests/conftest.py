@@ -189,7 +189,7 @@ def remote_status(human: Human, plugin: str) -> dict[str, Any] | None:
 # The long end-to-end runs: the real `grayops` command driving whole rollouts, the kill -9 soak, a real browser,
 # the fuzzer. `pytest -m "not slow"` is the fast developer loop (README "Development"); CI runs everything.
 SLOW = ("e2e/", "web/test_web_browser.py", "adapters/test_fuzz_fleet.py", "prom/test_rollouts_prometheus.py",
-        "kube/test_run.py", "test_cli.py")
+        "kube/test_run.py", "kube/test_shards.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

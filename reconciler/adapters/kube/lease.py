@@ -167,12 +167,11 @@ class ShardLeases:
     """
 
     def __init__(self, api: ClusterApi, namespace: str, name: str, identity: str, shards: int,
-                 duration: float = 15.0, renew: float | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 duration: float = 15.0, renew: float | None = None) -> None:
         self.api, self.namespace, self.name, self.identity, self.shards = api, namespace, name, identity, shards
         self.duration = duration
         self.renew = renew if renew is not None else max(0.2, duration / 3)
-        self._on_change = on_change or (lambda: None)
+        self._on_change: Callable[[], None] = lambda: None
         self._held: dict[int, float] = {}  # shard -> monotonic time its last successful acquire/renewal started
         self._handed_over: set[int] = set()  # stopped acting for these last round; released on the API this one
         self._shard_of: dict[str, int] = {}
@@ -206,7 +205,9 @@ class ShardLeases:
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
-    def start(self) -> ShardLeases:
+    def start(self, on_change: Callable[[], None] | None = None) -> ShardLeases:
+        """Renew in a thread of its own; `on_change` is called when the shards held change (e.g. to tick now)."""
+        self._on_change = on_change or self._on_change
         self._thread.start()
         return self
 
