@@ -120,7 +120,7 @@ class Reconciler:
         fleet, runtime, moved = self.revisions.fleet, self.revisions.runtime, 0
         if fleet is not None and runtime is not None:
             now = self.clock.now()
-            desired = self._in_scope(fleet, self.desired.of(fleet, self.revisions.signer), held)
+            desired = self.desired.of(fleet, self.revisions.signer, self._in_scope(fleet, held))
             observed = self._observe(fleet, runtime, desired)
             decisions = self._decide(fleet, runtime, desired, observed, now)
             recorded = self._record(fleet, desired, decisions)
@@ -216,15 +216,14 @@ class Reconciler:
             self.wake.set()  # fetch now
         return held
 
-    def _in_scope(self, fleet: Fleet, desired: dict[str, Desired], held: frozenset[int] | None
-                  ) -> dict[str, Desired]:
-        """The plugins of the shards held, with the plugins they depend on (observed, not decided for). The
-        others' states follow status/ as their holders push it."""
+    def _in_scope(self, fleet: Fleet, held: frozenset[int] | None) -> set[str] | None:
+        """The plugins of the shards held, with the plugins they depend on (observed, not decided for); None:
+        all of them. The others' states follow status/ as their holders push it."""
         if self.scope is None or held is None:
-            return desired
+            return None
         taken = held - self._held
         self._held = held
-        acting = {name for name in desired if self.scope.shard_of(name) in held}
+        acting = {name for name in fleet.plugins if self.scope.shard_of(name) in held}
         head = self.repo.head()
         if taken or head != self._followed:
             self._followed = head
@@ -236,8 +235,7 @@ class Reconciler:
                     self.states[name] = recorded[name]
                 else:
                     self.states.pop(name, None)
-        wanted = acting | {dep for name in acting for dep in desired[name].depends_on if dep in desired}
-        return {name: want for name, want in desired.items() if name in wanted}
+        return acting | {dep for name in acting for dep in fleet.plugins[name].spec.depends_on}
 
     def _acts_for(self, name: str) -> bool:
         return self.scope is None or self.scope.shard_of(name) in self._held
