@@ -161,3 +161,15 @@ def test_a_clean_stop_hands_every_shard_over(server: tuple[Emulator, Path]) -> N
     assert holders(emulator) == [None, None, None]
     b.step()
     assert b.snapshot() == {0, 1, 2}  # a's presence is gone too: b is alone
+
+
+def test_replicas_started_with_another_number_of_shards_act_for_none(server: tuple[Emulator, Path]) -> None:
+    emulator, path = server
+    a, b = replica(path, "a", shards=3), replica(path, "b", shards=4)
+    a.step()
+    b.step()  # a plugin's shard of 4 is not its shard of 3: acting would share plugins with a
+    assert a.snapshot() == {0, 1, 2} and b.snapshot() == set()
+    assert "a runs with --shards 3, this replica with 4" in (b.last_error or "")
+    a.stop(release=True)  # every replica of the old number stopped: the new number takes over
+    b.step()
+    assert b.snapshot() == {0, 1, 2, 3}

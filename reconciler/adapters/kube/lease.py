@@ -146,6 +146,7 @@ class LeaderElector:
 
 SHARDS_LABEL = "grayops.dev/shards-of"  # on every Lease of one sharded group: the group's --lease-name
 ROLE_LABEL = "grayops.dev/lease-role"  # "shard" (`<name>-<i>`) or "replica" (`<name>-replica-<identity>`)
+COUNT_LABEL = "grayops.dev/shards"  # on a shard's Lease: the --shards of the replica that holds it
 FENCE = 0.8  # a shard counts as held while its last renewal is younger than this share of the lease duration
 FORGOTTEN_AFTER = 10  # lease durations after which a dead replica's presence Lease is deleted
 
@@ -239,6 +240,14 @@ class ShardLeases:
             return
         shards, holders, live, presence = self._view(leases)
         self._write(presence, self.presence_name, "replica")
+        other = self._other_count(leases)
+        if other is not None:  # the same plugin would be in different shards here and there: act for none
+            if self.last_error != other:
+                log.error("lease %s/%s: %s; acting for no shard until it is gone", self.namespace, self.name, other)
+            self.last_error = other
+            self._lose(list(self._held), other)
+            self._changed(before)
+            return
         for shard in list(self._held):
             if holders.get(shard) != self.identity:
                 self._lose([shard], f"held by {holders.get(shard) or 'nobody (expired)'}")
@@ -285,18 +294,35 @@ class ShardLeases:
                 live.add(str(holder))
         return shards, holders, live, presence
 
+    def _other_count(self, leases: list[Obj]) -> str | None:
+        """A live shard Lease held by a replica started with another --shards, if any, said in a line."""
+        now = datetime.now(UTC)
+        for lease in leases:
+            meta, spec = lease.get("metadata") or {}, lease.get("spec") or {}
+            labels = meta.get("labels") or {}
+            count, age = labels.get(COUNT_LABEL), _age(spec, now)
+            alive = age is not None and age <= float(spec.get("leaseDurationSeconds") or self.duration)
+            if labels.get(ROLE_LABEL) == "shard" and count not in (None, str(self.shards)) and alive and \
+                    spec.get("holderIdentity"):
+                return (f"{spec['holderIdentity']} runs with --shards {count}, this replica with {self.shards} "
+                        "(change --shards with every replica stopped)")
+        return None
+
     def _write(self, lease: Obj | None, name: str, role: str) -> bool:
         """Take or renew one Lease, against the resourceVersion seen (a 409 means another replica wrote first)."""
         coordination = self.api.coordination
+        labels = {SHARDS_LABEL: self.name, ROLE_LABEL: role, **({COUNT_LABEL: str(self.shards)} if role == "shard"
+                                                                else {})}
         try:
             if lease is None:
-                labels = {SHARDS_LABEL: self.name, ROLE_LABEL: role}
                 body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                         "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
                         "spec": self._spec(None)}
                 call(coordination.create_namespaced_lease, self.namespace, body, _preload_content=False, retries=1)
             else:
-                body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": lease["metadata"],
+                meta = lease["metadata"]
+                body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {**meta, "labels": {**(meta.get("labels") or {}), **labels}},
                         "spec": self._spec(lease.get("spec") or {})}
                 call(coordination.replace_namespaced_lease, name, self.namespace, body, _preload_content=False,
                      retries=1)
