@@ -164,7 +164,7 @@ def test_a_clean_stop_hands_every_shard_over(server: tuple[Emulator, Path]) -> N
 
 
 def test_replicas_started_with_another_number_of_shards_act_for_none(server: tuple[Emulator, Path]) -> None:
-    emulator, path = server
+    _, path = server
     a, b = replica(path, "a", shards=3), replica(path, "b", shards=4)
     a.step()
     b.step()  # a plugin's shard of 4 is not its shard of 3: acting would share plugins with a
