@@ -190,7 +190,7 @@ def remote_status(human: Human, plugin: str) -> dict[str, Any] | None:
 # the fuzzer. `pytest -m "not slow"` is the fast developer loop (README "Development"); CI runs everything.
 SLOW = ("e2e/", "web/test_web_browser.py", "adapters/test_fuzz_fleet.py", "prom/test_rollouts_prometheus.py",
         "kube/test_run.py", "kube/test_run_blue_green.py", "kube/test_run_smoke.py", "kube/test_run_canary.py",
-        "test_cli.py")
+        "kube/test_shards.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -44,6 +44,9 @@ def add_parser(sub: Subparsers) -> None:
     run.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
     run.add_argument("--leader-elect", action="store_true",
                      help="act only while holding a coordination.k8s.io Lease (run 2 replicas; one acts)")
+    run.add_argument("--shards", type=int, default=None, metavar="N",
+                     help="split the plugins into N shards, one Lease each (<lease-name>-<i>); every replica acts "
+                          "for the plugins of the shards it holds (README \"Sharding\")")
     run.add_argument("--lease-namespace", default=None,
                      help="namespace of the Lease (default: the pod's namespace, else grayops)")
     run.add_argument("--lease-name", default="grayops", help="name of the Lease (default: grayops)")

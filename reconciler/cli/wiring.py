@@ -46,7 +46,8 @@ from reconciler.web.listen import ListenServer
 
 if TYPE_CHECKING:
     from bot.host import HostedBot
-    from reconciler.adapters.kube.lease import LeaderElector
+    from reconciler.adapters.kube.client import ClusterApi
+    from reconciler.adapters.kube.lease import LeaderElector, ShardLeases
 
 log = logging.getLogger("grayops")
 
@@ -99,8 +100,9 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     except WorkdirBusy as err:
         raise Failed(f"cannot start: {err}") from err
     telemetry = Telemetry(stale_after=max(60.0, 10 * args.interval))
+    shards = shard_leases(args) if args.shards is not None else None
     reconciler = Reconciler(repo, workdir, builtin_policies(), poll_interval=args.poll, telemetry=telemetry,
-                            registry=full_registry(), supply=supply)
+                            registry=full_registry(), supply=supply, scope=shards)
     stack.callback(close_runtime, reconciler)
     hosted = host_bot(reconciler, telemetry, http=bool(args.listen))
     if hosted is not None:
@@ -118,6 +120,9 @@ def start_daemon(args: argparse.Namespace, stack: ExitStack) -> Daemon:
     elector = elect(args.lease_namespace, args.lease_name, args.lease_duration) if args.leader_elect else None
     if elector is not None:
         stack.callback(elector.stop)
+    if shards is not None:
+        shards.start(on_change=reconciler.wake.set)  # a shard taken or lost: tick now
+        stack.callback(shards.stop)
     return Daemon(repo, reconciler, elector, stack, sim_metrics_port=args.sim_metrics_port, served=served)
 
 
@@ -155,8 +160,32 @@ def close_runtime(reconciler: Reconciler) -> None:
 def elect(namespace: str | None, lease: str, duration: float) -> LeaderElector:
     """Leader election on a Lease in the cluster grayops runs in (or the kubeconfig's current context)."""
     # Deferred: the Kubernetes client takes about half a second to import, and only --leader-elect needs it here.
-    from reconciler.adapters.kube.client import ClusterAccessError, connect_default
     from reconciler.adapters.kube.lease import LeaderElector
+
+    namespace, identity, api = lease_place(namespace, "leader election")
+    log.info("leader election on lease %s/%s as %s", namespace, lease, identity)
+    return LeaderElector(api, namespace, lease, identity, duration=duration).start()
+
+
+def shard_leases(args: argparse.Namespace) -> ShardLeases:
+    """`--shards N`: one Lease per shard, `<lease-name>-<i>` (README "Sharding"); started once the reconciler is."""
+    from reconciler.adapters.kube.lease import ShardLeases  # deferred: see elect
+
+    if args.shards < 1:
+        raise UsageError(f"--shards: {args.shards}: at least 1")
+    if args.leader_elect:
+        raise UsageError("--shards and --leader-elect: choose one (with --shards every replica acts, each for its "
+                         "own shards)")
+    namespace, identity, api = lease_place(args.lease_namespace, "sharding")
+    log.info("sharding: %d shard(s) on leases %s/%s-0..%d as %s", args.shards, namespace, args.lease_name,
+             args.shards - 1, identity)
+    return ShardLeases(api, namespace, args.lease_name, identity, args.shards, duration=args.lease_duration)
+
+
+def lease_place(namespace: str | None, what: str) -> tuple[str, str, ClusterApi]:
+    """Where Leases are kept (the namespace asked, else the pod's, else grayops), who we are on them (the pod's
+    name, else host-pid) and the API of the cluster grayops runs in (or the kubeconfig's current context)."""
+    from reconciler.adapters.kube.client import ClusterAccessError, connect_default  # deferred: see elect
 
     if namespace is None:
         namespace = POD_NAMESPACE.read_text().strip() if POD_NAMESPACE.exists() else "grayops"
@@ -164,9 +193,8 @@ def elect(namespace: str | None, lease: str, duration: float) -> LeaderElector:
     try:
         api = connect_default()
     except ClusterAccessError as err:
-        raise Failed(f"cannot take part in leader election: {err}") from err
-    log.info("leader election on lease %s/%s as %s", namespace, lease, identity)
-    return LeaderElector(api, namespace, lease, identity, duration=duration).start()
+        raise Failed(f"cannot take part in {what}: {err}") from err
+    return namespace, identity, api
 
 
 def host_bot(reconciler: Reconciler, telemetry: Telemetry, http: bool) -> HostedBot | None:

@@ -8,6 +8,7 @@ and instances are selected once per revision: a tick over a large fleet asks git
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from reconciler.adapters.gitrepo import GitRepo
 from reconciler.core.effects import Change, Desired
@@ -42,7 +43,9 @@ class DesiredState:
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
 
-    def of(self, fleet: Fleet, signed_by: str | None = None) -> dict[str, Desired]:
+    def of(self, fleet: Fleet, signed_by: str | None = None, names: Collection[str] | None = None
+           ) -> dict[str, Desired]:
+        """What each plugin wants (only `names`, when given: a sharded replica's, README "Sharding")."""
         head = self._repo.head()
         if self._changes[0] != head:
             paths = [fleet.plugin_paths[name] for name in fleet.plugins]
@@ -50,6 +53,8 @@ class DesiredState:
         changes = self._changes[1]
         desired = {}
         for name, plugin in fleet.plugins.items():
+            if names is not None and name not in names:
+                continue
             spec = plugin.spec
             change = changes.get(fleet.plugin_paths[name]) or Change(head)
             desired[name] = Desired(

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from reconciler.adapters.gitrepo import GitError, GitRepo, RemoteUnavailable
 from reconciler.adapters.ports import Clock, StrategyDriver, SystemClock
@@ -45,6 +46,20 @@ REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another
 Observed = dict[str, Mapping[str, InstanceObservation]]
 
 
+class Scope(Protocol):
+    """The shards this replica holds (README "Sharding"): a tick acts only for the plugins of those shards."""
+
+    def snapshot(self) -> frozenset[int]:
+        """The shards held now."""
+        ...
+
+    def shard_of(self, plugin: str) -> int: ...
+
+    def holds(self, shard: int) -> bool:
+        """Still held right now: the fence checked before each commit."""
+        ...
+
+
 @dataclass(frozen=True)
 class TickReport:
     states: Mapping[str, RolloutState]
@@ -58,8 +73,10 @@ class Reconciler:
 
     def __init__(self, repo: GitRepo, workdir: Path, builtin_policies: Mapping[str, str], clock: Clock | None = None,
                  poll_interval: float | None = None, registry: Registry | None = None,
-                 telemetry: Telemetry | None = None, supply: SupplyChain | None = None) -> None:
+                 telemetry: Telemetry | None = None, supply: SupplyChain | None = None,
+                 scope: Scope | None = None) -> None:
         self.repo = repo
+        self.scope = scope  # None: every plugin is this process's
         self.clock = clock or SystemClock()
         self.telemetry = telemetry or Telemetry()
         self.registry = registry or default_registry()  # the adapters grayops.yaml may name
@@ -79,6 +96,8 @@ class Reconciler:
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
         self.strategies: dict[str, dict[str, StrategyObservation]] = {}  # plugin -> where each instance stands
         self._next_report_scan = 0.0
+        self._held: frozenset[int] = frozenset()  # the shards acted for in the last tick
+        self._followed = ""  # the HEAD whose status/ the other shards' states were last read from
 
     @property
     def fleet(self) -> Fleet | None:
@@ -100,11 +119,12 @@ class Reconciler:
     def tick(self) -> TickReport:
         """sync -> desired -> observe -> decide -> record -> act -> notify -> push (see the module's docstring)."""
         started = time.monotonic()
+        held = self._take_scope()
         self._sync()
         fleet, runtime, moved = self.revisions.fleet, self.revisions.runtime, 0
         if fleet is not None and runtime is not None:
             now = self.clock.now()
-            desired = self.desired.of(fleet, self.revisions.signer)
+            desired = self.desired.of(fleet, self.revisions.signer, self._in_scope(fleet, held))
             observed = self._observe(fleet, runtime, desired)
             decisions = self._decide(fleet, runtime, desired, observed, now)
             recorded = self._record(fleet, desired, decisions)
@@ -160,19 +180,24 @@ class Reconciler:
             decisions[name] = decide(noted(runtime, self.states.get(name)), want, obs, now)
             return decisions[name]
 
-        return self.isolation.each([name for name in dependencies_first(desired) if name in observed], "deciding", one)
+        return self.isolation.each([name for name in dependencies_first(desired) if name in observed
+                                    and self._acts_for(name)], "deciding", one)
 
     def _record(self, fleet: Fleet, desired: Mapping[str, Desired], decisions: Mapping[str, Decision]
                 ) -> dict[str, Decision]:
         """Commit each decision (before any of its effects runs), then take its state as the rollout's."""
-        def one(name: str) -> Decision:
+        def one(name: str) -> Decision | None:
             decision = decisions[name]
+            if self.scope is not None and not self.scope.holds(self.scope.shard_of(name)):
+                log.warning("%s: its shard's lease is lost; not recorded, its new holder takes over", name)
+                return None  # the fence (README "Sharding"): nothing is committed for a shard no longer held
             self.recorder.record(decision, desired[name], fleet.plugin_paths[name],
                                  self.desired.approved(fleet, decision.state))
             self.states[name] = decision.state
             return decision
 
-        return self.isolation.each(decisions, "recording", one)
+        recorded = self.isolation.each(decisions, "recording", one)
+        return {name: decision for name, decision in recorded.items() if decision is not None}
 
     def _act(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired],
              recorded: Mapping[str, Decision]) -> dict[str, Decision]:
@@ -192,6 +217,42 @@ class Reconciler:
 
         self.isolation.went_through(self.isolation.each(acted, "notifying", one))
         self.escalation.check(fleet, runtime, now)
+
+    # --- sharding (README "Sharding") ---------------------------------------------------------------------------
+
+    def _take_scope(self) -> frozenset[int] | None:
+        """The shards this tick acts for, taken once; a shard taken since the last tick is fetched for first, so
+        its plugins go on from what their last holder pushed."""
+        if self.scope is None:
+            return None
+        held = self.scope.snapshot()
+        if held - self._held:
+            self.wake.set()  # fetch now
+        return held
+
+    def _in_scope(self, fleet: Fleet, held: frozenset[int] | None) -> set[str] | None:
+        """The plugins of the shards held, with the plugins they depend on (observed, not decided for); None:
+        all of them. The others' states follow status/ as their holders push it."""
+        if self.scope is None or held is None:
+            return None
+        taken = held - self._held
+        self._held = held
+        acting = {name for name in fleet.plugins if self.scope.shard_of(name) in held}
+        head = self.repo.head()
+        if taken or head != self._followed:
+            self._followed = head
+            recorded = self.recorder.states()
+            for name in fleet.plugins:
+                if name in acting and self.scope.shard_of(name) not in taken:
+                    continue  # ours all along: the state in memory is the newest
+                if name in recorded:
+                    self.states[name] = recorded[name]
+                else:
+                    self.states.pop(name, None)
+        return acting | {dep for name in acting for dep in fleet.plugins[name].spec.depends_on}
+
+    def _acts_for(self, name: str) -> bool:
+        return self.scope is None or self.scope.shard_of(name) in self._held
 
     # --- starting over, reports, and what the CLI asks ----------------------------------------------------------
 
