@@ -47,13 +47,13 @@ def plugin(image: str, version: str) -> dict[str, str]:
 
 
 @contextmanager
-def grayops_run(tmp_path: Path, remote: Path) -> Iterator[Callable[[str], Callable[[], bool]]]:
-    """`grayops run` in a child process for the duration; yields `said(text)`, a check on its log."""
+def grayops_run(tmp_path: Path, remote: Path, *args: str) -> Iterator[Callable[[str], Callable[[], bool]]]:
+    """`grayops run` (with `args`) in a child process for the duration; yields `said(text)`, a check on its log."""
     log = tmp_path / "run.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "reconciler.cli", "run", "--repo", str(remote), "--workdir", str(tmp_path / "work"),
-             "--interval", "0.05", "--poll", "0.2", "--no-progress"], stdout=out, stderr=subprocess.STDOUT)
+             "--interval", "0.05", "--poll", "0.2", "--no-progress", *args], stdout=out, stderr=subprocess.STDOUT)
     try:
         yield lambda text: lambda: text in log.read_text()
         assert daemon.poll() is None, log.read_text()[-3000:]
