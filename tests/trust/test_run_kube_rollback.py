@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.conftest import Human, grayops, plugin_yaml, remote_status
 from tests.kube.conftest import kube  # noqa: F401  (the emulated clusters)
 from tests.kube.fleet import Fleet
-from tests.kube.test_run import IMAGE as RUN_IMAGE
 from tests.kube.test_run import NAMESPACES, PLUGIN, POLICY, settings
 from tests.trust.registry import Registry, public_pem
 
@@ -37,7 +36,7 @@ def test_grayops_run_rolls_back_to_the_digest_recorded_when_the_version_rolled_o
 
     def commit(version: str) -> None:
         human.commit(f"billing {version}", {"plugins/billing.yaml": plugin_yaml(
-            "billing", version, "kube", PLUGIN.replace(RUN_IMAGE, image))})
+            "billing", version, "kube", PLUGIN + f"  image: {image}\n")})
 
     def run_once() -> dict[str, Any]:
         done = grayops("run", "--repo", str(human.remote), "--workdir", str(tmp_path / "work"), "--once",
