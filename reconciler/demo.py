@@ -75,17 +75,17 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def _human_commit(clone: Path, version: str, message: str) -> None:
-    (clone / "plugins" / "billing.yaml").write_text(PLUGIN.format(version=version))
+def _human_commit(clone: Path, version: str, message: str, plugin_extra: str = "") -> None:
+    (clone / "plugins" / "billing.yaml").write_text(PLUGIN.format(version=version) + plugin_extra)
     _git(clone, "add", "-A")
     _git(clone, "commit", "-q", "-m", message)
     _git(clone, "push", "-q", "origin", "HEAD:main")
 
 
 def build_fleet(root: Path, signing_key: Path | None = None, extra_settings: str = "",
-                policy: str = POLICY) -> tuple[Path, Path]:
+                policy: str = POLICY, plugin_extra: str = "") -> tuple[Path, Path]:
     """The bare remote and the human's clone, with the fleet at billing 1.4.0 (the human's commits signed with
-    `signing_key`, an SSH private key, when given)."""
+    `signing_key`, an SSH private key, when given; `plugin_extra` added to billing's spec)."""
     remote, human = root / "fleet.git", root / "human"
     _git(root, "init", "-q", "--bare", "-b", "main", str(remote))
     _git(root, "clone", "-q", str(remote), str(human))
@@ -101,7 +101,7 @@ def build_fleet(root: Path, signing_key: Path | None = None, extra_settings: str
     (human / "policies").mkdir()
     (human / "policies" / "demo-waves.yaml").write_text(policy)
     (human / "plugins").mkdir()
-    _human_commit(human, "1.4.0", "billing: install 1.4.0")
+    _human_commit(human, "1.4.0", "billing: install 1.4.0", plugin_extra)
     return remote, human
 
 

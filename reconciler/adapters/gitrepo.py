@@ -357,6 +357,10 @@ class GitRepo:
         elif self.signing is not None and self._git("config", "--local", "commit.gpgsign", check=False).returncode:
             self._git("config", "commit.gpgsign", "false")
 
+    def signs(self) -> bool:
+        """Whether the clone's commits are signed (its configuration says commit.gpgsign), once cloned."""
+        return self._git("config", "--bool", "commit.gpgsign", check=False).stdout.strip() == "true"
+
     def lost(self) -> bool:
         """The clone is gone (its workdir deleted while we run): `ensure_clone()` makes a new one."""
         git_dir = self.path / ".git"

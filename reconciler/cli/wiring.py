@@ -40,6 +40,7 @@ from reconciler.api.standalone import standalone_app
 from reconciler.cli.errors import Failed, UsageError
 from reconciler.cli.options import default_workdir
 from reconciler.core.layout import SETTINGS_PATH, status_branch
+from reconciler.core.trust import commits_required
 from reconciler.shell import Reconciler
 from reconciler.shell.trust import SupplyChain, TrustSetupError
 from reconciler.web.listen import ListenServer
@@ -261,6 +262,10 @@ def start_serve(args: argparse.Namespace, stack: ExitStack) -> AsgiServer:
             repo.use_status_branch(status_branch(repo.read(SETTINGS_PATH)))
     except RemoteUnavailable as err:
         raise Failed(f"cannot start: {err}") from err
+    if not repo.signs() and commits_required(repo.read(SETTINGS_PATH)):
+        log.warning("grayops.yaml requires signed commits (trust.commits.required) and serve has no --signing-key: "
+                    "the commits its commands make are unsigned, and the reconciler refuses them; start it with "
+                    "--signing-key KEY (grayops' key)")
     models = full_registry().models
     slack = SlackEnv.read()
     hosted = None

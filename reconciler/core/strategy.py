@@ -216,6 +216,8 @@ class BlueGreenObservation:
     endpoints_ready: int | None = None  # ready pods behind the Service (None: Endpoints not seen yet)
     reachable: bool = True
     message: str = ""
+    missing: str = ""  # what grayops never creates and does not find (the Service, the plugin's Deployment or its
+    # container): a rollout's preflight fails on it (README "Supply chain")
 
     @property
     def adopted(self) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
+from reconciler.core import yamlpos
 from reconciler.core.spec import SEVERITY_ORDER, ScanSpec, Severity
 
 # --- alert kinds --------------------------------------------------------------------------------------------
@@ -301,3 +302,15 @@ class ArtifactBlocked:
 
 
 ArtifactDecision = ArtifactAllowed | ArtifactBlocked
+
+
+def commits_required(settings_text: str | None) -> bool:
+    """`trust.commits.required` of grayops.yaml as written, for a process that does not validate the revision (`grayops
+    serve`); False when unset or unreadable."""
+    try:
+        doc = yamlpos.load(settings_text).data if settings_text else None
+    except yamlpos.YamlSyntaxError:
+        return False
+    trust = doc.get("trust") if isinstance(doc, dict) else None
+    commits = trust.get("commits") if isinstance(trust, dict) else None
+    return isinstance(commits, dict) and commits.get("required") is True

@@ -8,7 +8,9 @@ rollback. A tick takes the last answer there is (none yet: the rollout waits for
 answer after `CHECK_DEADLINE` is reported `registry_unreachable`. A block is asked again after `RETRY_SECONDS` (a
 registry back up, a signature or report pushed later); an answer is not asked again once the engine pinned its digest
 in the rollout, and answers are forgotten while the rollout does not need one (a failed one), so a later need asks
-afresh. The registry client is rebuilt when grayops.yaml's `registries:` change.
+afresh. Answers are kept per rollout start (the commit that asked for the version): a later rollout of the same
+version never takes an earlier one's answer, as its tag may name other content by then, or a key be removed. The
+registry client is rebuilt when grayops.yaml's `registries:` change.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def gate_applies(fleet: Fleet, plugin: str) -> bool:
             or fleet.policies[spec.policy].scan is not None)
 
 
-Key = tuple[str, str, str]  # plugin, image, version
+Key = tuple[str, str, str, str]  # plugin, image, version, the commit that asked for the version
 
 
 @dataclass
@@ -73,9 +75,10 @@ class ArtifactGate:
         if image is None:
             return ArtifactBlocked(want.plugin, want.version, "artifact_untrusted",
                                    "the plugin names no image (spec.image) to verify")
-        key = (want.plugin, image, want.version)
+        key = (want.plugin, image, want.version, want.desired_commit)
         clock = time.monotonic()
         with self._lock:
+            self._drop(want.plugin, keep=key)  # the answers for the plugin's earlier rollout starts
             asked = self._asked.setdefault(key, _Asked())
             late = asked.started is not None and clock - asked.started > CHECK_DEADLINE
             if late:
@@ -123,8 +126,12 @@ class ArtifactGate:
 
     def _forget(self, plugin: str) -> None:
         with self._lock:
-            for key in [k for k, a in self._asked.items() if k[0] == plugin and a.started is None]:
-                del self._asked[key]
+            self._drop(plugin)
+
+    def _drop(self, plugin: str, keep: Key | None = None) -> None:
+        """Forget the plugin's answers but `keep`'s (checks in flight finish first); called with the lock held."""
+        for key in [k for k, a in self._asked.items() if k[0] == plugin and k != keep and a.started is None]:
+            del self._asked[key]
 
     def _keys(self) -> Sequence[ArtifactKey]:
         return self._supply.roots.artifact_keys if self._supply else ()

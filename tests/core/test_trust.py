@@ -13,6 +13,7 @@ from reconciler.core.trust import (
     CommitVerdict,
     ReportError,
     ScanReport,
+    commits_required,
     is_own_commit,
     judge_scan,
     parse_trivy_report,
@@ -191,3 +192,17 @@ def test_bad_supply_chain_settings_are_errors_with_their_line(settings: str, pol
         load(settings, policy)
     messages = [str(e) for e in caught.value.errors]
     assert any(m.startswith(error) for m in messages), messages
+
+
+@pytest.mark.parametrize(("text", "required"), [
+    ("trust: {commits: {required: true}}\n", True),
+    ("trust: {commits: {required: false}, artifacts: {required: true}}\n", False),
+    ("trust: {artifacts: {required: true}}\n", False),
+    ("clusters: []\n", False),
+    ("trust: [commits]\n", False),
+    ("trust: {commits: {required: 'yes'}}\n", False),  # not a boolean: validation refuses it, nothing to warn of
+    ("trust: {commits: {required: true\n", False),  # unreadable
+    (None, False),
+])
+def test_whether_grayops_yaml_requires_signed_commits_as_written(text: str | None, required: bool) -> None:
+    assert commits_required(text) is required

@@ -27,6 +27,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.kube import test_run as kube_run
+from tests.kube import test_run_blue_green as blue_green
 from tests.kube.conftest import kube  # noqa: F401  (the emulated clusters)
 from tests.kube.fleet import Fleet as KubeFleet
 from tests.trust.registry import Registry
@@ -46,13 +47,13 @@ def plugin(image: str, version: str) -> dict[str, str]:
 
 
 @contextmanager
-def grayops_run(tmp_path: Path, remote: Path) -> Iterator[Callable[[str], Callable[[], bool]]]:
-    """`grayops run` in a child process for the duration; yields `said(text)`, a check on its log."""
+def grayops_run(tmp_path: Path, remote: Path, *args: str) -> Iterator[Callable[[str], Callable[[], bool]]]:
+    """`grayops run` (with `args`) in a child process for the duration; yields `said(text)`, a check on its log."""
     log = tmp_path / "run.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "reconciler.cli", "run", "--repo", str(remote), "--workdir", str(tmp_path / "work"),
-             "--interval", "0.05", "--poll", "0.2", "--no-progress"], stdout=out, stderr=subprocess.STDOUT)
+             "--interval", "0.05", "--poll", "0.2", "--no-progress", *args], stdout=out, stderr=subprocess.STDOUT)
     try:
         yield lambda text: lambda: text in log.read_text()
         assert daemon.poll() is None, log.read_text()[-3000:]
@@ -199,3 +200,27 @@ def test_on_kubernetes_a_missing_workload_or_tag_fails_the_rollout_before_any_pa
     status = remote_status(human, "billing") or {}
     assert status["phase"] == "Succeeded", status["reason"]
     assert kube_run.images(kube) == {f"{image}:1.2.0@{pushed}"}  # the digest the preflight found, pinned
+
+
+def test_a_blue_green_instance_without_its_deployment_service_or_container_fails_before_any_operation(
+        fleet_repo: Human, kube: KubeFleet, tmp_path: Path) -> None:  # noqa: F811
+    human = fleet_repo
+    blue_green.seed(human, kube, "1.1.0")
+    services = kube["kube-staging"].resource("services", "", "v1")
+    kube["kube-staging"].delete(services, blue_green.NS, "billing")
+    prod = kube["kube-prod"]
+    prod.delete(prod.resource("deployments"), blue_green.NS, "billing")
+    prod.add_deployment(blue_green.NS, "billing", f"{blue_green.IMAGE}:1.0.0", container="sidecar")
+    before = {name: (e.requests["POST"], e.requests["PATCH"], e.requests["PUT"]) for name, e in kube.emulators.items()}
+
+    blue_green.run_once(human, tmp_path / "work")
+    status = remote_status(human, "billing") or {}
+    assert status["phase"] == "Failed" and status["reason"].startswith(
+        "workload_missing: 2 instance(s) lack their workload or container: "
+        f"kube-prod/{blue_green.NS}: Deployment {blue_green.NS}/billing on cluster kube-prod: no container named "
+        f"'billing' (it has: sidecar); kube-staging/{blue_green.NS}: Service {blue_green.NS}/billing on cluster "
+        "kube-staging: not found; no instance touched"), status["reason"]
+    assert not status.get("batches")
+    after = {name: (e.requests["POST"], e.requests["PATCH"], e.requests["PUT"]) for name, e in kube.emulators.items()}
+    assert after == before  # no Adopt, no Stage: nothing created or changed on any cluster
+    assert blue_green.selector(kube, "kube-canary") == '{"app":"billing"}'  # not even the ready instance adopted

@@ -160,6 +160,14 @@ def test_serve_signs_its_commands_with_its_key(signed_fleet: SignedFleet, fake_s
     try:
         url = f"http://127.0.0.1:{port}/slack/events"
         wait_for(lambda: bot.poll() is None and _listening(port), what=f"the bot to listen:\n{bot_log.read_text()}")
+        warned = [line for line in bot_log.read_text().splitlines() if "trust.commits.required" in line]
+        if signed:
+            assert not warned, warned
+        else:  # said once at start, before any command is refused
+            assert len(warned) == 1 and warned[0].endswith(
+                "WARNING grayops: grayops.yaml requires signed commits (trust.commits.required) and serve has no "
+                "--signing-key: the commits its commands make are unsigned, and the reconciler refuses them; start "
+                "it with --signing-key KEY (grayops' key)"), warned
         status, _ = post(url, slash("/pause", "billing on call says stop", trigger="t-1",
                                     response_url=fake_slack.response_url("t-1")))
         assert status == 200

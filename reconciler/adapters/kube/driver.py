@@ -379,7 +379,7 @@ def serving(seen: StrategyObservation) -> InstanceObservation:
     if not seen.reachable:
         return InstanceObservation(None, False, reachable=False, message=seen.message)
     if seen.message:
-        return InstanceObservation(None, False, message=seen.message)
+        return InstanceObservation(None, False, message=seen.message, missing=seen.missing)
     track = seen.colors.get(seen.serving or "blue")
     if track is None:
         return InstanceObservation(None, False, message=f"no Deployment for the {seen.serving} color")

@@ -604,9 +604,11 @@ def observe_one(plugin: Plugin, workload: Workload, ref: InstanceRef, caches: Ma
         endpoints = caches["endpoints"].get(ns, workload.service or "")
         subsets = (endpoints or {}).get("subsets") or []
         ready = None if endpoints is None else sum(len(s.get("addresses") or []) for s in subsets)
-        missing = _missing(ref, service, workload.service, colors.get("blue"), workload.name)
+        missing = _missing(ref, service, workload.service, colors.get("blue"), workload.name) or \
+            _no_container(caches["deployments"].get(ns, workload.name), workload, ref)
         return BlueGreenObservation(ref.id, workload.service or "", st.serving_color(service) if service else None,
-                                    colors, _switched_at(service), ready, message=missing)  # type: ignore[arg-type]
+                                    colors, _switched_at(service), ready, message=missing,  # type: ignore[arg-type]
+                                    missing=missing)
     if workload.strategy == "canary":
         assert workload.traffic is not None
         service = caches["services"].get(ns, workload.service or "")
@@ -646,6 +648,13 @@ def _missing(ref: InstanceRef, service: Obj | None, service_name: str | None, or
     if origin is None:
         return f"Deployment {ref.namespace}/{name} on cluster {ref.cluster}: not found"
     return ""
+
+
+def _no_container(origin: Obj | None, workload: Workload, ref: InstanceRef) -> str:
+    """The plugin's own Deployment lacks the container it names (grayops stages copies of it, never creates it)."""
+    if origin is None or wl.container_of(origin, workload) is not None:
+        return ""
+    return wl.container_error(origin, workload, f"Deployment {ref.namespace}/{workload.name} on cluster {ref.cluster}")
 
 
 def _switched_at(service: Obj | None) -> datetime | None:
