@@ -85,28 +85,40 @@ def _state_of(doc: dict[str, Any]) -> RolloutState:
     groups = doc.get("instances")
     if not isinstance(groups, list):
         return from_doc(doc)
+    instances, last_good = _ungrouped(groups)
+    gone = _no_longer_selected(doc.get("lastGood"))
+    state = from_doc({**doc, "instances": {}, "lastGood": {}})
+    # the order the plain form is read in: instances by name; last good versions of the others first
+    return replace(state, instances=dict(sorted(instances.items())),
+                   last_good={**dict(sorted(gone.items())), **dict(sorted(last_good.items()))})
+
+
+def _ungrouped(groups: list[Any]) -> tuple[dict[str, InstanceState], dict[str, str]]:
+    """Each instance's state, and the last good version of those that have one."""
     instances: dict[str, InstanceState] = {}
     last_good: dict[str, str] = {}
     for group in groups:
         step, version = Step(group["step"]), group.get("version")
-        rollback_to, message = group.get("rollbackTo"), group.get("message") or ""
+        rollback_to, good, message = group.get("rollbackTo"), group.get("lastGood"), group.get("message") or ""
         for at, names in _named(group):
             for iid in names:
                 if iid in instances:
                     raise ValueError(f"instance {iid} is listed twice")
                 instances[iid] = InstanceState(step, version, rollback_to, parse_time(at), message)
-                if group.get("lastGood") is not None:
-                    last_good[iid] = group["lastGood"]
+                if good is not None:
+                    last_good[iid] = good
+    return instances, last_good
+
+
+def _no_longer_selected(versions: Any) -> dict[str, str]:
+    """The top-level `lastGood` (version -> names) as instance -> version."""
     gone: dict[str, str] = {}
-    for version, names in _mapping(doc.get("lastGood"), "lastGood").items():
+    for version, names in _mapping(versions, "lastGood").items():
         for iid in _list(names, f"lastGood {version}"):
             if _text(iid) in gone:
                 raise ValueError(f"lastGood lists instance {iid} twice")
             gone[iid] = _text(version)
-    state = from_doc({**doc, "instances": {}, "lastGood": {}})
-    # the order the plain form is read in: instances by name; last good versions of the others first
-    return replace(state, instances=dict(sorted(instances.items())),
-                   last_good={**dict(sorted(gone.items())), **dict(sorted(last_good.items()))})
+    return gone
 
 
 def _named(group: Mapping[str, Any]) -> list[tuple[str | None, list[str]]]:

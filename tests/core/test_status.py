@@ -189,6 +189,9 @@ BROKEN = {
     "a name that is no text": (GOOD.replace('- "prod-00001/billing"', "- 42"), "42 is not a string"),
     "last good names not a list": (GOOD.replace("lastGood: {}", 'lastGood: {"1.4.0": "gone-1/billing"}'),
                                    "lastGood 1.4.0 is not a list"),
+    "a gone instance with two last good versions": (
+        GOOD.replace("lastGood: {}", 'lastGood: {"1.4.0": ["gone-1/billing"], "1.5.0": ["gone-1/billing"]}'),
+        "lastGood lists instance gone-1/billing twice"),
 }
 
 
