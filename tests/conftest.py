@@ -180,10 +180,12 @@ def remote_file(human: Human, path: str) -> str | None:
 
 
 def remote_status(human: Human, plugin: str) -> dict[str, Any] | None:
-    import yaml
+    """The plugin's status on the remote, read by the codec, in the plain form (`grayops status -o json`'s)."""
+    from reconciler.core.model import to_doc
+    from reconciler.core.status import load_status
 
     text = remote_file(human, f"status/{plugin}.yaml")
-    return yaml.safe_load(text) if text else None
+    return to_doc(load_status(text)) if text else None
 
 
 # The long end-to-end runs: the real `grayops` command driving whole rollouts, the kill -9 soak, a real browser,

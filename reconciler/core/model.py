@@ -1,9 +1,9 @@
 """Frozen values of a rollout: phases, verdicts, readings, batch and instance state, and their storage form.
 
 `RolloutState` is what `status/<plugin>.yaml` holds. `to_doc` and `from_doc` convert it to and from plain
-data with sorted keys and no volatile stamps, so writing the same state twice gives the same bytes and git
-sees a change only on a real transition. Fields marked transient are working memory of a running reconciler
-and are rebuilt after a restart.
+data with sorted keys and no volatile stamps, one entry per instance: the form the API and `-o json` show, and
+that status files had before `core/status.py` grouped their instances by state. Fields marked transient are
+working memory of a running reconciler and are rebuilt after a restart.
 """
 
 from __future__ import annotations

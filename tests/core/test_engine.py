@@ -34,6 +34,7 @@ from reconciler.core.engine import Decision, blocked_clusters, decide
 from reconciler.core.model import BatchPhase, Measurement, Phase, RolloutState, Step, from_doc, to_doc
 from reconciler.core.plan import select_instances
 from reconciler.core.spec import ApprovalRecord, ClusterSpec, PluginSpec, PolicySpec
+from reconciler.core.status import dump_status, load_status
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 02:00 UTC
 STEP = timedelta(milliseconds=250)
@@ -153,9 +154,10 @@ def run(want: Desired, world: World, state: RolloutState | None = None, now: dat
         world.act(decision)
         result.state = decision.state
         if persist and decision.changed and result.state is not None:  # what the shell commits, read back
-            result.state = replace(from_doc(to_doc(result.state)), batches=tuple(
-                replace(b, last_query=old.last_query) for b, old in zip(from_doc(to_doc(result.state)).batches,
-                                                                         result.state.batches, strict=True)))
+            stored = load_status(dump_status(result.state))
+            result.state = replace(stored, batches=tuple(
+                replace(b, last_query=old.last_query) for b, old in zip(stored.batches, result.state.batches,
+                                                                         strict=True)))
         assert result.state is not None
         if result.state.phase in stop or (not stop and result.state.phase.settled):
             break
@@ -557,7 +559,7 @@ def test_a_state_read_back_from_status_resumes_without_redoing_passed_batches() 
     assert part.state is not None
     passed = [b.name for b in part.state.batches if b.phase is BatchPhase.PASSED]
     assert passed, "at least the canary passed before the restart"
-    restored = from_doc(to_doc(part.state))  # what a restarted reconciler reads from status/
+    restored = load_status(dump_status(part.state))  # what a restarted reconciler reads from status/
     rest = run(desired("1.6.0"), world, restored, part.now)
     assert rest.state is not None and rest.state.phase is Phase.SUCCEEDED
     started_again = [t.batch for d in rest.decisions for t in d.transitions if t.action == "batch-start"]

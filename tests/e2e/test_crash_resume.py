@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from reconciler.core.model import to_doc
+from reconciler.core.status import load_status
 from tests.conftest import Human, git, grayops, plugin_yaml, remote_status, settings_yaml, wait_for
 
 BAKE = 0.6
@@ -116,7 +116,7 @@ def status_history(human: Human) -> list[tuple[dict[str, str], dict[str, Any]]]:
     for sha in shas:
         body = git(human.remote, "show", "-s", "--format=%B", sha)
         trailers = dict(re.findall(r"^([A-Z][\w-]+): (.+)$", body, flags=re.M))
-        history.append((trailers, yaml.safe_load(git(human.remote, "show", f"{sha}:status/billing.yaml"))))
+        history.append((trailers, to_doc(load_status(git(human.remote, "show", f"{sha}:status/billing.yaml")))))
     return history
 
 

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from reconciler.core import yamlemit
 from reconciler.core.effects import CommitSpec, InstanceObservation, Observations, WriteReport
 from reconciler.core.engine import Decision, Transition, decide
-from reconciler.core.model import Phase, RolloutState
+from reconciler.core.model import Phase, RolloutState, to_doc
 from reconciler.core.status import dump_status, load_status
 from reconciler.shell.recorder import Recorder, trailers
 from tests.conftest import plugin_yaml
@@ -125,3 +126,16 @@ def test_new_reports_are_given_once() -> None:
     store.files["reports/billing/1.6.0-r2.md"] = "two"
     assert recorder.new_reports() == {"reports/billing/1.6.0-r2.md": "two"}
     assert recorder.new_reports() == {}
+
+
+def test_a_status_in_the_per_instance_form_is_read_and_written_grouped_at_the_next_transition() -> None:
+    started = first_decision().state
+    store = FakeStore({STATUS: yamlemit.dump(to_doc(started))})  # as grayops wrote it before the grouped form
+    recorder = Recorder(store)
+    read = recorder.states()["billing"]
+    assert read == load_status(dump_status(started), STATUS)
+    paused = Transition("paused: incident 42", "pause", Phase.PAUSED)
+    recorder.record(Decision(replace(read, phase=Phase.PAUSED), transitions=(paused,)), desired("1.5.0"),
+                    "plugins/billing.yaml", {})
+    assert store.files[STATUS] == dump_status(replace(read, phase=Phase.PAUSED))
+    assert "instances:\n  - " in (store.files[STATUS] or "")  # a list of groups, no longer one entry per instance

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-import yaml
 
 from policies import builtin_policies
 from reconciler.adapters.gitrepo import GitRepo
@@ -20,8 +19,17 @@ from reconciler.core.effects import CheckResult, CheckStage, Event, InstanceObse
 from reconciler.core.model import Phase, RolloutState
 from reconciler.core.plan import InstanceRef
 from reconciler.core.spec import Check, ClusterSpec, NotifierSettings, Plugin
+from reconciler.core.status import load_status
 from reconciler.shell import Reconciler
-from tests.conftest import SETTINGS_HEAD, FakeClock, Human, make_fleet_repo, plugin_yaml, remote_file
+from tests.conftest import (
+    SETTINGS_HEAD,
+    FakeClock,
+    Human,
+    make_fleet_repo,
+    plugin_yaml,
+    remote_file,
+    remote_status,
+)
 
 NOW = """\
 apiVersion: grayops.dev/v1
@@ -69,9 +77,10 @@ class World:
     def apply(self, plugin: Plugin, changes: Sequence[SetVersion]) -> Mapping[str, str]:
         self._maybe_raise(plugin, "apply")
         name = plugin.metadata.name
-        recorded = yaml.safe_load(self.repo.read(f"status/{name}.yaml") or "{}") or {}
-        batches = [b["name"] for b in recorded.get("batches", [])]
-        self.log.append(f"apply {name}: the clone records {recorded.get('phase')} {batches}")
+        text = self.repo.read(f"status/{name}.yaml")
+        recorded = load_status(text) if text else None
+        batches = [b.name for b in recorded.batches] if recorded else []
+        self.log.append(f"apply {name}: the clone records {recorded and recorded.phase.value} {batches}")
         for change in changes:
             self.versions[f"{name}@{change.instance}"] = change.version
         return {}
@@ -124,8 +133,8 @@ def test_a_transition_is_committed_before_its_effects_run_notified_after_and_pus
         "notify billing: rollout of billing (none) -> 1.0.0 begins: 2 instances, policy now, requested by Alice Ops",
         "notify billing: batch canary started: 1 instance(s)",
     ]
-    pushed = yaml.safe_load(remote_file(human, "status/billing.yaml") or "{}")
-    assert pushed["phase"] == "Progressing"  # and pushed in the same tick
+    pushed = remote_status(human, "billing")
+    assert pushed is not None and pushed["phase"] == "Progressing"  # and pushed in the same tick
 
 
 def test_a_plugin_whose_driver_raises_is_held_and_the_others_go_on(tmp_path: Path,
