@@ -79,6 +79,7 @@ class Reconciler:
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
         self.strategies: dict[str, dict[str, StrategyObservation]] = {}  # plugin -> where each instance stands
         self._next_report_scan = 0.0
+        self._push_deferred = False  # the last tick left its push to this one (woken meanwhile)
 
     @property
     def fleet(self) -> Fleet | None:
@@ -111,10 +112,20 @@ class Reconciler:
             acted = self._act(fleet, runtime, desired, recorded)
             self._notify(fleet, runtime, acted, now)
             moved = sum(len(decision.transitions) for decision in recorded.values())
-            self.remote.push()
+            self._push_unless_woken()
         self._count_reports(when_due=True)
         self.telemetry.tick(time.monotonic() - started, fleet is not None)
         return TickReport(dict(self.states), moved, self.revisions.refused, self.remote.error)
+
+    def _push_unless_woken(self) -> None:
+        """Push, unless woken during this tick (a push webhook, a command) when the last tick pushed: the next
+        tick, which starts at once, fetches first and pushes both ticks' commits, so a push webhook's change is
+        not kept waiting on our push (README "HTTP API"). Never twice in a row: wakes cannot hold commits back."""
+        if self.wake.is_set() and not self._push_deferred:
+            self._push_deferred = True
+            return
+        self._push_deferred = False
+        self.remote.push()
 
     def _sync(self) -> None:
         if self.repo.lost():
