@@ -95,6 +95,7 @@ class Reconciler:
         self.revisions.open()
         self._count_reports()
         self.states.update(self.recorder.states())
+        self.escalation.restore(self.states)  # README "Owners and escalation": open alerts survive a restart
 
     # --- the tick ---------------------------------------------------------------------------------------------
 
@@ -203,6 +204,16 @@ class Reconciler:
 
         self.isolation.went_through(self.isolation.each(acted, "notifying", one))
         self.escalation.check(fleet, runtime, now)
+        self._keep_open_alerts()
+
+    def _keep_open_alerts(self) -> None:
+        """Each rollout's open alerts into its status when they changed, so a restart goes on escalating them."""
+        for name, state in list(self.states.items()):
+            alerts = self.escalation.records(state)
+            if alerts != state.open_alerts:
+                kept = replace(state, open_alerts=alerts)
+                self.recorder.record_alerts(kept)
+                self.states[name] = kept
 
     # --- starting over, reports, and what the CLI asks ----------------------------------------------------------
 

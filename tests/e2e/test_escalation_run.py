@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FAST_POLICY, Human, free_port, plugin_yaml, settings_yaml, stop_process, wait_for
+from tests.conftest import (
+    FAST_POLICY,
+    Human,
+    free_port,
+    plugin_yaml,
+    remote_status,
+    settings_yaml,
+    stop_process,
+    wait_for,
+)
 
 TOKEN = "gro_pager_0123456789abcdef"
 ACCESS = f"""\
@@ -43,8 +52,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                event = json.loads(body)  # a CloudEvent: what grayops says is its data, and when its time
                 with receiver._lock:
-                    receiver.got.append((self.path, time.time(), json.loads(body)))
+                    receiver.got.append((self.path, time.time(), {**event["data"], "at": event["time"]}))
                 self.send_response(200)
                 self.end_headers()
 
@@ -57,7 +67,7 @@ class Receiver:
 
     def at(self, path: str, kind: str) -> list[tuple[float, dict[str, Any]]]:
         with self._lock:
-            return [(when, doc) for p, when, doc in self.got if p == path and doc["kind"] == kind]
+            return [(when, doc) for p, when, doc in self.got if p == path and doc.get("kind") == kind]
 
 
 @pytest.fixture
@@ -116,3 +126,54 @@ escalation:
         assert f"Grayops-Alert: {alert}" in message and "Requested-By: alice (api token pager)" in message
     finally:
         stop_process(process)
+
+
+def run(fleet_repo: Human, workdir: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", "run", "--repo", str(fleet_repo.remote), "--workdir",
+             str(workdir), "--interval", "0.05", "--poll", "0.2", "--no-progress"], stdout=out,
+            stderr=subprocess.STDOUT)
+
+
+def test_an_open_alert_goes_on_escalating_after_a_restart(fleet_repo: Human, tmp_path: Path,
+                                                         receiver: Receiver) -> None:
+    """The open alert is kept in the rollout's status: a reconciler restarted between level 1 and level 2 sends
+    level 2 when it is due, and level 1 is not told again."""
+    settings = settings_yaml({"canary": 1, "prod": 2}, f"""\
+sim:
+  upgradeSeconds: 0.05
+  faults: [{{version: "1.6.0", errorRate: 0.2}}]
+notifiers:
+  - {{type: webhook, name: oncall, url: "{receiver.url}/oncall"}}
+  - {{type: webhook, name: team-lead, url: "{receiver.url}/lead"}}
+  - {{type: webhook, name: director, url: "{receiver.url}/director"}}
+escalation:
+  - {{notify: oncall}}
+  - {{after: 30s, notify: team-lead}}
+  - {{after: 1h, notify: director}}
+""")
+    fleet_repo.commit("fleet: billing 1.6.0, a first install that fails", {
+        "grayops.yaml": settings, "policies/fast.yaml": FAST_POLICY,
+        "plugins/billing.yaml": plugin_yaml("billing", "1.6.0")})
+    first = run(fleet_repo, tmp_path / "work", tmp_path / "run.log")
+    try:
+        [(_, alerted)] = wait_for(lambda: receiver.at("/oncall", "batch_failed"), 90, "the alert at level 1")
+        alert = alerted["alertId"]
+        kept = wait_for(lambda: [a for a in (remote_status(fleet_repo, "billing") or {}).get("openAlerts") or []
+                                 if a["id"] == alert], 60, "the open alert in the pushed status")
+        assert kept[0]["level"] == 1 and kept[0]["kind"] == "batch_failed"
+    finally:
+        stop_process(first)
+    assert receiver.at("/lead", "batch_failed") == [], "the first process was to stop before level 2 was due"
+    second = run(fleet_repo, tmp_path / "work", tmp_path / "run.log")
+    try:
+        [(_, escalated)] = wait_for(lambda: receiver.at("/lead", "batch_failed"), 120,
+                                    "level 2 from the restarted reconciler")
+        assert escalated["alertId"] == alert
+        assert escalated["escalated"] == "not acknowledged after 30s: level 2, team-lead"
+        wait_for(lambda: [a["level"] for a in (remote_status(fleet_repo, "billing") or {}).get("openAlerts") or []
+                          if a["id"] == alert] == [2], 60, "the level reached in the pushed status")
+        assert len(receiver.at("/oncall", "batch_failed")) == 1  # level 1 heard of it once, before the restart
+    finally:
+        stop_process(second)
