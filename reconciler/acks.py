@@ -8,6 +8,7 @@ what and when, and a restarted reconciler reads it with the revision. Acknowledg
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,8 +40,9 @@ def acknowledge(repo: GitRepo, alert: str, by: str, now: datetime) -> Acked:
         raise CommandRefused(f"{alert!r} is not an alert id (<plugin>-<10 hex digits>)")
     by = one_line(by, NAME_LIMIT) or "unknown"
     path = approvals_path(plugin)
+    asked = time.monotonic()
     with repo.lock():
-        remote_down = _refresh(repo)
+        remote_down = _refresh(repo, asked)
         doc = _approvals_doc(repo.read(path), plugin)
         acks = doc.get("acks")
         acks = [a for a in acks if isinstance(a, dict)] if isinstance(acks, list) else []

@@ -9,6 +9,7 @@ pushed later; the result says so.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,8 +70,9 @@ def run_command(
     """
     by = one_line(by, NAME_LIMIT) or "unknown"
     reason = (one_line(reason, REASON_LIMIT) if reason else "") or None
+    arrived = time.monotonic()
     with repo.lock():
-        remote_down = _refresh(repo)
+        remote_down = _refresh(repo, arrived)
         if once is not None and (done := repo.find_trailer(*once, since=now - ONCE_WINDOW)) is not None:
             return CommandResult(False, f"{once[0]} {once[1]} was already carried out in {done[:10]}",
                                  done, done_before=True)
@@ -163,10 +165,14 @@ def _two_person_rule(repo: GitRepo, fleet: Fleet, plugin: str, state: RolloutSta
                              f"{state.target_version}), and cannot also approve it (two-person rule): ask someone else")
 
 
-def _refresh(repo: GitRepo) -> bool:
-    """Bring the clone up to date; True when the remote cannot be reached (the command still acts locally)."""
+def _refresh(repo: GitRepo, arrived: float) -> bool:
+    """Bring the clone up to date; True when the remote cannot be reached (the command still acts locally).
+
+    A fetch that started after the command was asked (another command's, or the reconciler's, while this one
+    waited for the clone) is as fresh as its own would be: many commands at once share it."""
     try:
-        repo.fetch()
+        if repo.fetch_started is None or repo.fetch_started < arrived:
+            repo.fetch()
     except RemoteUnavailable as err:
         log.warning("remote unreachable, acting on the local clone: %s", err)
         return True

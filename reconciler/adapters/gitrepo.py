@@ -239,6 +239,7 @@ class GitRepo:
         self._lock_fd: int | None = None
         self._run_fd: int | None = None  # the workdir held by `grayops run`
         self._last_fetched: str | None = None
+        self.fetch_started: float | None = None  # time.monotonic() at the start of the last fetch that succeeded
         self._tracked: dict[Path, set[str]] = {}  # paths this object committed, hence known to git
         self._desired: tuple[str | None, RevisionFiles] | None = None  # the last commit read, and what it held
         self._texts: dict[str, str] = {}  # blob id -> text, for the desired files last read
@@ -494,7 +495,9 @@ class GitRepo:
             before = self._last_fetched
             if before is None:
                 before = self._rev(f"origin/{self.branch}")
+            started = time.monotonic()
             self._fetch()
+            self.fetch_started = started
             after = self._rev(f"origin/{self.branch}")
             self._last_fetched = after
             return after != before

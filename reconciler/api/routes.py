@@ -7,6 +7,7 @@ Starlette's thread pool, never on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,17 +26,15 @@ from reconciler.acks import acknowledge
 from reconciler.adapters.gitrepo import GitError, ProposalExists
 from reconciler.api.approval import TRAILER, ApprovalRefused, check, issue
 from reconciler.api.auth import Caller, RateLimiter, bearer, find_token
-from reconciler.api.backend import ApiBackend
+from reconciler.api.backend import BODY_TIMEOUT, ApiBackend
 from reconciler.api.webhooks import SeenDeliveries, read_push, verified_forge
 from reconciler.commands import CommandRefused, run_command
 from reconciler.core import planview, yamledit
 from reconciler.core.engine import ENGINE
 from reconciler.core.escalation import OpenAlert, plugin_of_alert
-from reconciler.core.layout import status_path, status_plugin
 from reconciler.core.model import Phase, RolloutState, fmt_time, to_doc
 from reconciler.core.report import latest_report, report_path
 from reconciler.core.spec import ApiScope, ApprovalAction, CommitCommand, Duration, Name, Strict, Version
-from reconciler.core.status import StatusUnreadable, load_status
 from reconciler.core.text import REASON_LIMIT
 
 log = logging.getLogger("grayops.api")
@@ -93,17 +92,23 @@ def _answering(handler: Handler) -> Handler:
     return answer
 
 
-async def read_body(request: Request, limit: int = BODY_LIMIT) -> bytes:
+async def read_body(request: Request, limit: int = BODY_LIMIT, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The whole body within `limit` bytes (413) and `timeout` seconds (408, and the connection is closed: a
+    client that trickles its body holds no worker for longer)."""
     length = request.headers.get("content-length")
     if length is not None and not length.strip().isdigit():
         raise ApiError(400, f"Content-Length {length!r} is not a number")
     if length is not None and int(length) > limit:
         raise ApiError(413, f"the body is over {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"the body is over {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, f"the body is over {limit} bytes")
+    except TimeoutError:
+        raise ApiError(408, f"the request's body did not arrive within {timeout:g}s", {"Connection": "close"}) from None
     return bytes(body)
 
 
@@ -135,7 +140,7 @@ class Api:
         return caller
 
     async def body(self, request: Request, model: type[M], empty: bool = False) -> M:
-        raw = await read_body(request)
+        raw = await read_body(request, timeout=self.backend.body_timeout)
         if empty and not raw.strip():
             return model.model_validate({})
         try:
@@ -150,10 +155,14 @@ class Api:
             raise ApiError(400, _field_errors(err)) from None
 
     def known(self, plugin: str) -> None:
-        self.backend.refresh()
-        plugins = self.backend.plugins()
+        """404 unless `plugin` is one of the view's, or has a file at HEAD (a brake acts on it at a refused one)."""
+        view = self.backend.view()
+        if plugin in view.plugins:
+            return
+        plugins = set(self.backend.plugins())
         if plugin not in plugins:
-            raise ApiError(404, f"no plugin named {plugin!r} (known: {', '.join(plugins) or 'none'})")
+            known = ", ".join(sorted(view.plugins | plugins)) or "none"
+            raise ApiError(404, f"no plugin named {plugin!r} (known: {known})")
 
     # --- the plan and the commands ---------------------------------------------------------------------------
 
@@ -294,7 +303,7 @@ class Api:
 
     async def ack(self, request: Request) -> Response:
         caller = await self.caller(request, "ack")
-        await read_body(request)  # any body is ignored, but within the limit
+        await read_body(request, timeout=self.backend.body_timeout)  # any body is ignored, but within the limits
         alert = request.path_params["alert"]
         plugin = plugin_of_alert(alert)
         if plugin is None:
@@ -329,16 +338,9 @@ class Api:
         return JSONResponse(await run_in_threadpool(self._rollouts))
 
     def _rollouts(self) -> dict[str, Any]:
-        self.backend.refresh()
-        found, unreadable = [], []
-        for path, text in sorted(self.backend.statuses().items()):
-            if (name := status_plugin(path)) is None:
-                continue
-            try:
-                found.append(to_doc(load_status(text, path)))
-            except StatusUnreadable as err:
-                unreadable.append({"plugin": name, "error": str(err)})
-        return {"rollouts": found, "unreadable": unreadable}
+        view = self.backend.view()
+        return {"rollouts": [to_doc(state) for _, state in sorted(view.states.items())],
+                "unreadable": [{"plugin": name, "error": error} for name, error in sorted(view.unreadable.items())]}
 
     async def rollout(self, request: Request) -> Response:
         await self.caller(request, "read")
@@ -367,18 +369,15 @@ class Api:
         return JSONResponse(await run_in_threadpool(read))
 
     def _state(self, plugin: str, strict: bool) -> RolloutState | None:
-        text = self.backend.statuses().get(status_path(plugin))
-        try:
-            return load_status(text, status_path(plugin)) if text else None
-        except StatusUnreadable as err:
-            if strict:
-                raise ApiError(500, str(err)) from None
-            return None
+        view = self.backend.view()
+        if strict and plugin in view.unreadable:
+            raise ApiError(500, view.unreadable[plugin])
+        return view.states.get(plugin)
 
     # --- webhooks --------------------------------------------------------------------------------------------
 
     async def webhook(self, request: Request) -> Response:
-        body = await read_body(request)
+        body = await read_body(request, timeout=self.backend.body_timeout)
         headers = {name.lower(): value for name, value in request.headers.items()}
         secret = await run_in_threadpool(self.backend.webhook_secret)
         forge = verified_forge(headers, body, secret) if secret else None

@@ -135,7 +135,8 @@ def serve_telemetry(telemetry: Telemetry, listen: str, reconciler: Reconciler, s
     models = reconciler.registry.models
     openapi = OpenApi()
     backend = ApiBackend(reconciler.repo, models, wake=reconciler.wake.set,
-                         open_alerts=reconciler.escalation.open_alerts)
+                         open_alerts=reconciler.escalation.open_alerts,
+                         in_force=lambda: reconciler.fleet, rollouts=lambda: reconciler.states)  # reads off the lock
     routes = [openapi.route(), *api_routes(backend), *slack]
     try:
         host, port = parse_listen(listen)

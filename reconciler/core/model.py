@@ -155,6 +155,20 @@ HISTORY_LIMIT = 100
 
 
 @dataclass(frozen=True)
+class OpenAlertRecord:
+    """A critical alert of the rollout not acknowledged yet, as its status keeps it so a restarted reconciler goes
+    on escalating it (README "Owners and escalation")."""
+
+    id: str
+    kind: str
+    message: str
+    raised: datetime
+    phase: Phase
+    reached: int  # the highest escalation level (index) it reached
+    batch: str | None = None
+
+
+@dataclass(frozen=True)
 class RolloutState:
     """One plugin moving to one version, identified by plugin, version and the desired commit."""
 
@@ -198,6 +212,7 @@ class RolloutState:
 
     # Cleanup once the rollout settled (README "Strategies"): instance -> what it removed ("" while still to do)
     cleanup: Mapping[str, str] = field(default_factory=dict)
+    open_alerts: tuple[OpenAlertRecord, ...] = ()  # README "Owners and escalation"; kept by core/status.py
 
     @property
     def cleanup_pending(self) -> bool:

@@ -23,7 +23,17 @@ import yaml
 
 from reconciler.core import yamlemit, yamlpos
 from reconciler.core.fleet import MAX_RECORD_BYTES, show_path
-from reconciler.core.model import InstanceState, RolloutState, Step, fmt_time, from_doc, parse_time, to_doc
+from reconciler.core.model import (
+    InstanceState,
+    OpenAlertRecord,
+    Phase,
+    RolloutState,
+    Step,
+    fmt_time,
+    from_doc,
+    parse_time,
+    to_doc,
+)
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # status files of large fleets are large: the C loader
 _STEPS = {step: index for index, step in enumerate(Step)}
@@ -37,7 +47,7 @@ def dump_status(state: RolloutState) -> str:
     doc["instances"] = _groups(state)
     doc["lastGood"] = _by_version((iid, version) for iid, version in state.last_good.items()
                                   if iid not in state.instances)
-    return yamlemit.dump(doc)
+    return yamlemit.dump({**doc, **_open_alerts_doc(state.open_alerts)})
 
 
 def _groups(state: RolloutState) -> list[dict[str, Any]]:
@@ -151,6 +161,27 @@ def _text(value: Any) -> str:
     return value
 
 
+# --- open alerts (README "Owners and escalation"): `openAlerts:`, only while there are some ---------------------
+
+
+def _open_alerts_doc(alerts: tuple[OpenAlertRecord, ...]) -> dict[str, Any]:
+    if not alerts:
+        return {}
+    return {"openAlerts": [{"id": a.id, "kind": a.kind, "message": a.message, "raised": fmt_time(a.raised),
+                            "phase": a.phase.value, "level": a.reached + 1, "batch": a.batch} for a in alerts]}
+
+
+def _open_alerts_from(doc: Mapping[str, Any]) -> tuple[OpenAlertRecord, ...]:
+    found = []
+    for item in doc.get("openAlerts") or ():
+        raised = parse_time(item["raised"])
+        if raised is None:
+            raise ValueError(f"open alert {item['id']} has no raised time")
+        found.append(OpenAlertRecord(str(item["id"]), str(item["kind"]), str(item["message"]), raised,
+                                     Phase(item["phase"]), int(item["level"]) - 1, item.get("batch")))
+    return tuple(found)
+
+
 class StatusUnreadable(ValueError):
     """A status/<plugin>.yaml that cannot be read as a rollout's state; its text is `path: why`, one line."""
 
@@ -172,7 +203,9 @@ def load_status(text: str, path: str = "status file") -> RolloutState:
     if not isinstance(doc, dict):
         raise StatusUnreadable(path, "unreadable status, not a mapping of rollout fields")
     try:
-        return _state_of(doc)
+        state = _state_of(doc)
+        alerts = _open_alerts_from(doc)
+        return replace(state, open_alerts=alerts) if alerts else state
     except KeyError as err:
         raise StatusUnreadable(path, f"unreadable status, a field is missing: {err.args[0]}") from err
     except (ValueError, TypeError, AttributeError, IndexError, AssertionError) as err:

@@ -4,14 +4,16 @@ Each tick's events go to the notifiers through `Escalation.notifier`: alerts men
 Slack IDs from access.yaml's people), a critical alert of a rollout gets its id and is kept open, and the
 notifiers that only a later level names do not hear of alerts at once. `Escalation.check`, once a tick, reads the
 acknowledgements of the revision in force (`acks:` in approvals/<plugin>.yaml, each a commit) and sends what
-`core.escalation.due` says is due. Open alerts are kept in memory: a restarted reconciler escalates the alerts it
-raises from then on.
+`core.escalation.due` says is due. The open alerts of a rollout are kept in its status (`openAlerts:`, committed
+by the tick when they change), and `restore` takes them back at a start: a restarted reconciler goes on
+escalating them from the level they reached.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -21,7 +23,7 @@ from reconciler.adapters.registry import Runtime
 from reconciler.core.effects import Event
 from reconciler.core.escalation import OpenAlert, alert_id, due, escalation_only, raised
 from reconciler.core.fleet import Fleet
-from reconciler.core.model import Severity
+from reconciler.core.model import OpenAlertRecord, RolloutState, Severity
 
 log = logging.getLogger("grayops")
 
@@ -77,6 +79,24 @@ class Escalation:
             log.warning("alert %s (%s of %s) escalated: %s", send.alert, send.event.kind, send.event.plugin,
                         send.event.escalated)
             FanOut([target]).notify(send.event)
+
+    def restore(self, states: Mapping[str, RolloutState]) -> None:
+        """Take back the open alerts the rollouts' statuses kept (at a start)."""
+        with self._lock:
+            for state in states.values():
+                for kept in state.open_alerts:
+                    event = Event(state.plugin, state.rollout_id, state.target_version, kept.kind, Severity.CRITICAL,
+                                  kept.message, kept.phase, kept.raised, batch=kept.batch,
+                                  commit=state.desired_commit, alert_id=kept.id)
+                    self._open.setdefault(kept.id, OpenAlert(event, kept.reached))
+
+    def records(self, state: RolloutState) -> tuple[OpenAlertRecord, ...]:
+        """The open alerts of `state`'s rollout, as its status keeps them (oldest first)."""
+        with self._lock:
+            mine = [a for a in self._open.values()
+                    if a.event.plugin == state.plugin and a.event.rollout_id == state.rollout_id]
+        return tuple(OpenAlertRecord(a.id, a.event.kind, a.event.message, a.event.at, a.event.phase, a.reached,
+                                     a.event.batch) for a in sorted(mine, key=lambda a: (a.event.at, a.id)))
 
     def _raise(self, alert: OpenAlert) -> None:
         with self._lock:

@@ -106,6 +106,13 @@ class Recorder:
                                    [("Grayops-Rollout", state.rollout_id), ("Grayops-Action", "record"),
                                     ("Requested-By", ENGINE), ("Desired-Commit", state.desired_commit)], status=True)
 
+    def record_alerts(self, state: RolloutState) -> None:
+        """Commit the status with the rollout's open alerts as they stand now (README "Owners and escalation")."""
+        self._store.commit({status_path(state.plugin): dump_status(state)},
+                           f"{state.plugin} {state.target_version}: {len(state.open_alerts)} open alert(s)",
+                           [("Grayops-Rollout", state.rollout_id), ("Grayops-Action", "alerts"),
+                            ("Requested-By", ENGINE), ("Desired-Commit", state.desired_commit)], status=True)
+
     def new_reports(self) -> dict[str, str]:
         """The reports not read before (path -> text): all of them the first time, then what another replica or
         process wrote. Raises GitError."""

@@ -98,6 +98,7 @@ class Reconciler:
         self._next_report_scan = 0.0
         self._held: frozenset[int] = frozenset()  # the shards acted for in the last tick
         self._followed = ""  # the HEAD whose status/ the other shards' states were last read from
+        self._push_deferred = False  # the last tick left its push to this one (woken meanwhile)
 
     @property
     def fleet(self) -> Fleet | None:
@@ -113,6 +114,7 @@ class Reconciler:
         self.revisions.open()
         self._count_reports()
         self.states.update(self.recorder.states())
+        self.escalation.restore(self.states)  # README "Owners and escalation": open alerts survive a restart
 
     # --- the tick ---------------------------------------------------------------------------------------------
 
@@ -131,10 +133,20 @@ class Reconciler:
             acted = self._act(fleet, runtime, desired, recorded)
             self._notify(fleet, runtime, acted, now)
             moved = sum(len(decision.transitions) for decision in recorded.values())
-            self.remote.push()
+            self._push_unless_woken()
         self._count_reports(when_due=True)
         self.telemetry.tick(time.monotonic() - started, fleet is not None)
         return TickReport(dict(self.states), moved, self.revisions.refused, self.remote.error)
+
+    def _push_unless_woken(self) -> None:
+        """Push, unless woken during this tick (a push webhook, a command) when the last tick pushed: the next
+        tick, which starts at once, fetches first and pushes both ticks' commits, so a push webhook's change is
+        not kept waiting on our push (README "HTTP API"). Never twice in a row: wakes cannot hold commits back."""
+        if self.wake.is_set() and not self._push_deferred:
+            self._push_deferred = True
+            return
+        self._push_deferred = False
+        self.remote.push()
 
     def _sync(self) -> None:
         if self.repo.lost():
@@ -217,6 +229,16 @@ class Reconciler:
 
         self.isolation.went_through(self.isolation.each(acted, "notifying", one))
         self.escalation.check(fleet, runtime, now)
+        self._keep_open_alerts()
+
+    def _keep_open_alerts(self) -> None:
+        """Each rollout's open alerts into its status when they changed, so a restart goes on escalating them."""
+        for name, state in list(self.states.items()):
+            alerts = self.escalation.records(state)
+            if alerts != state.open_alerts:
+                kept = replace(state, open_alerts=alerts)
+                self.recorder.record_alerts(kept)
+                self.states[name] = kept
 
     # --- sharding (README "Sharding") ---------------------------------------------------------------------------
 

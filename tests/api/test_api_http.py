@@ -4,9 +4,13 @@ status with nothing committed, webhook deliveries shaped and signed as GitHub, G
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
+import os
+import select
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -108,7 +113,8 @@ def api_on(human: Human, workdir: Path, woken: list[str], **options: Any) -> Ite
         with lock:
             woken.append("wake")
 
-    backend = ApiBackend(repo, full_registry().models, wake=wake, fresh_for=0.0, **options)
+    options.setdefault("fresh_for", 0.0)
+    backend = ApiBackend(repo, full_registry().models, wake=wake, **options)
     with serving(create_api_app(backend)) as base:
         yield base
 
@@ -258,6 +264,62 @@ def test_rollouts_status_and_report_read_the_record(served: Served) -> None:
     none = served.call("GET", "/api/v1/rollouts/auth/report", token="reader")
     assert none.status_code == 404 and none.json()["error"].startswith("no report for auth yet")
     assert served.call("GET", "/api/v1/rollouts", token="oncall").status_code == 403  # read is a scope too
+
+
+def test_without_a_reconciler_reads_share_one_read_of_the_clone_per_freshness_period(fleet_repo: Human,
+                                                                                     tmp_path: Path) -> None:
+    """`grayops serve`: the clone is fetched and read at most once per `fresh_for`; reads meanwhile answer from
+    that read, so many clients do not queue behind the clone's lock (here held, as a command's push holds it)."""
+    seed_fleet(fleet_repo)
+    with api_on(fleet_repo, tmp_path / "work", [], fresh_for=600.0) as base:
+        def get(path: str) -> requests.Response:
+            return requests.get(base + path, headers={"Authorization": f"Bearer {TOKENS['reader']}"}, timeout=20)
+
+        assert get("/api/v1/rollouts").status_code == 200  # the one read of this period
+        with clone_locked(tmp_path / "work"):
+            listed = get("/api/v1/rollouts")
+            assert [r["plugin"] for r in listed.json()["rollouts"]] == ["billing"], listed.text
+            one = get("/api/v1/rollouts/billing")
+            assert one.status_code == 200 and one.json()["status"]["targetVersion"] == "1.6.0", one.text
+
+
+def test_a_body_that_trickles_in_is_cut_with_408_and_nothing_committed(fleet_repo: Human, tmp_path: Path) -> None:
+    """A client that sends its headers, then its body a byte at a time, holds a worker no longer than the bound."""
+    seed_fleet(fleet_repo)
+    before = fleet_repo.log("--format=%H").split()
+    with api_on(fleet_repo, tmp_path / "work", [], body_timeout=1.0) as base:
+        where = urlsplit(base)
+        with socket.create_connection((where.hostname, where.port), timeout=30) as conn:
+            conn.sendall(b"POST /internal/version/upgrade/rollback HTTP/1.1\r\nHost: grayops\r\n"
+                         b"Authorization: Bearer " + TOKENS["release-bot"].encode() + b"\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+            answer = trickle(conn)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"did not arrive within 1s" in answer and b"connection: close" in answer.lower()
+    assert fleet_repo.log("--format=%H").split() == before
+
+
+def trickle(conn: socket.socket, limit: float = 60.0) -> bytes:
+    """Send a byte every 0.2 s until the server answers; all it sends until it closes the connection."""
+    for _ in range(int(limit / 0.2)):
+        conn.sendall(b" ")
+        if select.select([conn], [], [], 0.2)[0]:
+            break
+    answer = b""
+    while chunk := conn.recv(65536):
+        answer += chunk
+    return answer
+
+
+@contextmanager
+def clone_locked(workdir: Path) -> Iterator[None]:
+    """Hold the clone's lock, as another process's (or a tick's) long git operation does."""
+    fd = os.open(workdir / ".grayops.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # --- the rollout commands ----------------------------------------------------------------------------------

@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FAST_POLICY, Human, free_port, plugin_yaml, settings_yaml, stop_process, wait_for
+from tests.conftest import (
+    FAST_POLICY,
+    Human,
+    free_port,
+    plugin_yaml,
+    remote_status,
+    settings_yaml,
+    stop_process,
+    wait_for,
+)
 
 TOKEN = "gro_pager_0123456789abcdef"
 ACCESS = f"""\
@@ -30,9 +39,6 @@ people:
 tokens:
   - {{name: pager, sha256: "{hashlib.sha256(TOKEN.encode()).hexdigest()}", scopes: [read, ack], person: alice}}
 """
-
-
-ALERT = "plugin.version.gray.alert"  # the CloudEvent type of an alert (README "Lifecycle events")
 
 
 class Receiver:
@@ -46,8 +52,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                event = json.loads(body)  # a CloudEvent: what grayops says is its data, and when its time
                 with receiver._lock:
-                    receiver.got.append((self.path, time.time(), json.loads(body)))
+                    receiver.got.append((self.path, time.time(), {**event["data"], "at": event["time"]}))
                 self.send_response(200)
                 self.end_headers()
 
@@ -59,14 +66,8 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def at(self, path: str, kind: str) -> list[tuple[float, dict[str, Any]]]:
-        """The alerts of `kind` received at `path`: (when, the CloudEvent)."""
         with self._lock:
-            return [(when, doc) for p, when, doc in self.got
-                    if p == path and doc["type"] == ALERT and doc["data"]["kind"] == kind]
-
-    def alerts(self, path: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [doc["data"] for p, _, doc in self.got if p == path and doc["type"] == ALERT]
+            return [(when, doc) for p, when, doc in self.got if p == path and doc.get("kind") == kind]
 
 
 @pytest.fixture
@@ -103,15 +104,16 @@ escalation:
     try:
         [(_, first)] = wait_for(lambda: receiver.at("/oncall", "batch_failed"), 90,
                                         "the batch_failed alert at level 1")
-        alert = first["data"]["alertId"]
-        assert alert.startswith("billing-") and "escalated" not in first["data"]
+        alert = first["alertId"]
+        assert alert.startswith("billing-") and "escalated" not in first
         [(escalated_at, second)] = wait_for(lambda: receiver.at("/lead", "batch_failed"), 60,
                                             "the batch_failed alert escalated to level 2")
-        assert second["data"]["alertId"] == alert
-        assert second["data"]["escalated"] == "not acknowledged after 2s: level 2, team-lead"
-        raised = datetime.fromisoformat(second["time"].replace("Z", "+00:00")).timestamp()
-        assert escalated_at - raised >= 1.99, "level 2 waits `after` from the alert (its time, to the ms)"
-        assert {a["severity"] for a in receiver.alerts("/lead")} == {"critical"}, "a later level hears no warnings"
+        assert second["alertId"] == alert
+        assert second["escalated"] == "not acknowledged after 2s: level 2, team-lead"
+        raised = datetime.fromisoformat(second["at"].replace("Z", "+00:00")).timestamp()
+        assert escalated_at - raised >= 1.99, "level 2 waits `after` from the alert (at, to the ms)"
+        alerts = [doc for p, _, doc in receiver.got if p == "/lead" and "kind" in doc]  # lifecycle events have none
+        assert {a["severity"] for a in alerts} == {"critical"}, "a later level hears no warnings"
 
         api = f"http://127.0.0.1:{port}/api/v1/alerts"
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -125,3 +127,54 @@ escalation:
         assert f"Grayops-Alert: {alert}" in message and "Requested-By: alice (api token pager)" in message
     finally:
         stop_process(process)
+
+
+def run(fleet_repo: Human, workdir: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", "run", "--repo", str(fleet_repo.remote), "--workdir",
+             str(workdir), "--interval", "0.05", "--poll", "0.2", "--no-progress"], stdout=out,
+            stderr=subprocess.STDOUT)
+
+
+def test_an_open_alert_goes_on_escalating_after_a_restart(fleet_repo: Human, tmp_path: Path,
+                                                         receiver: Receiver) -> None:
+    """The open alert is kept in the rollout's status: a reconciler restarted between level 1 and level 2 sends
+    level 2 when it is due, and level 1 is not told again."""
+    settings = settings_yaml({"canary": 1, "prod": 2}, f"""\
+sim:
+  upgradeSeconds: 0.05
+  faults: [{{version: "1.6.0", errorRate: 0.2}}]
+notifiers:
+  - {{type: webhook, name: oncall, url: "{receiver.url}/oncall"}}
+  - {{type: webhook, name: team-lead, url: "{receiver.url}/lead"}}
+  - {{type: webhook, name: director, url: "{receiver.url}/director"}}
+escalation:
+  - {{notify: oncall}}
+  - {{after: 30s, notify: team-lead}}
+  - {{after: 1h, notify: director}}
+""")
+    fleet_repo.commit("fleet: billing 1.6.0, a first install that fails", {
+        "grayops.yaml": settings, "policies/fast.yaml": FAST_POLICY,
+        "plugins/billing.yaml": plugin_yaml("billing", "1.6.0")})
+    first = run(fleet_repo, tmp_path / "work", tmp_path / "run.log")
+    try:
+        [(_, alerted)] = wait_for(lambda: receiver.at("/oncall", "batch_failed"), 90, "the alert at level 1")
+        alert = alerted["alertId"]
+        kept = wait_for(lambda: [a for a in (remote_status(fleet_repo, "billing") or {}).get("openAlerts") or []
+                                 if a["id"] == alert], 60, "the open alert in the pushed status")
+        assert kept[0]["level"] == 1 and kept[0]["kind"] == "batch_failed"
+    finally:
+        stop_process(first)
+    assert receiver.at("/lead", "batch_failed") == [], "the first process was to stop before level 2 was due"
+    second = run(fleet_repo, tmp_path / "work", tmp_path / "run.log")
+    try:
+        [(_, escalated)] = wait_for(lambda: receiver.at("/lead", "batch_failed"), 120,
+                                    "level 2 from the restarted reconciler")
+        assert escalated["alertId"] == alert
+        assert escalated["escalated"] == "not acknowledged after 30s: level 2, team-lead"
+        wait_for(lambda: [a["level"] for a in (remote_status(fleet_repo, "billing") or {}).get("openAlerts") or []
+                          if a["id"] == alert] == [2], 60, "the level reached in the pushed status")
+        assert len(receiver.at("/oncall", "batch_failed")) == 1  # level 1 heard of it once, before the restart
+    finally:
+        stop_process(second)

@@ -4,7 +4,7 @@ while the others go on (README "Architecture")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -68,6 +68,7 @@ class World:
     raising: dict[str, Literal["observe", "apply"]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    on_apply: Callable[[], None] = lambda: None  # called as each change is asked
 
     def observe(self, plugin: Plugin, instances: Sequence[InstanceRef]) -> Mapping[str, InstanceObservation]:
         self._maybe_raise(plugin, "observe")
@@ -76,6 +77,7 @@ class World:
 
     def apply(self, plugin: Plugin, changes: Sequence[SetVersion]) -> Mapping[str, str]:
         self._maybe_raise(plugin, "apply")
+        self.on_apply()
         name = plugin.metadata.name
         text = self.repo.read(f"status/{name}.yaml")
         recorded = load_status(text) if text else None
@@ -190,3 +192,17 @@ def test_a_dependency_that_cannot_be_observed_counts_as_not_ready(tmp_path: Path
         reconciler.tick()
     assert not any(key.startswith("billing@") for key in world.versions)  # billing waits for auth
     assert reconciler.states["billing"].waiting_for is not None
+
+
+def test_a_wake_during_a_tick_leaves_its_push_to_the_next_tick_once(tmp_path: Path) -> None:
+    """A push webhook (or a command) wakes the reconciler mid-tick: that tick does not push, so the next one starts
+    at once and fetches the new commit; the next one pushes both ticks' commits, even when woken again."""
+    human = make_fleet_repo(tmp_path)
+    reconciler, world = running(human, tmp_path, {"billing": "1.0.0"})
+    world.on_apply = reconciler.wake.set  # the wake arrives while the tick acts
+    reconciler.tick()
+    assert remote_file(human, "status/billing.yaml") is None and reconciler.repo.unpushed() > 0
+    assert reconciler.wake.is_set()  # the loop starts the next tick at once
+    reconciler.tick()  # woken again during this one: it pushes all the same
+    assert reconciler.repo.unpushed() == 0
+    assert (remote_status(human, "billing") or {}).get("phase") == "Progressing"
