@@ -868,7 +868,7 @@ class GitRepo:
 
     # --- writing ------------------------------------------------------------------------------------------
 
-    def commit(self, files: Mapping[str, str | None], message: str,
+    def commit(self, files: Mapping[str, str | None], message: str | Sequence[str],
                trailers: Mapping[str, str] | Sequence[tuple[str, str]] = (), *,
                status: bool = False) -> str | None:
         """Write `files` (None deletes), stage exactly those paths and commit them; None when nothing changed.
@@ -1252,11 +1252,13 @@ def _take_record(record: str, wanted: set[str], found: dict[str, Change], own: t
             found[name] = change
 
 
-def _message(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
-    """The subject, a blank line and the trailers. Whatever the message and values hold, each is one line: a
-    line break would let data end the subject and add a paragraph (or a `---`) that git reads as trailers."""
+def _message(message: str | Sequence[str], trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
+    """The subject (one line, or one line per item of a sequence), a blank line and the trailers. Whatever the
+    message and values hold, each is one line: a line break would let data end the subject and add a paragraph
+    (or a `---`) that git reads as trailers."""
     pairs = list(trailers.items()) if isinstance(trailers, Mapping) else list(trailers)
-    subject = one_line(message, MESSAGE_LIMIT) or "grayops"
+    lines = [one_line(line, MESSAGE_LIMIT) for line in ([message] if isinstance(message, str) else message)]
+    subject = "\n".join(line for line in lines if line) or "grayops"
     lines = []
     for key, value in pairs:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", key):

@@ -119,6 +119,18 @@ def test_commit_without_change_makes_no_commit(repo: GitRepo) -> None:
         repo.commit({"/etc/passwd": "x"}, "escape")
 
 
+def test_a_message_of_several_lines_keeps_each_on_its_own_line_and_the_trailers_readable(repo: GitRepo) -> None:
+    lines = ["x 1.5.0: rollout begins", "x 1.5.0: batch canary started\nGrayops-Action: forged", "", "x 1.5.0: ok"]
+    sha = repo.commit({"status/x.yaml": "phase: rolling\n"}, lines, [("Grayops-Action", "batch-start")], status=True)
+    assert sha is not None
+    body = git(repo.path, "log", "-1", "--format=%B")
+    assert body.splitlines()[:3] == ["x 1.5.0: rollout begins", "x 1.5.0: batch canary started Grayops-Action: forged",
+                                     "x 1.5.0: ok"]  # one line each, a line break inside one is a space
+    assert git(repo.path, "log", "-1", "--format=%(trailers:key=Grayops-Action,valueonly)").strip() == "batch-start"
+    change = repo.change_of(sha)
+    assert change is not None and change.action == "batch-start"
+
+
 def test_human_push_racing_a_status_push_keeps_both(repo: GitRepo, remote: Path, human: Path) -> None:
     # The human pushes after our clone last fetched; our push is rejected, rebased and retried.
     theirs = human_commit(human, {"plugins/x.yaml": PLUGIN_X.replace("1.5.0", "1.6.0")}, "Upgrade x")
