@@ -38,6 +38,7 @@ class DesiredState:
     def __init__(self, repo: GitRepo) -> None:
         self._repo = repo
         self._changes: tuple[str, dict[str, Change]] = ("", {})  # HEAD -> the last change of each plugin file
+        self._changes_in: Fleet | None = None  # the revision in force they were read for
         self._selected_in: Fleet | None = None
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
@@ -45,8 +46,7 @@ class DesiredState:
     def of(self, fleet: Fleet, signed_by: str | None = None) -> dict[str, Desired]:
         head = self._repo.head()
         if self._changes[0] != head:
-            paths = [fleet.plugin_paths[name] for name in fleet.plugins]
-            self._changes = (head, self._repo.last_changes(paths))
+            self._changes = (head, self._last_changes(fleet, self._changes[0]))
         changes = self._changes[1]
         desired = {}
         for name, plugin in fleet.plugins.items():
@@ -68,6 +68,16 @@ class DesiredState:
                 scale_down_delay=spec.workload.scale_down_delay if spec.workload else 600.0,
             )
         return desired
+
+    def _last_changes(self, fleet: Fleet, since: str) -> dict[str, Change]:
+        """Who last changed each plugin file. When the same files are in force and no commit since the last look
+        touched one (grayops' own status commits, each tick), the answer stands: no walk of the whole history."""
+        paths = [fleet.plugin_paths[name] for name in fleet.plugins]
+        known = self._changes[1]
+        if since and self._changes_in is fleet and not self._repo.history(paths, since=since, limit=1):
+            return known
+        self._changes_in = fleet
+        return self._repo.last_changes(paths)
 
     def instances(self, fleet: Fleet, name: str) -> tuple[InstanceRef, ...]:
         """The plugin's instances in the revision in force, selected once per revision (a hot path at scale)."""

@@ -92,7 +92,7 @@ def test_a_tick_over_budget_records_and_pushes_what_it_went_through_and_the_next
 def test_a_pause_is_obeyed_in_the_next_tick_before_the_plugins_still_waiting(
         tmp_path: Path, plugins: dict[str, str]) -> None:
     human = make_fleet_repo(tmp_path)
-    reconciler, world = running(human, tmp_path, plugins)
+    reconciler, _ = running(human, tmp_path, plugins)
     reconciler.pacing = Pacing(budget=0.0)
     reconciler.tick()
     human.pull()
@@ -101,3 +101,18 @@ def test_a_pause_is_obeyed_in_the_next_tick_before_the_plugins_still_waiting(
     assert phase(reconciler, "p4") is Phase.PAUSED
     assert (remote_status(human, "p4") or {}).get("phase") == "Paused"
     assert remote_status(human, "p2") is None and remote_status(human, "p3") is None  # still waiting their turn
+
+
+def test_the_commit_that_asked_stays_known_across_ticks_of_status_commits_and_follows_a_human_change(
+        tmp_path: Path, plugins: dict[str, str]) -> None:
+    human = make_fleet_repo(tmp_path)
+    reconciler, _ = running(human, tmp_path, plugins)
+    asked = human.log("-1", "--format=%H").strip()
+    for _ in range(3):  # grayops' own status commits move HEAD each tick
+        reconciler.tick()
+    assert {reconciler.states[name].desired_commit for name in plugins} == {asked}
+    human.pull()
+    bumped = human.commit("p3 1.1.0", {"plugins/p3.yaml": plugin_yaml("p3", "1.1.0", policy="now")})
+    reconciler.tick()
+    assert reconciler.states["p3"].desired_commit == bumped
+    assert {reconciler.states[name].desired_commit for name in ("p1", "p2", "p4")} == {asked}
