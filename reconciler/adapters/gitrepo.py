@@ -97,6 +97,7 @@ log = logging.getLogger(__name__)
 # A network command that takes longer than this is treated as an unreachable remote.
 NETWORK_TIMEOUT = 120.0
 CLONE_TIMEOUT = 900.0
+MANY_PATHS = 64  # more paths than this are looked for in a `git log` of their directories
 STATUS_PREFIXES = RECORD_DIRECTORIES  # what lives on the status branch when one is configured
 _CONFLICT_PREFIX = "grayops/conflict-"
 _REWRITTEN_PREFIX = "grayops/rewritten-"
@@ -828,7 +829,10 @@ class GitRepo:
                 _take_record(record, wanted, found, self._own)
             return len(found) == len(wanted)
 
-        self._git("log", "-z", "--name-only", f"--format={_LOG_FORMAT}", "HEAD", "--", *paths, cwd=cwd,
+        # Thousands of pathspecs cost git a comparison each per file of each commit: name their directories then,
+        # and keep the wanted paths here.
+        specs = sorted({path.rpartition("/")[0] or path for path in paths}) if len(paths) > MANY_PATHS else paths
+        self._git("log", "-z", "--name-only", f"--format={_LOG_FORMAT}", "HEAD", "--", *specs, cwd=cwd,
                   on_output=consume)
         if buffer and len(found) < len(wanted):
             _take_record(buffer, wanted, found, self._own)

@@ -30,7 +30,8 @@ class Pacing:
               dependencies_first: Callable[[Mapping[str, Desired]], list[str]]) -> list[str]:
         """The plugins in the order this tick takes them: changed first, then the longest waiting, each one's
         dependencies before it."""
-        changed = {name for name, want in desired.items() if self._wanted and self._wanted.get(name) != want}
+        changed = {name for name, want in desired.items()
+                   if self._wanted and (last := self._wanted.get(name)) is not want and last != want}
         self._wanted = desired
         ranked = sorted(desired, key=lambda name: (name not in changed, self._reached.get(name, -1)))
         return dependencies_first({name: desired[name] for name in ranked})

@@ -104,6 +104,18 @@ def test_commit_with_trailers_is_pushed_and_read_back(repo: GitRepo, remote: Pat
     assert (y.by, y.action, y.reason) == ("Human", None, "seed")  # no trailers: author and subject
 
 
+def test_the_last_change_of_many_paths_is_each_ones_own(repo: GitRepo, human: Path) -> None:
+    many = {f"plugins/m{n:03d}.yaml": f"n: {n}\n" for n in range(100)}  # more than git is given one by one
+    first = human_commit(human, many, "many")
+    second = human_commit(human, {"plugins/m007.yaml": "n: 7 again\n", "status/m008.yaml": "x\n"}, "m007")
+    repo.fetch()
+    repo.integrate()
+    changes = repo.last_changes([*many, "plugins/never.yaml"])
+    assert set(changes) == set(many)  # a path never committed is left out, others in the directory too
+    assert changes["plugins/m007.yaml"].commit == second
+    assert {c.commit for path, c in changes.items() if path != "plugins/m007.yaml"} == {first}
+
+
 def test_commit_without_change_makes_no_commit(repo: GitRepo) -> None:
     head = repo.head()
     assert repo.commit({"plugins/x.yaml": PLUGIN_X}, "same") is None
