@@ -79,9 +79,9 @@ class DesiredState:
         """Who last changed each plugin file. When the same files are in force and no commit since the last look
         touched one (grayops' own status commits, each tick), the answer stands: no walk of the whole history."""
         paths = [fleet.plugin_paths[name] for name in fleet.plugins]
-        known = self._changes[1]
-        if since and self._changes_in is fleet and not self._repo.history(paths, since=since, limit=1):
-            return known
+        folders = sorted({path.rpartition("/")[0] or path for path in paths})  # one pathspec each, not thousands
+        if since and self._changes_in is fleet and not self._repo.history(folders, since=since, limit=1):
+            return self._changes[1]
         self._changes_in = fleet
         return self._repo.last_changes(paths)
 
