@@ -127,10 +127,12 @@ class Reconciler:
         """Observe, decide and record one plugin after the other, in the pacing's order, until the tick's budget is
         spent (README "Sizing"); the decisions recorded."""
         observed: Observed = {}
+        looked: set[str] = set()  # observed this tick, or tried (a failure is held once, not once per dependent)
         decisions: dict[str, Decision] = {}
         recorded: dict[str, Decision] = {}
         for name in self.pacing.turn(self.pacing.order(desired, dependencies_first)):
-            unseen = [dep for dep in (*desired[name].depends_on, name) if dep in desired and dep not in observed]
+            unseen = [dep for dep in (*desired[name].depends_on, name) if dep in desired and dep not in looked]
+            looked.update(unseen)
             observed.update(self._observe(fleet, runtime, desired, unseen))  # its dependencies' readiness too
             decided = self._decide(fleet, runtime, desired, observed, now, [name], decisions)
             recorded.update(self._record(fleet, desired, decided))
