@@ -97,6 +97,7 @@ log = logging.getLogger(__name__)
 # A network command that takes longer than this is treated as an unreachable remote.
 NETWORK_TIMEOUT = 120.0
 CLONE_TIMEOUT = 900.0
+MANY_PATHS = 64  # more paths than this are looked for in a `git log` of their directories
 STATUS_PREFIXES = RECORD_DIRECTORIES  # what lives on the status branch when one is configured
 _CONFLICT_PREFIX = "grayops/conflict-"
 _REWRITTEN_PREFIX = "grayops/rewritten-"
@@ -835,7 +836,10 @@ class GitRepo:
                 _take_record(record, wanted, found, self._own)
             return len(found) == len(wanted)
 
-        self._git("log", "-z", "--name-only", f"--format={_LOG_FORMAT}", "HEAD", "--", *paths, cwd=cwd,
+        # Thousands of pathspecs cost git a comparison each per file of each commit: name their directories then,
+        # and keep the wanted paths here.
+        specs = sorted({path.rpartition("/")[0] or path for path in paths}) if len(paths) > MANY_PATHS else paths
+        self._git("log", "-z", "--name-only", f"--format={_LOG_FORMAT}", "HEAD", "--", *specs, cwd=cwd,
                   on_output=consume)
         if buffer and len(found) < len(wanted):
             _take_record(buffer, wanted, found, self._own)
@@ -875,7 +879,7 @@ class GitRepo:
 
     # --- writing ------------------------------------------------------------------------------------------
 
-    def commit(self, files: Mapping[str, str | None], message: str,
+    def commit(self, files: Mapping[str, str | None], message: str | Sequence[str],
                trailers: Mapping[str, str] | Sequence[tuple[str, str]] = (), *,
                status: bool = False) -> str | None:
         """Write `files` (None deletes), stage exactly those paths and commit them; None when nothing changed.
@@ -1259,11 +1263,13 @@ def _take_record(record: str, wanted: set[str], found: dict[str, Change], own: t
             found[name] = change
 
 
-def _message(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
-    """The subject, a blank line and the trailers. Whatever the message and values hold, each is one line: a
-    line break would let data end the subject and add a paragraph (or a `---`) that git reads as trailers."""
+def _message(message: str | Sequence[str], trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
+    """The subject (one line, or one line per item of a sequence), a blank line and the trailers. Whatever the
+    message and values hold, each is one line: a line break would let data end the subject and add a paragraph
+    (or a `---`) that git reads as trailers."""
     pairs = list(trailers.items()) if isinstance(trailers, Mapping) else list(trailers)
-    subject = one_line(message, MESSAGE_LIMIT) or "grayops"
+    lines = [one_line(line, MESSAGE_LIMIT) for line in ([message] if isinstance(message, str) else message)]
+    subject = "\n".join(line for line in lines if line) or "grayops"
     lines = []
     for key, value in pairs:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", key):

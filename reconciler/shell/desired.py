@@ -39,6 +39,9 @@ class DesiredState:
     def __init__(self, repo: GitRepo) -> None:
         self._repo = repo
         self._changes: tuple[str, dict[str, Change]] = ("", {})  # HEAD -> the last change of each plugin file
+        self._changes_in: Fleet | None = None  # the revision in force they were read for
+        # (fleet, changes, signer, the plugins asked for) -> the desired state made of them
+        self._made: tuple[Fleet, dict[str, Change], str | None, frozenset[str] | None, dict[str, Desired]] | None = None
         self._selected_in: Fleet | None = None
         self._selected: dict[str, tuple[InstanceRef, ...]] = {}
         self._judged: dict[str, tuple[object, Judged]] = {}
@@ -48,9 +51,12 @@ class DesiredState:
         """What each plugin wants (only `names`, when given: a sharded replica's, README "Sharding")."""
         head = self._repo.head()
         if self._changes[0] != head:
-            paths = [fleet.plugin_paths[name] for name in fleet.plugins]
-            self._changes = (head, self._repo.last_changes(paths))
+            self._changes = (head, self._last_changes(fleet, self._changes[0]))
         changes = self._changes[1]
+        asked = frozenset(names) if names is not None else None
+        made = self._made
+        if made is not None and made[0] is fleet and made[1] is changes and made[2:4] == (signed_by, asked):
+            return made[4]  # nothing it is made of moved: the same desired state (a hot path at scale)
         desired = {}
         for name, plugin in fleet.plugins.items():
             if names is not None and name not in names:
@@ -73,7 +79,19 @@ class DesiredState:
                 scale_down_delay=spec.workload.scale_down_delay if spec.workload else 600.0,
                 traffic_steps=tuple(spec.workload.traffic.steps) if spec.workload and spec.workload.traffic else (),
             )
+        if all(fleet.plugin_paths[name] in changes for name in fleet.plugins):  # else some name HEAD, which moves
+            self._made = (fleet, changes, signed_by, asked, desired)
         return desired
+
+    def _last_changes(self, fleet: Fleet, since: str) -> dict[str, Change]:
+        """Who last changed each plugin file. When the same files are in force and no commit since the last look
+        touched one (grayops' own status commits, each tick), the answer stands: no walk of the whole history."""
+        paths = [fleet.plugin_paths[name] for name in fleet.plugins]
+        folders = sorted({path.rpartition("/")[0] or path for path in paths})  # one pathspec each, not thousands
+        if since and self._changes_in is fleet and not self._repo.history(folders, since=since, limit=1):
+            return self._changes[1]
+        self._changes_in = fleet
+        return self._repo.last_changes(paths)
 
     def instances(self, fleet: Fleet, name: str) -> tuple[InstanceRef, ...]:
         """The plugin's instances in the revision in force, selected once per revision (a hot path at scale)."""

@@ -1,9 +1,10 @@
 """The recorder: each rollout's record, committed to a record store before anything is acted on.
 
-Every transition is one commit of status/<plugin>.yaml as it stood right after it, with trailers saying which
-rollout, which action, which batch, who asked and who approved (README "Git as the record"); the last one of a
-finished rollout carries its report. A `CommitSpec` (the engine's revert of spec.version, or its pause) is a
-commit of the plugin's file. `GitRepo` is the store; tests use a fake.
+Each plugin's transitions of a tick are one commit of status/<plugin>.yaml as the tick left it: a line for each
+transition (the record keeps every reason), and the trailers of the last saying which rollout, which action, which
+batch, who asked and who approved (README "Git as the record"); the one that finishes a rollout carries its report.
+A `CommitSpec` (the engine's revert of spec.version, or its pause) is a commit of the plugin's file. `GitRepo` is
+the store; tests use a fake.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ Trailers = Sequence[tuple[str, str]]
 class RecordStore(Protocol):
     """Where the record is kept: the fleet repository's clone (`GitRepo`), or a fake in tests."""
 
-    def commit(self, files: Mapping[str, str | None], message: str, trailers: Trailers = (), *,
+    def commit(self, files: Mapping[str, str | None], message: str | Sequence[str], trailers: Trailers = (), *,
                status: bool = False) -> str | None:
-        """Commit `files` (status=True: into the record's location); None when nothing changed."""
+        """Commit `files` (status=True: into the record's location), `message` one line or several; None when
+        nothing changed."""
         ...
 
     def read(self, path: str, rev: str = "HEAD") -> str | None: ...
@@ -65,19 +67,18 @@ class Recorder:
         return states
 
     def record(self, decision: Decision, want: Desired, plugin_file: str, approved: Mapping[str, str]) -> None:
-        """Commit each transition (status as it stood right after it; the report with the last one) and the
-        changes owed to the plugin's file (`plugin_file`). `approved`: batch -> who approved it, for the report."""
+        """Commit the tick's transitions as one commit (the status as the tick left it, a line for each transition,
+        the trailers of the last; the report when the rollout finished) and the changes owed to the plugin's file
+        (`plugin_file`). `approved`: batch -> who approved it, for the report."""
         state = decision.state
         routed = Routed.of(decision.effects)
-        for index, transition in enumerate(decision.transitions):
-            last = index == len(decision.transitions) - 1
-            snapshot = state if last or transition.state is None else transition.state
-            files: dict[str, str | None] = {status_path(state.plugin): dump_status(snapshot)}
-            if last and routed.report:
+        if decision.transitions:
+            files: dict[str, str | None] = {status_path(state.plugin): dump_status(state)}
+            if routed.report:
                 labels = {ref.id: dict(ref.labels) for ref in want.instances}
                 files[report_path(state)] = render_report(state, labels, approved)
-            message = f"{state.plugin} {state.target_version}: {transition.reason}"
-            self._store.commit(files, message, trailers(snapshot, want, transition), status=True)
+            lines = [f"{state.plugin} {state.target_version}: {t.reason}" for t in decision.transitions]
+            self._store.commit(files, lines, trailers(state, want, decision.transitions[-1]), status=True)
         for change in routed.commits:
             self._commit_spec(plugin_file, state, change)
 

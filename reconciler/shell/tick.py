@@ -1,10 +1,11 @@
 """The reconciler: the parts of the shell, wired, and the tick that runs them in order.
 
 One tick: sync the revision in force -> the desired state -> observe the clusters -> decide (the pure engine,
-dependencies first) -> record (commit) -> act -> notify -> push. Each plugin's transition is committed before its
-effects run, so a reconciler killed at any moment restarts from a status that never claims more than happened,
-and asks again (idempotently) for what it had asked. A plugin whose handling raises is held and the others go on
-(`isolation`).
+dependencies first) -> record (commit) -> act -> notify -> push. Observing, deciding and recording go plugin by
+plugin within the tick's time budget (`pacing`): a fleet too large for one tick is gone through over several. Each
+plugin's transitions are committed before its effects run, so a reconciler killed at any moment restarts from a
+status that never claims more than happened, and asks again (idempotently) for what it had asked. A plugin whose
+handling raises is held and the others go on (`isolation`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from reconciler.shell.divergence import Divergence
 from reconciler.shell.effects import EffectRunner, noted, notify
 from reconciler.shell.escalation import Escalation
 from reconciler.shell.isolation import Isolation
+from reconciler.shell.pacing import Pacing
 from reconciler.shell.recorder import Recorder
 from reconciler.shell.remote import RemoteHealth
 from reconciler.shell.revisions import RevisionSource
@@ -93,6 +95,7 @@ class Reconciler:
         self.runner = EffectRunner(self.telemetry)
         self.isolation = Isolation(self.holds, self.alerts)
         self.escalation = Escalation()  # README "Owners and escalation"
+        self.pacing = Pacing()  # how much of the fleet one tick goes through (README "Sizing")
         self.wake = self.revisions.wake  # set by the remote watcher or a chat command: fetch now
         self.strategies: dict[str, dict[str, StrategyObservation]] = {}  # plugin -> where each instance stands
         self._next_report_scan = 0.0
@@ -127,9 +130,7 @@ class Reconciler:
         if fleet is not None and runtime is not None:
             now = self.clock.now()
             desired = self.desired.of(fleet, self.revisions.signer, self._in_scope(fleet, held))
-            observed = self._observe(fleet, runtime, desired)
-            decisions = self._decide(fleet, runtime, desired, observed, now)
-            recorded = self._record(fleet, desired, decisions)
+            recorded = self._turn(fleet, runtime, desired, now)
             acted = self._act(fleet, runtime, desired, recorded)
             self._notify(fleet, runtime, acted, now)
             moved = sum(len(decision.transitions) for decision in recorded.values())
@@ -153,8 +154,25 @@ class Reconciler:
             self._clone_again()
         self.revisions.sync()
 
-    def _observe(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired]) -> Observed:
-        """What each instance runs, from the driver of its cluster."""
+    def _turn(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired], now: datetime
+              ) -> dict[str, Decision]:
+        """Observe, decide and record one plugin after the other, in the pacing's order, until the tick's budget is
+        spent (README "Sizing"); the decisions recorded."""
+        observed: Observed = {}
+        looked: set[str] = set()  # observed this tick, or tried (a failure is held once, not once per dependent)
+        decisions: dict[str, Decision] = {}
+        recorded: dict[str, Decision] = {}
+        for name in self.pacing.turn(self.pacing.order(desired, dependencies_first)):
+            unseen = [dep for dep in (*desired[name].depends_on, name) if dep in desired and dep not in looked]
+            looked.update(unseen)
+            observed.update(self._observe(fleet, runtime, desired, unseen))  # its dependencies' readiness too
+            decided = self._decide(fleet, runtime, desired, observed, now, [name], decisions)
+            recorded.update(self._record(fleet, desired, decided))
+        return recorded
+
+    def _observe(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired], names: list[str]
+                 ) -> Observed:
+        """What each instance of these plugins runs, from the driver of its cluster."""
         def one(name: str) -> Mapping[str, InstanceObservation]:
             seen: dict[str, InstanceObservation] = {}
             strategy: dict[str, StrategyObservation] = {}
@@ -166,20 +184,19 @@ class Reconciler:
             self.strategies[name] = strategy
             return seen
 
-        return self.isolation.each(desired, "observing", one)
+        return self.isolation.each(names, "observing", one)
 
     def _decide(self, fleet: Fleet, runtime: Runtime, desired: Mapping[str, Desired], observed: Observed,
-                now: datetime) -> dict[str, Decision]:
-        """The engine's decision for each plugin observed, dependencies first so a waiting rollout sees where they
-        stand now (one that could not be observed counts as not ready)."""
-        versions = {name: want.version for name, want in desired.items()}
-        ready = {name: observed.get(name) or dict.fromkeys((ref.id for ref in want.instances), UNREACHABLE)
-                 for name, want in desired.items()}
-        decisions: dict[str, Decision] = {}
-
+                now: datetime, names: list[str], decisions: dict[str, Decision]) -> dict[str, Decision]:
+        """The engine's decision for each of these plugins that was observed. `decisions`: those of this tick so
+        far, dependencies first, so a waiting rollout sees where they stand now (one that could not be observed
+        counts as not ready)."""
         def one(name: str) -> Decision:
             want, results = desired[name], self.runner.take(name)
             accepted, refused = self.desired.approvals(fleet, name)
+            versions = {dep: desired[dep].version for dep in want.depends_on if dep in desired}
+            ready = {dep: observed.get(dep) or dict.fromkeys((ref.id for ref in desired[dep].instances), UNREACHABLE)
+                     for dep in versions}
             situations = {dep: situation(decisions[dep].state if dep in decisions else self.states.get(dep),
                                          versions.get(dep)) for dep in want.depends_on}
             obs = Observations(instances=observed[name], checks=tuple(results.checks), metrics=tuple(results.metrics),
@@ -192,8 +209,8 @@ class Reconciler:
             decisions[name] = decide(noted(runtime, self.states.get(name)), want, obs, now)
             return decisions[name]
 
-        return self.isolation.each([name for name in dependencies_first(desired) if name in observed
-                                    and self._acts_for(name)], "deciding", one)
+        return self.isolation.each([name for name in names if name in observed and self._acts_for(name)],
+                                   "deciding", one)
 
     def _record(self, fleet: Fleet, desired: Mapping[str, Desired], decisions: Mapping[str, Decision]
                 ) -> dict[str, Decision]:

@@ -104,6 +104,18 @@ def test_commit_with_trailers_is_pushed_and_read_back(repo: GitRepo, remote: Pat
     assert (y.by, y.action, y.reason) == ("Human", None, "seed")  # no trailers: author and subject
 
 
+def test_the_last_change_of_many_paths_is_each_ones_own(repo: GitRepo, human: Path) -> None:
+    many = {f"plugins/m{n:03d}.yaml": f"n: {n}\n" for n in range(100)}  # more than git is given one by one
+    first = human_commit(human, many, "many")
+    second = human_commit(human, {"plugins/m007.yaml": "n: 7 again\n", "status/m008.yaml": "x\n"}, "m007")
+    repo.fetch()
+    repo.integrate()
+    changes = repo.last_changes([*many, "plugins/never.yaml"])
+    assert set(changes) == set(many)  # a path never committed is left out, others in the directory too
+    assert changes["plugins/m007.yaml"].commit == second
+    assert {c.commit for path, c in changes.items() if path != "plugins/m007.yaml"} == {first}
+
+
 def test_commit_without_change_makes_no_commit(repo: GitRepo) -> None:
     head = repo.head()
     assert repo.commit({"plugins/x.yaml": PLUGIN_X}, "same") is None
@@ -117,6 +129,18 @@ def test_commit_without_change_makes_no_commit(repo: GitRepo) -> None:
     assert "plugins/y.yaml" not in git(repo.path, "ls-files")
     with pytest.raises(ValueError):
         repo.commit({"/etc/passwd": "x"}, "escape")
+
+
+def test_a_message_of_several_lines_keeps_each_on_its_own_line_and_the_trailers_readable(repo: GitRepo) -> None:
+    lines = ["x 1.5.0: rollout begins", "x 1.5.0: batch canary started\nGrayops-Action: forged", "", "x 1.5.0: ok"]
+    sha = repo.commit({"status/x.yaml": "phase: rolling\n"}, lines, [("Grayops-Action", "batch-start")], status=True)
+    assert sha is not None
+    body = git(repo.path, "log", "-1", "--format=%B")
+    assert body.splitlines()[:3] == ["x 1.5.0: rollout begins", "x 1.5.0: batch canary started Grayops-Action: forged",
+                                     "x 1.5.0: ok"]  # one line each, a line break inside one is a space
+    assert git(repo.path, "log", "-1", "--format=%(trailers:key=Grayops-Action,valueonly)").strip() == "batch-start"
+    change = repo.change_of(sha)
+    assert change is not None and change.action == "batch-start"
 
 
 def test_human_push_racing_a_status_push_keeps_both(repo: GitRepo, remote: Path, human: Path) -> None:

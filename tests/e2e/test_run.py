@@ -61,7 +61,12 @@ def test_a_good_version_rolls_out_and_a_bad_one_is_rolled_back_and_reverted(flee
     assert {i["version"] for i in status["instances"].values()} == {"1.5.0"}
     assert sim_versions(workdir) == {"1.5.0"}
     assert remote_file(human, f"reports/billing/1.5.0-{status['rolloutId']}.md") is not None
-    assert {"start", "batch-start", "bake", "batch-pass", "succeed"} <= set(trailers(human, "Grayops-Action"))
+    assert {"batch-start", "bake", "succeed"} <= set(trailers(human, "Grayops-Action"))  # a tick's last transitions
+    record = human.log("--format=%B", "--", "status/billing.yaml")
+    for batch in ("canary", "wave-1", "all"):  # every transition has its line, in the commit of its tick
+        assert re.search(rf"^billing 1.5.0: batch {batch} started", record, flags=re.M)
+        assert re.search(rf"^billing 1.5.0: batch {batch} passed", record, flags=re.M)
+    assert re.search(r"^billing 1.5.0: rollout of billing \(none\) -> 1.5.0 begins", record, flags=re.M)
     assert set(trailers(human, "Grayops-Batch")) == {"canary", "wave-1", "all"}
     assert set(trailers(human, "Requested-By")) == {"Alice Ops"}
 
@@ -291,8 +296,9 @@ def test_the_remote_going_down_mid_rollout_loses_nothing(fleet_repo: Human, tmp_
         away.rename(human.remote)  # back: everything recorded meanwhile is pushed
         final = wait_for(lambda: (s := remote_status(human, "billing")) and s["phase"] == "Succeeded" and s)
         assert final["targetVersion"] == "1.5.0"
-        actions = trailers(human, "Grayops-Action")
-        assert actions.count("batch-pass") == 3 and actions.count("succeed") == 1
+        record = human.log("--format=%B", "--", "status/billing.yaml")  # a line for each transition, none twice
+        assert len(re.findall(r"^billing 1.5.0: batch \S+ passed", record, flags=re.M)) == 3
+        assert trailers(human, "Grayops-Action").count("succeed") == 1
     finally:
         if away.exists():
             away.rename(human.remote)

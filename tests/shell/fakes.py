@@ -15,7 +15,7 @@ from reconciler.core.spec import Check, MetricSpec, Plugin
 @dataclass(frozen=True)
 class Commit:
     files: dict[str, str | None]
-    message: str
+    message: str | Sequence[str]  # several lines: a tick's transitions
     trailers: list[tuple[str, str]]
     status: bool
 
@@ -27,8 +27,8 @@ class FakeStore:
     files: dict[str, str] = field(default_factory=dict)
     commits: list[Commit] = field(default_factory=list)
 
-    def commit(self, files: Mapping[str, str | None], message: str, trailers: Sequence[tuple[str, str]] = (), *,
-               status: bool = False) -> str | None:
+    def commit(self, files: Mapping[str, str | None], message: str | Sequence[str],
+               trailers: Sequence[tuple[str, str]] = (), *, status: bool = False) -> str | None:
         if all(self.files.get(path) == text for path, text in files.items()):
             return None
         for path, text in files.items():

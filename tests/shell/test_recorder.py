@@ -1,5 +1,6 @@
-"""The recorder over a record store in memory: one status commit per transition with the trailers README "Git as
-the record" lists, the report with the last one, the engine's own edits of a plugin file, nothing twice."""
+"""The recorder over a record store in memory: one status commit per plugin per tick, a line for each transition and
+the trailers README "Git as the record" lists, the report with it, the engine's own edits of a plugin file, nothing
+twice."""
 
 from __future__ import annotations
 
@@ -27,27 +28,24 @@ def first_decision() -> Decision:
                                                       for ref in want.instances}), T0)
 
 
-def test_each_transition_is_one_status_commit_as_the_status_stood_right_after_it() -> None:
+def test_a_ticks_transitions_are_one_status_commit_that_says_each_of_them() -> None:
     store, decision = FakeStore(), first_decision()
     Recorder(store).record(decision, desired("1.5.0", by="alice"), "plugins/billing.yaml", {})
-    assert [c.message for c in store.commits] == [f"billing 1.5.0: {t.reason}" for t in decision.transitions]
-    assert all(c.status and list(c.files) == [STATUS] for c in store.commits)
-    first, last = (load_status(c.files[STATUS] or "", STATUS) for c in store.commits)
-    assert first.phase is Phase.PENDING and not first.batches
-    assert last == load_status(dump_status(decision.state), STATUS)  # the last commit holds the decided state
-    assert store.files[STATUS] == dump_status(decision.state)
+    [commit] = store.commits
+    assert len(decision.transitions) == 2
+    assert commit.message == [f"billing 1.5.0: {t.reason}" for t in decision.transitions]  # every reason kept
+    assert commit.status and list(commit.files) == [STATUS]
+    assert commit.files[STATUS] == dump_status(decision.state)  # the status as the tick left it
 
 
-def test_the_trailers_say_which_rollout_action_batch_and_who_asked() -> None:
+def test_the_trailers_are_the_last_transitions() -> None:
     store, decision = FakeStore(), first_decision()
     want = desired("1.5.0", by="alice")
     Recorder(store).record(decision, want, "plugins/billing.yaml", {})
-    start, batch = (dict(c.trailers) for c in store.commits)
-    rollout = decision.state.rollout_id
-    assert start == {"Grayops-Rollout": rollout, "Grayops-Action": "start", "Requested-By": "alice",
-                     "Desired-Commit": want.desired_commit}
-    assert batch == {"Grayops-Rollout": rollout, "Grayops-Action": "batch-start", "Grayops-Batch": "canary",
-                     "Requested-By": "alice", "Desired-Commit": want.desired_commit}
+    [commit] = store.commits
+    assert dict(commit.trailers) == {"Grayops-Rollout": decision.state.rollout_id, "Grayops-Action": "batch-start",
+                                     "Grayops-Batch": "canary", "Requested-By": "alice",
+                                     "Desired-Commit": want.desired_commit}
 
 
 @pytest.mark.parametrize(("action", "expected"), [
@@ -70,14 +68,13 @@ def test_an_approved_batch_names_its_approver() -> None:
     assert ("Approved-By", "rita") in found and found[-1][0] == "Desired-Commit"
 
 
-def test_the_report_is_committed_with_the_last_transition_only() -> None:
+def test_the_report_is_in_the_ticks_commit() -> None:
     store, decided = FakeStore(), first_decision()
     decision = replace(decided, effects=(*decided.effects, WriteReport("billing")))
     Recorder(store).record(decision, desired("1.5.0"), "plugins/billing.yaml", {"canary": "rita"})
-    first, last = store.commits
+    [commit] = store.commits
     report = f"reports/billing/1.5.0-{decision.state.rollout_id}.md"
-    assert report not in first.files and report in last.files
-    assert "rita" in (last.files[report] or "")
+    assert list(commit.files) == [STATUS, report] and "rita" in (commit.files[report] or "")
 
 
 def test_a_commit_spec_edits_the_plugin_file_keeping_the_rest_and_says_why() -> None:

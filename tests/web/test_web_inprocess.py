@@ -58,7 +58,9 @@ def test_a_running_reconciler_feeds_the_view_every_reading(fleet_repo: Human, tm
                 page = response.read().decode()
         state = record.states["billing"]
         assert "billing 1.5.0: Succeeded" in page and "Batch 3: all" in page
-        assert {c.action for c in record.timelines["billing"]} >= {"start", "batch-pass", "succeed"}
+        assert {c.action for c in record.timelines["billing"]} >= {"batch-start", "succeed"}  # each tick's last
+        said = " ".join(c.why or "" for c in record.timelines["billing"])  # with every transition's line
+        assert "billing 1.5.0: rollout of billing (none) -> 1.5.0 begins" in said and "batch canary passed" in said
         seen = record.readings[("billing", state.rollout_id, "canary", "error_rate")]
         assert len(seen) >= 3 and len(seen) == state.batches[0].metrics[0].readings  # every reading of the bake
         committed = RepoReader(repo, full_registry().models, ReadingLog())
