@@ -18,6 +18,14 @@ an ancestor of the fetched remote branch, the remote's history was rewritten (a 
 kept on `grayops/rewritten-*`, the branch follows the remote, and a notice waits in `.git/grayops-rewrites` for
 `take_rewrites()` (whichever process sharing the clone integrated first, the reconciler hears of it).
 
+Reads of refs, trees and files, and status and report commits, need no git process (README "Git as the
+record"): refs are read from their files, objects through GitPython's long-lived `git cat-file --batch` (`_Objects`),
+and a status commit's blob, tree and commit objects are written in-process, the branch moved from the commit it was
+built on only (compare-and-swap under the workdir lock). Such a commit leaves the index behind for its paths (noted
+in `<git dir>/grayops-index-behind`); one `git reset -- <paths>` brings it up to date before the next git command
+that uses the index, and at each push. A clone that signs commits, or whose configuration git would apply in a way
+the writer does not reproduce, gets `git commit` as before.
+
 Every git command goes through `GitRepo._git` (subprocess, `git` on PATH), which is the one place where a
 failed command becomes an exception:
 
@@ -982,6 +990,12 @@ class GitRepo:
         before the next git command that uses it (one `git reset` for many commits), so a quiet tick or a run of
         status commits starts no process at all.
         """
+        try:
+            return self._write_commit(tree, files, message)
+        except OSError as exc:  # the clone went away under us, as a git command would find
+            raise GitError(f"cannot commit in {tree.path}: {exc}") from exc
+
+    def _write_commit(self, tree: _Tree, files: Mapping[str, str | None], message: str) -> str | None:
         config = self._commit_config()
         branch = f"refs/heads/{tree.branch}"
         if config is None or self._head_branch(tree) != branch or self._has_attributes(tree, files):
@@ -1021,7 +1035,7 @@ class GitRepo:
 
     def _has_attributes(self, tree: _Tree, files: Iterable[str]) -> bool:
         """Whether git attributes could change the bytes git stores for `files` (an eol or filter setting)."""
-        dirs = {""} | {rel.rsplit("/", 1)[0] + "/" for rel in files if "/" in rel}
+        dirs = {"/".join(parts[:depth]) for parts in (rel.split("/") for rel in files) for depth in range(len(parts))}
         return (self._git_dir(tree) / "info" / "attributes").exists() or (
             self.path / ".git" / "info" / "attributes").exists() or any(
             (tree.path / d / ".gitattributes").exists() for d in dirs)
@@ -1044,6 +1058,8 @@ class GitRepo:
         except FileNotFoundError:
             return
         note.unlink()
+        if not paths.strip("\0"):
+            return
         try:
             self._git("reset", "--quiet", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=tree.path,
                       input=paths)
@@ -1188,7 +1204,7 @@ class GitRepo:
         if self._object_db is not None and not (self._object_db.git_dir / "objects").is_dir():
             self._close_objects()  # the clone was deleted (and maybe made again) under us
         if self._object_db is None:
-            self._object_db = _Objects(self.path / ".git")
+            self._object_db = _Objects((self.path / ".git").absolute())
         return self._object_db
 
     def _close_objects(self) -> None:
