@@ -266,6 +266,7 @@ class GitRepo:
         self._desired: tuple[str | None, RevisionFiles] | None = None  # the last commit read, and what it held
         self._texts: dict[str, str] = {}  # blob id -> text, for the desired files last read
         self._object_db: _Objects | None = None  # opened on first use, closed when the clone is made again
+        self._catching_up = False  # in _catch_up_index
         self._config: tuple[tuple[object, ...], _CommitConfig | None] | None = None  # (files' stat, what they say)
 
     # --- locking ----------------------------------------------------------------------------------------
@@ -1050,22 +1051,21 @@ class GitRepo:
         """Before a git command that uses the index: bring the entries of paths committed in-process up to their
         commit (`git reset -- paths`; the working tree already holds them), so git sees a clean tree."""
         tree = next((t for t in self._trees() if t.path == cwd), None)
-        if tree is None or not (tree.path / ".git").exists():
+        if self._catching_up or tree is None or not (tree.path / ".git").exists():
             return
         note = self._git_dir(tree) / _INDEX_BEHIND
         try:
             paths = note.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
-        note.unlink()
-        if not paths.strip("\0"):
-            return
+        self._catching_up = True  # the reset below uses the index too
         try:
-            self._git("reset", "--quiet", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=tree.path,
-                      input=paths)
-        except GitError:
-            note.write_text(paths, encoding="utf-8")  # try again before the next command that needs it
-            raise
+            if paths.strip("\0"):
+                self._git("reset", "--quiet", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=tree.path,
+                          input=paths)
+        finally:
+            self._catching_up = False
+        note.unlink()  # only once done: a process killed meanwhile leaves it for the next one
 
     def _move_branch(self, tree: _Tree, branch: str, old: str | None, new: str, reflog: str) -> bool:
         """Move `branch` from `old` (None: unborn) to `new` as git does (its lock file, then a rename), only if it
