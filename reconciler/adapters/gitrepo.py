@@ -624,7 +624,9 @@ class GitRepo:
 
     def _mark_synced(self, tree: _Tree, commit: str) -> None:
         """The remote's history now contains `commit` (a sha or a ref): what a later fetch must still contain."""
-        self._git("update-ref", _synced_ref(tree), commit)
+        ref, sha = _synced_ref(tree), self._commit_of(tree, commit)
+        if sha is None or not self._move_ref(tree, ref, self._read_ref(tree, ref), sha):
+            self._git("update-ref", ref, commit)
 
     def _rebase(self, tree: _Tree, upstream: str) -> None:
         run = self._git("rebase", "--quiet", upstream, cwd=tree.path, check=False)
@@ -731,8 +733,10 @@ class GitRepo:
         local = f"refs/heads/{tree.branch}"
         upstream = f"refs/remotes/origin/{tree.branch}"
         at, pushed = self._rev(local), self._rev(upstream)
-        if at is None or at == pushed:
-            return 0  # nothing here, or all of it pushed: no process
+        if at is None:
+            return 0
+        if pushed is not None and (count := self._line_between(at, pushed)) is not None:
+            return count  # our commits on top of the remote's, counted without a process
         spec = f"{upstream}..{local}" if pushed is not None else local
         return int(self._git("rev-list", "--count", spec).stdout.strip() or 0)
 
@@ -1019,7 +1023,7 @@ class GitRepo:
         self._index_behind(tree, files)
         subject = _clean_message(message).split("\n", 1)[0]
         entry = f"{config.committer} {when}\tcommit{'' if parent else ' (initial)'}: {subject}\n"
-        if not self._move_branch(tree, branch, parent, commit, entry):
+        if not self._move_ref(tree, branch, parent, commit, entry):
             return None
         return commit
 
@@ -1067,9 +1071,10 @@ class GitRepo:
             self._catching_up = False
         note.unlink()  # only once done: a process killed meanwhile leaves it for the next one
 
-    def _move_branch(self, tree: _Tree, branch: str, old: str | None, new: str, reflog: str) -> bool:
-        """Move `branch` from `old` (None: unborn) to `new` as git does (its lock file, then a rename), only if it
-        still points at `old`; its reflog and HEAD's get the entry git would write. False when it moved."""
+    def _move_ref(self, tree: _Tree, branch: str, old: str | None, new: str, reflog: str | None = None) -> bool:
+        """Move ref `branch` from `old` (None: absent) to `new` as git does (its lock file, then a rename), only if
+        it still points at `old`; with `reflog`, its reflog and HEAD's get that entry, as `git commit` writes them.
+        False when it moved or another git holds its lock."""
         common = self.path / ".git"
         ref = common / branch
         lock = ref.with_name(ref.name + ".lock")
@@ -1085,7 +1090,7 @@ class GitRepo:
                 log.info("%s moved while a commit was made on it: git commits instead", branch)
                 return False
             line = f"{old or '0' * 40} {new} {reflog}"
-            for log_file in (common / "logs" / branch, self._git_dir(tree) / "logs" / "HEAD"):
+            for log_file in (common / "logs" / branch, self._git_dir(tree) / "logs" / "HEAD") if reflog else ():
                 log_file.parent.mkdir(parents=True, exist_ok=True)
                 with open(log_file, "a", encoding="utf-8") as out:
                     out.write(line)
@@ -1192,9 +1197,9 @@ class GitRepo:
         return self._commit_of(self._main, ref)
 
     def _is_ancestor(self, ancestor: str, descendant: str, tree: _Tree) -> bool:
-        same = self._commit_of(tree, ancestor)
-        if same is not None and same == self._commit_of(tree, descendant):
-            return True  # the common case of a quiet tick, without a process
+        older, newer = self._commit_of(tree, ancestor), self._commit_of(tree, descendant)
+        if older is not None and newer is not None and self._line_between(newer, older) is not None:
+            return True  # the common case (our commits on top of the remote's), without a process
         return self._git("merge-base", "--is-ancestor", ancestor, descendant, cwd=tree.path,
                          check=False).returncode == 0
 
@@ -1241,6 +1246,19 @@ class GitRepo:
                 continue
             return text if _FULL_ID.fullmatch(text) else None
         return None
+
+    def _line_between(self, newer: str, older: str, limit: int = 1000) -> int | None:
+        """How many commits lead from `newer` back to `older` when they form a plain line (one parent each, at most
+        `limit`): exactly `git rev-list --count older..newer` then. None when not (a merge, older not on the first
+        line, a longer way): git answers."""
+        objects = self._objects()
+        count = 0
+        while newer != older:
+            parents = objects.parents(newer)
+            if count >= limit or len(parents) != 1:
+                return None
+            newer, count = parents[0], count + 1
+        return count
 
     def _head_branch(self, tree: _Tree) -> str | None:
         """The ref a working tree's HEAD points to (refs/heads/<branch>), None when detached."""

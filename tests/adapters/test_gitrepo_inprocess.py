@@ -137,15 +137,15 @@ def test_the_branch_moves_only_from_where_the_commit_was_built(remote: Path, tmp
     ours.fetch()
     main = ours.path / ".git" / "refs" / "heads" / "main"
     # the branch is no longer at `before`: a commit built on `before` must not land
-    assert not ours._move_branch(ours._main, "refs/heads/main", elsewhere, before, "test\n")
+    assert not ours._move_ref(ours._main, "refs/heads/main", elsewhere, before, "test\n")
     assert git(ours.path, "rev-parse", "main") == before
     assert not main.with_name("main.lock").exists()
     # a lock held by someone else's git: not moved either, and the lock is theirs to remove
     main.with_name("main.lock").write_text("")
-    assert not ours._move_branch(ours._main, "refs/heads/main", before, elsewhere, "test\n")
+    assert not ours._move_ref(ours._main, "refs/heads/main", before, elsewhere, "test\n")
     assert main.with_name("main.lock").exists()
     main.with_name("main.lock").unlink()
-    assert ours._move_branch(ours._main, "refs/heads/main", before, elsewhere, "test\n")
+    assert ours._move_ref(ours._main, "refs/heads/main", before, elsewhere, "test\n")
     assert git(ours.path, "rev-parse", "main") == elsewhere
 
 
