@@ -821,12 +821,14 @@ class GitRepo:
     def _commit_of(self, tree: _Tree, rev: str) -> str | None:
         """The commit `rev` names in `tree` (None on an unborn branch).
 
-        HEAD, our own refs and full object ids are resolved in-process (ref files, the object database); any
-        other revision (`sha^`, a short id, a tag) by `git rev-parse`."""
+        HEAD, our own refs, full object ids and their first parents (`<id>^`) are resolved in-process (ref files,
+        the object database); any other revision (a short id, a tag) by `git rev-parse`."""
         if rev == "HEAD" or rev.startswith(_OWN_REFS):
             return self._read_ref(tree, rev)
         if _FULL_ID.fullmatch(rev) and self._objects().kind(rev) == "commit":
             return rev
+        if rev.endswith("^") and _FULL_ID.fullmatch(rev[:-1]) and self._objects().kind(rev[:-1]) == "commit":
+            return next(iter(self._objects().parents(rev[:-1])), None)
         run = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=tree.path, check=False)
         return run.stdout.strip() if run.returncode == 0 else None
 
@@ -863,16 +865,17 @@ class GitRepo:
         """
         with self.lock():
             found: dict[str, Change] = {}
-            groups: dict[str, list[str]] = {}
+            groups: dict[str, tuple[_Tree, list[str]]] = {}
             for path in dict.fromkeys(_safe_relpath(p) for p in paths):
                 tree = self._record_tree() if path.startswith(STATUS_PREFIXES) else self._main
-                groups.setdefault(str(tree.path), []).append(path)
-            for tree_path, wanted in groups.items():
-                found.update(self._last_changes(Path(tree_path), wanted))
+                groups.setdefault(str(tree.path), (tree, []))[1].append(path)
+            for tree, wanted in groups.values():
+                found.update(self._last_changes(tree, wanted))
             return found
 
-    def _last_changes(self, cwd: Path, paths: list[str]) -> dict[str, Change]:
-        if self._git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False).returncode != 0:
+    def _last_changes(self, tree: _Tree, paths: list[str]) -> dict[str, Change]:
+        cwd = tree.path
+        if self._commit_of(tree, "HEAD") is None:
             return {}  # unborn branch: no history yet
         wanted = set(paths)
         found: dict[str, Change] = {}
