@@ -127,6 +127,7 @@ _GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, sta
               0o160000: EntryKind.SUBMODULE}
 _T = TypeVar("_T")
 _OBJECTS_KEPT = 4096  # trees and commit headers kept in memory by the object database
+_SIZES_KEPT = 1 << 17  # blob sizes kept (a few MB): a fleet repository's every file, listed without asking git
 _TREE_MODE, _FILE_MODE, _FILE_MODES = 0o40000, 0o100644, (0o100644, 0o100755)
 _FULL_ID = re.compile(r"[0-9a-f]{40}")
 _OWN_REFS = ("refs/heads/", "refs/remotes/", "refs/grayops/")  # refs that always name a commit
@@ -762,7 +763,7 @@ class GitRepo:
             cached = self._desired
             if cached is not None and cached[0] == commit:
                 return cached[1]
-            entries, oids = self._entries(self._main, commit)
+            entries, oids = self._entries(self._main, commit, sizes=_outside_record)  # records are not read here
             found = survey(entries)
             files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
             revision = RevisionFiles(files, [*found.errors, *errors])
@@ -833,10 +834,10 @@ class GitRepo:
         return run.stdout.strip() if run.returncode == 0 else None
 
     def _entries(self, tree: _Tree, commit: str | None, *paths: str,
-                 sizes: bool = True) -> tuple[list[TreeEntry], dict[str, str]]:
+                 sizes: bool | Callable[[str], bool] = True) -> tuple[list[TreeEntry], dict[str, str]]:
         """Every entry (recursively) of `commit`'s tree, or of `paths` in it, as `git ls-tree -r` lists it (a
         symlink is an entry of its own, never followed), and the object id of each; read through the object
-        database. sizes=False leaves every size 0 (one round trip per blob less)."""
+        database. Sizes only where `sizes` says (False, or a path -> bool): others are 0, one round trip less."""
         if commit is None:
             return [], {}
         objects = self._objects()
@@ -844,7 +845,8 @@ class GitRepo:
         oids: dict[str, str] = {}
         for path, mode, oid in objects.walk(objects.tree_of(commit), paths):
             kind = _GIT_TYPES.get(mode & 0o170000, EntryKind.SUBMODULE)
-            size = objects.size(oid) if sizes and kind is not EntryKind.SUBMODULE else 0
+            sized = sizes(path) if callable(sizes) else sizes
+            size = objects.size(oid) if sized and kind is not EntryKind.SUBMODULE else 0
             entries.append(TreeEntry(path, kind, size))
             oids[path] = oid
         return entries, oids
@@ -1446,6 +1448,7 @@ class _Objects:
         # commits reads nothing back (bounded: cleared when full).
         self._trees: dict[str, list[tuple[str, int, str]]] = {}
         self._commits: dict[str, bytes] = {}
+        self._sizes: dict[str, int] = {}  # blob sizes, for the listings of large trees
 
     def close(self) -> None:
         self._repo.close()  # ends the cat-file processes
@@ -1465,10 +1468,14 @@ class _Objects:
         return found[0] if found else None
 
     def size(self, oid: str) -> int:
-        found = self._info(oid)
-        if found is None:
-            raise GitError(f"object {oid} is missing from {self.git_dir}")
-        return found[1]
+        size = self._sizes.get(oid)
+        if size is None:
+            found = self._info(oid)
+            if found is None:
+                raise GitError(f"object {oid} is missing from {self.git_dir}")
+            size = found[1]
+            self._keep(self._sizes, oid, size, _SIZES_KEPT)
+        return size
 
     def read(self, oid: str, kind: str, limit: int | None = None) -> bytes:
         """The content of object `oid`, which must be a `kind`; never more than `limit` bytes are read."""
@@ -1509,8 +1516,8 @@ class _Objects:
         return found
 
     @staticmethod
-    def _keep(cache: dict[str, _T], oid: str, value: _T) -> None:
-        if len(cache) >= _OBJECTS_KEPT:
+    def _keep(cache: dict[str, _T], oid: str, value: _T, limit: int = 0) -> None:
+        if len(cache) >= (limit or _OBJECTS_KEPT):
             cache.clear()
         cache[oid] = value
 
@@ -1648,6 +1655,10 @@ def _read_commit_config(paths: Sequence[Path]) -> _CommitConfig | None:
             return None
         people.append(f"{name} <{email}>")
     return _CommitConfig(*people)
+
+
+def _outside_record(path: str) -> bool:
+    return not path.startswith(STATUS_PREFIXES)
 
 
 def _packed_ref(git_dir: Path, name: str) -> str | None:
