@@ -2,8 +2,9 @@
 
     python tests/bench/bench_core.py [--clusters 1000] [--plugins 10]
 
-1. plan and one reconcile tick for clusters x plugins instances (a real git repository, the sim fleet), and the
-   process's peak RSS;
+1. plan and one reconcile tick for clusters x plugins instances (a real git repository, the sim fleet), the
+   processes each tick starts (every `subprocess.Popen` of this process, GitPython's included; BENCH_SPAWNS=1 says
+   which commands), and the process's peak RSS;
 2. time from a commit pushed to a local remote to the first instance upgraded, with a 1 s poll;
 3. time from a failed verdict to the rollback issued on 1,000 instances (decide + the sim driver's apply).
 
