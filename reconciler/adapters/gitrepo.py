@@ -18,6 +18,14 @@ an ancestor of the fetched remote branch, the remote's history was rewritten (a 
 kept on `grayops/rewritten-*`, the branch follows the remote, and a notice waits in `.git/grayops-rewrites` for
 `take_rewrites()` (whichever process sharing the clone integrated first, the reconciler hears of it).
 
+Reads of refs, trees and files, and status and report commits, need no git process (README "Git as the
+record"): refs are read from their files, objects through GitPython's long-lived `git cat-file --batch` (`_Objects`),
+and a status commit's blob, tree and commit objects are written in-process, the branch moved from the commit it was
+built on only (compare-and-swap under the workdir lock). Such a commit leaves the index behind for its paths (noted
+in `<git dir>/grayops-index-behind`); one `git reset -- <paths>` brings it up to date before the next git command
+that uses the index, and at each push. A clone that signs commits, or whose configuration git would apply in a way
+the writer does not reproduce, gets `git commit` as before.
+
 Every git command goes through `GitRepo._git` (subprocess, `git` on PATH), which is the one place where a
 failed command becomes an exception:
 
@@ -51,15 +59,19 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 from urllib.parse import unquote, urlparse
 
+import git as gitpython
 import watchfiles
+from git.objects.fun import tree_entries_from_data, tree_to_stream
+from gitdb.base import IStream
+from gitdb.db import LooseObjectDB
 
 from reconciler.core.effects import Change
 from reconciler.core.fleet import (
@@ -114,6 +126,18 @@ _REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY
 # The type bits of a tree entry's mode (as `git ls-tree` prints it, in octal); a gitlink (submodule) is 160000.
 _GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, stat.S_IFDIR: EntryKind.DIRECTORY,
               0o160000: EntryKind.SUBMODULE}
+_T = TypeVar("_T")
+_OBJECTS_KEPT = 4096  # trees and commit headers kept in memory by the object database
+_SIZES_KEPT = 1 << 17  # blob sizes kept (a few MB): a fleet repository's every file, listed without asking git
+_TREE_MODE, _FILE_MODE, _FILE_MODES = 0o40000, 0o100644, (0o100644, 0o100755)
+_FULL_ID = re.compile(r"[0-9a-f]{40}")
+_OWN_REFS = ("refs/heads/", "refs/remotes/", "refs/grayops/")  # refs that always name a commit
+# git commands that read or write the index: the index catches up with in-process commits before they run
+_INDEX_COMMANDS = frozenset({"add", "checkout", "cherry-pick", "commit", "diff", "ls-files", "merge", "read-tree",
+                             "rebase", "reset", "restore", "rm", "stash", "status", "switch"})
+_INDEX_BEHIND = "grayops-index-behind"  # in a tree's git dir: paths committed in-process, index not yet updated
+# Leading and trailing characters git strips from a name or email (its "crud"): such an identity is left to git.
+_CRUD = " .,:;<>\"\\'\t\n"
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -244,6 +268,9 @@ class GitRepo:
         self._tracked: dict[Path, set[str]] = {}  # paths this object committed, hence known to git
         self._desired: tuple[str | None, RevisionFiles] | None = None  # the last commit read, and what it held
         self._texts: dict[str, str] = {}  # blob id -> text, for the desired files last read
+        self._object_db: _Objects | None = None  # opened on first use, closed when the clone is made again
+        self._catching_up = False  # in _catch_up_index
+        self._config: tuple[tuple[object, ...], _CommitConfig | None] | None = None  # (files' stat, what they say)
 
     # --- locking ----------------------------------------------------------------------------------------
 
@@ -328,6 +355,7 @@ class GitRepo:
             self._hold_again_if_deleted()
             if not self._is_clone():
                 self._tracked.clear()
+                self._close_objects()
                 self._clone()
             else:
                 self._remove_stale_locks(self._main)
@@ -348,7 +376,7 @@ class GitRepo:
             if self._status is not None:
                 self._ensure_status_tree(self._status)
                 self._recover(self._status)
-            self._last_fetched = self._rev(f"origin/{self.branch}")
+            self._last_fetched = self._rev(f"refs/remotes/origin/{self.branch}")
             for tree in self._trees():
                 self._baseline(tree)
 
@@ -495,11 +523,11 @@ class GitRepo:
             self._hold_again_if_deleted()
             before = self._last_fetched
             if before is None:
-                before = self._rev(f"origin/{self.branch}")
+                before = self._rev(f"refs/remotes/origin/{self.branch}")
             started = time.monotonic()
             self._fetch()
             self.fetch_started = started
-            after = self._rev(f"origin/{self.branch}")
+            after = self._rev(f"refs/remotes/origin/{self.branch}")
             self._last_fetched = after
             return after != before
 
@@ -605,7 +633,9 @@ class GitRepo:
 
     def _mark_synced(self, tree: _Tree, commit: str) -> None:
         """The remote's history now contains `commit` (a sha or a ref): what a later fetch must still contain."""
-        self._git("update-ref", _synced_ref(tree), commit)
+        ref, sha = _synced_ref(tree), self._commit_of(tree, commit)
+        if sha is None or not self._move_ref(tree, ref, self._read_ref(tree, ref), sha):
+            self._git("update-ref", ref, commit)
 
     def _rebase(self, tree: _Tree, upstream: str) -> None:
         run = self._git("rebase", "--quiet", upstream, cwd=tree.path, check=False)
@@ -636,8 +666,10 @@ class GitRepo:
         or a conflict is reported in the result (`failure`, never raised) and the commits stay local.
         """
         with self.lock():
+            for tree in self._trees():  # the clone is left as git would leave it at the end of each tick
+                self._catch_up_index(tree.path)
             pushed = False
-            origin_before = self._rev(f"origin/{self.branch}")
+            origin_before = self._rev(f"refs/remotes/origin/{self.branch}")
             for attempt in range(max(1, attempts)):
                 trees = [t for t in self._trees() if self._ahead(t)]
                 if not trees:
@@ -656,7 +688,7 @@ class GitRepo:
                         self._mark_synced(tree, f"refs/heads/{tree.branch}")  # what the remote has now
                     if attempt == 0 and self._last_fetched == origin_before:
                         # Only our own commits moved origin/<branch>: not news for the next fetch().
-                        self._last_fetched = self._rev(f"origin/{self.branch}")
+                        self._last_fetched = self._rev(f"refs/remotes/origin/{self.branch}")
                     return PushResult(pushed=pushed, pending=self.unpushed())
                 # Someone pushed first: take their commits under ours and try again.
                 try:
@@ -707,11 +739,14 @@ class GitRepo:
             return sum(self._ahead(tree) for tree in self._trees())
 
     def _ahead(self, tree: _Tree) -> int:
-        if not self._has_commits(tree):
-            return 0
         local = f"refs/heads/{tree.branch}"
         upstream = f"refs/remotes/origin/{tree.branch}"
-        spec = f"{upstream}..{local}" if self._ref_exists(upstream) else local
+        at, pushed = self._rev(local), self._rev(upstream)
+        if at is None:
+            return 0
+        if pushed is not None and (count := self._line_between(at, pushed)) is not None:
+            return count  # our commits on top of the remote's, counted without a process
+        spec = f"{upstream}..{local}" if pushed is not None else local
         return int(self._git("rev-list", "--count", spec).stdout.strip() or 0)
 
     # --- reading --------------------------------------------------------------------------------------------
@@ -719,7 +754,10 @@ class GitRepo:
     def head(self) -> str:
         """The sha of HEAD in the main tree."""
         with self.lock():
-            return self._git("rev-parse", "HEAD").stdout.strip()
+            commit = self._commit_of(self._main, "HEAD")
+            if commit is None:
+                raise GitError(f"{self.branch} has no commit yet in {self.path}")
+            return commit
 
     def desired_files(self, rev: str = "HEAD") -> RevisionFiles:
         """The desired state at `rev` of the main tree, read from git objects, never through the working tree.
@@ -733,7 +771,7 @@ class GitRepo:
             cached = self._desired
             if cached is not None and cached[0] == commit:
                 return cached[1]
-            entries, oids = self._entries(self._main, commit)
+            entries, oids = self._entries(self._main, commit, sizes=_outside_record)  # records are not read here
             found = survey(entries)
             files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
             revision = RevisionFiles(files, [*found.errors, *errors])
@@ -741,17 +779,22 @@ class GitRepo:
             return revision
 
     def report_paths(self) -> list[str]:
-        """"reports/..." paths of every report tracked in the status location."""
+        """"reports/..." paths of every report committed in the status location."""
         with self.lock():
-            run = self._git("ls-files", "-z", "--cached", "--", REPORTS_DIRECTORY, cwd=self._record_tree().path)
-            return sorted(p for p in run.stdout.split("\0") if p.endswith(".md"))
+            tree = self._record_tree()
+            entries, _ = self._entries(tree, self._commit_of(tree, "HEAD"), REPORTS_DIRECTORY.rstrip("/"),
+                                       sizes=False)
+            return sorted(e.path for e in entries if e.path.endswith(".md"))
 
     def first_parents(self, limit: int) -> list[str]:
         """HEAD and its first-parent ancestors in the main tree, newest first, at most `limit` commits."""
         with self.lock():
-            if self._commit_of(self._main, "HEAD") is None:
-                return []
-            return self._git("rev-list", "--first-parent", f"--max-count={limit}", "HEAD").stdout.split()
+            commit = self._commit_of(self._main, "HEAD")
+            found: list[str] = []
+            while commit is not None and len(found) < limit:
+                found.append(commit)
+                commit = next(iter(self._objects().parents(commit)), None)
+            return found
 
     def status_files(self) -> RevisionFiles:
         """"status/..." path -> text of every YAML file under status/ in the status location, from git objects.
@@ -785,22 +828,41 @@ class GitRepo:
             return files.get(rel)
 
     def _commit_of(self, tree: _Tree, rev: str) -> str | None:
-        """The commit `rev` names in `tree` (None on an unborn branch)."""
+        """The commit `rev` names in `tree` (None on an unborn branch).
+
+        HEAD, our own refs, full object ids and their first parents (`<id>^`) are resolved in-process (ref files,
+        the object database); any other revision (a short id, a tag) by `git rev-parse`."""
+        if rev == "HEAD" or rev.startswith(_OWN_REFS):
+            return self._read_ref(tree, rev)
+        if _FULL_ID.fullmatch(rev) and self._objects().kind(rev) == "commit":
+            return rev
+        if rev.endswith("^") and _FULL_ID.fullmatch(rev[:-1]) and self._objects().kind(rev[:-1]) == "commit":
+            return next(iter(self._objects().parents(rev[:-1])), None)
         run = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=tree.path, check=False)
         return run.stdout.strip() if run.returncode == 0 else None
 
-    def _entries(self, tree: _Tree, commit: str | None, *paths: str) -> tuple[list[TreeEntry], dict[str, str]]:
-        """Every entry (recursively) of `commit`'s tree, or of `paths` in it, as git lists it (a symlink is an
-        entry of its own, never followed), and the object id of each."""
+    def _entries(self, tree: _Tree, commit: str | None, *paths: str,
+                 sizes: bool | Callable[[str], bool] = True) -> tuple[list[TreeEntry], dict[str, str]]:
+        """Every entry (recursively) of `commit`'s tree, or of `paths` in it, as `git ls-tree -r` lists it (a
+        symlink is an entry of its own, never followed), and the object id of each; read through the object
+        database. Sizes only where `sizes` says (False, or a path -> bool): others are 0, one round trip less."""
         if commit is None:
             return [], {}
-        return parse_tree_listing(self._git("ls-tree", "-r", "-z", "--long", commit, "--", *paths,
-                                            cwd=tree.path).stdout)
+        objects = self._objects()
+        entries: list[TreeEntry] = []
+        oids: dict[str, str] = {}
+        for path, mode, oid in objects.walk(objects.tree_of(commit), paths):
+            kind = _GIT_TYPES.get(mode & 0o170000, EntryKind.SUBMODULE)
+            sized = sizes(path) if callable(sizes) else sizes
+            size = objects.size(oid) if sized and kind is not EntryKind.SUBMODULE else 0
+            entries.append(TreeEntry(path, kind, size))
+            oids[path] = oid
+        return entries, oids
 
     def _read_entries(self, tree: _Tree, entries: Sequence[TreeEntry], oids: Mapping[str, str], limit: int, *,
                       keep_cache: bool = False) -> tuple[dict[str, str], list[FleetError]]:
         """The text of each entry; blobs already read for the desired state in force are not read again."""
-        texts, errors = read_blobs(tree.path, entries, oids, limit, self._texts)
+        texts, errors = texts_of(entries, oids, limit, self._objects().blob, self._texts)
         if keep_cache:  # only the revision just read: the cache never grows past one revision
             self._texts = {oids[path]: text for path, text in texts.items()}
         return texts, errors
@@ -813,16 +875,17 @@ class GitRepo:
         """
         with self.lock():
             found: dict[str, Change] = {}
-            groups: dict[str, list[str]] = {}
+            groups: dict[str, tuple[_Tree, list[str]]] = {}
             for path in dict.fromkeys(_safe_relpath(p) for p in paths):
                 tree = self._record_tree() if path.startswith(STATUS_PREFIXES) else self._main
-                groups.setdefault(str(tree.path), []).append(path)
-            for tree_path, wanted in groups.items():
-                found.update(self._last_changes(Path(tree_path), wanted))
+                groups.setdefault(str(tree.path), (tree, []))[1].append(path)
+            for tree, wanted in groups.values():
+                found.update(self._last_changes(tree, wanted))
             return found
 
-    def _last_changes(self, cwd: Path, paths: list[str]) -> dict[str, Change]:
-        if self._git("rev-parse", "--verify", "--quiet", "HEAD", cwd=cwd, check=False).returncode != 0:
+    def _last_changes(self, tree: _Tree, paths: list[str]) -> dict[str, Change]:
+        cwd = tree.path
+        if self._commit_of(tree, "HEAD") is None:
             return {}  # unborn branch: no history yet
         wanted = set(paths)
         found: dict[str, Change] = {}
@@ -884,7 +947,8 @@ class GitRepo:
                status: bool = False) -> str | None:
         """Write `files` (None deletes), stage exactly those paths and commit them; None when nothing changed.
 
-        status=True writes into the status location (the status branch's tree when configured). Nothing is ever
+        status=True writes into the status location (the status branch's tree when configured), in-process when
+        it can (`_commit_in_process`: no git process for the record grayops writes every tick). Nothing is ever
         written through a symlink (README "Limits"): in status/ and reports/, grayops' own, a symlink or a file in
         the way is taken out of the clone (the link, never what it points to) and the commit records that; on
         any other path it raises UnsafePath.
@@ -908,6 +972,11 @@ class GitRepo:
             gone = [rel for rel in rels if rel not in present]
             text = _message(message, trailers)
             tracked = self._tracked.setdefault(tree.path, set())
+            if status and not cleared and (made := self._commit_in_process(tree, {rel: contents[rel] for rel in rels},
+                                                                           text)):
+                tracked.update(present)
+                tracked.difference_update(gone)
+                return made
             committed = False
             if cleared:
                 self._git("rm", "-r", "--quiet", "--cached", "--ignore-unmatch", "--", *cleared, cwd=tree.path)
@@ -930,6 +999,121 @@ class GitRepo:
             tracked.update(present)
             tracked.difference_update(gone)
             return self._git("rev-parse", "HEAD", cwd=tree.path).stdout.strip()
+
+    def _commit_in_process(self, tree: _Tree, files: Mapping[str, str | None], message: str) -> str | None:
+        """Commit `files` (already written to the working tree) on the tree's branch without a git process: blob,
+        tree and commit objects written in-process, the branch moved only if it still points where we read it.
+        None when git must make this commit: signing configured (README "Supply chain"), an identity or
+        configuration git would treat specially, a path that is not a plain file in the tree, or a branch that
+        moved; `commit()` then runs `git commit` as always.
+
+        The index is not written here: its entries for `files` are brought up to date by `_catch_up_index`
+        before the next git command that uses it (one `git reset` for many commits), so a quiet tick or a run of
+        status commits starts no process at all.
+        """
+        try:
+            return self._write_commit(tree, files, message)
+        except OSError as exc:  # the clone went away under us, as a git command would find
+            raise GitError(f"cannot commit in {tree.path}: {exc}") from exc
+
+    def _write_commit(self, tree: _Tree, files: Mapping[str, str | None], message: str) -> str | None:
+        config = self._commit_config()
+        branch = f"refs/heads/{tree.branch}"
+        if config is None or self._head_branch(tree) != branch or self._has_attributes(tree, files):
+            return None
+        objects = self._objects()
+        parent = self._read_ref(tree, branch)
+        try:
+            root = objects.tree_with(objects.tree_of(parent) if parent else None,
+                                     {tuple(rel.split("/")): None if text is None else text.encode("utf-8")
+                                      for rel, text in files.items()})
+        except _LeaveToGit as why:
+            log.debug("committing with git: %s", why)
+            return None
+        if root is None or (parent is not None and root == objects.tree_of(parent)):
+            return None  # an empty tree or nothing changed: git says so as it always did
+        when = _git_time(time.time())
+        body = [f"tree {root}", *([f"parent {parent}"] if parent else []),
+                f"author {config.author} {when}", f"committer {config.committer} {when}"]
+        commit = objects.write_commit(("\n".join(body) + "\n\n" + _clean_message(message)).encode("utf-8"))
+        self._index_behind(tree, files)
+        subject = _clean_message(message).split("\n", 1)[0]
+        entry = f"{config.committer} {when}\tcommit{'' if parent else ' (initial)'}: {subject}\n"
+        if not self._move_ref(tree, branch, parent, commit, entry):
+            return None
+        return commit
+
+    def _commit_config(self) -> _CommitConfig | None:
+        """Who commits, as git would take it from the clone's configuration (and the user's and system's), or
+        None when git must commit: signing is on, or settings this writer does not reproduce."""
+        if any(key.startswith("GIT_CONFIG") for key in os.environ):
+            return None  # configuration from the environment: git reads it, we do not
+        paths = _config_files(self.path / ".git")
+        signature = tuple(_stat_key(path) for path in paths)
+        if self._config is None or self._config[0] != signature:
+            self._config = (signature, _read_commit_config(paths))
+        return self._config[1]
+
+    def _has_attributes(self, tree: _Tree, files: Iterable[str]) -> bool:
+        """Whether git attributes could change the bytes git stores for `files` (an eol or filter setting)."""
+        dirs = {"/".join(parts[:depth]) for parts in (rel.split("/") for rel in files) for depth in range(len(parts))}
+        return (self._git_dir(tree) / "info" / "attributes").exists() or (
+            self.path / ".git" / "info" / "attributes").exists() or any(
+            (tree.path / d / ".gitattributes").exists() for d in dirs)
+
+    def _index_behind(self, tree: _Tree, files: Iterable[str]) -> None:
+        """Note the paths whose index entries lag behind the commit being made (before the branch moves, so a
+        process killed in between leaves the note; catching up on a path that did not move is harmless)."""
+        with open(self._git_dir(tree) / _INDEX_BEHIND, "a", encoding="utf-8") as out:
+            out.write("".join(f"{rel}\0" for rel in files))
+
+    def _catch_up_index(self, cwd: Path) -> None:
+        """Before a git command that uses the index: bring the entries of paths committed in-process up to their
+        commit (`git reset -- paths`; the working tree already holds them), so git sees a clean tree."""
+        tree = next((t for t in self._trees() if t.path == cwd), None)
+        if self._catching_up or tree is None or not (tree.path / ".git").exists():
+            return
+        note = self._git_dir(tree) / _INDEX_BEHIND
+        try:
+            paths = note.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        self._catching_up = True  # the reset below uses the index too
+        try:
+            if paths.strip("\0"):
+                self._git("reset", "--quiet", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=tree.path,
+                          input=paths)
+        finally:
+            self._catching_up = False
+        note.unlink()  # only once done: a process killed meanwhile leaves it for the next one
+
+    def _move_ref(self, tree: _Tree, branch: str, old: str | None, new: str, reflog: str | None = None) -> bool:
+        """Move ref `branch` from `old` (None: absent) to `new` as git does (its lock file, then a rename), only if
+        it still points at `old`; with `reflog`, its reflog and HEAD's get that entry, as `git commit` writes them.
+        False when it moved or another git holds its lock."""
+        common = self.path / ".git"
+        ref = common / branch
+        lock = ref.with_name(ref.name + ".lock")
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False  # a git process (not ours: we hold the workdir lock) is updating it
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(new + "\n")
+            if self._read_ref(tree, branch) != old:
+                log.info("%s moved while a commit was made on it: git commits instead", branch)
+                return False
+            line = f"{old or '0' * 40} {new} {reflog}"
+            for log_file in (common / "logs" / branch, self._git_dir(tree) / "logs" / "HEAD") if reflog else ():
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                with open(log_file, "a", encoding="utf-8") as out:
+                    out.write(line)
+            os.replace(lock, ref)
+            return True
+        finally:
+            lock.unlink(missing_ok=True)
 
     def propose(self, branch: str, files: Mapping[str, str], message: str,
                 trailers: Sequence[tuple[str, str]] = ()) -> str:
@@ -1023,15 +1207,79 @@ class GitRepo:
         return self._ref_exists(f"refs/heads/{tree.branch}")
 
     def _ref_exists(self, ref: str) -> bool:
-        return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).returncode == 0
+        return self._rev(ref) is not None
 
     def _rev(self, ref: str) -> str | None:
-        run = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
-        return run.stdout.strip() if run.returncode == 0 else None
+        return self._commit_of(self._main, ref)
 
     def _is_ancestor(self, ancestor: str, descendant: str, tree: _Tree) -> bool:
+        older, newer = self._commit_of(tree, ancestor), self._commit_of(tree, descendant)
+        if older is not None and newer is not None and self._line_between(newer, older) is not None:
+            return True  # the common case (our commits on top of the remote's), without a process
         return self._git("merge-base", "--is-ancestor", ancestor, descendant, cwd=tree.path,
                          check=False).returncode == 0
+
+    # --- refs and objects in-process ------------------------------------------------------------------------
+
+    def _objects(self) -> _Objects:
+        if self._object_db is not None and not (self._object_db.git_dir / "objects").is_dir():
+            self._close_objects()  # the clone was deleted (and maybe made again) under us
+        if self._object_db is None:
+            self._object_db = _Objects((self.path / ".git").absolute())
+        return self._object_db
+
+    def _close_objects(self) -> None:
+        if self._object_db is not None:
+            self._object_db.close()
+            self._object_db = None
+
+    def _git_dir(self, tree: _Tree) -> Path:
+        """The git dir of a working tree: the clone's .git, or the one git keeps for a worktree (its HEAD, index)."""
+        dot_git = tree.path / ".git"
+        if tree is self._main or dot_git.is_dir():
+            return dot_git
+        try:
+            text = dot_git.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise GitError(f"{tree.path} is not a git working tree: {exc}") from exc
+        found = Path(text.removeprefix("gitdir:").strip())
+        return found if found.is_absolute() else (tree.path / found).resolve()
+
+    def _read_ref(self, tree: _Tree, name: str) -> str | None:
+        """The commit a ref names, read from the ref files as git keeps them (HEAD per working tree, the others in
+        the clone's .git, loose first, then packed-refs); None when it does not exist (an unborn branch)."""
+        common = self.path / ".git"
+        for _ in range(5):  # HEAD -> refs/heads/<branch> -> its commit; deeper chains are not ours
+            try:
+                text: str | None = ((self._git_dir(tree) if name == "HEAD" else common) / name).read_text(
+                    encoding="utf-8").strip()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                text = _packed_ref(common, name)
+            if text is None:
+                return None
+            if text.startswith("ref:"):
+                name = text.removeprefix("ref:").strip()
+                continue
+            return text if _FULL_ID.fullmatch(text) else None
+        return None
+
+    def _line_between(self, newer: str, older: str, limit: int = 1000) -> int | None:
+        """How many commits lead from `newer` back to `older` when they form a plain line (one parent each, at most
+        `limit`): exactly `git rev-list --count older..newer` then. None when not (a merge, older not on the first
+        line, a longer way): git answers."""
+        objects = self._objects()
+        count = 0
+        while newer != older:
+            parents = objects.parents(newer)
+            if count >= limit or len(parents) != 1:
+                return None
+            newer, count = parents[0], count + 1
+        return count
+
+    def _head_branch(self, tree: _Tree) -> str | None:
+        """The ref a working tree's HEAD points to (refs/heads/<branch>), None when detached."""
+        text = (self._git_dir(tree) / "HEAD").read_text(encoding="utf-8").strip()
+        return text.removeprefix("ref:").strip() if text.startswith("ref:") else None
 
     def _git(self, *args: str, cwd: Path | None = None, input: str | None = None, check: bool = True,
              remote: bool = False, timeout: float | None = None,
@@ -1044,6 +1292,8 @@ class GitRepo:
         """
         command = ["git", *args]
         where = cwd if cwd is not None else self.path
+        if args and args[0] in _INDEX_COMMANDS:
+            self._catch_up_index(where)
         if remote and timeout is None:
             timeout = NETWORK_TIMEOUT
         try:
@@ -1090,26 +1340,38 @@ def read_blobs(cwd: Path, entries: Sequence[TreeEntry], oids: Mapping[str, str],
     An entry over `limit` bytes is never read, nor one whose text `known` (blob id -> text) already has; bytes that
     are not UTF-8 are an error naming the file, line and offset.
     """
-    texts: dict[str, str] = {}
-    errors: list[FleetError] = []
     reader: _BlobReader | None = None
+
+    def read(oid: str, limit: int) -> bytes:
+        nonlocal reader
+        reader = reader or _BlobReader(cwd)
+        return reader.read(oid, limit)
+
     try:
-        for entry in entries:
-            oid = oids[entry.path]
-            if entry.size > limit:
-                errors.append(FleetError(entry.path, 0, "", f"{entry.size} bytes, over the limit of {limit}"))
-                continue
-            text: str | FleetError | None = known.get(oid) if known else None
-            if text is None:
-                reader = reader or _BlobReader(cwd)
-                text = decode_text(entry.path, reader.read(oid, limit))
-            if isinstance(text, FleetError):
-                errors.append(text)
-            else:
-                texts[entry.path] = text
+        return texts_of(entries, oids, limit, read, known)
     finally:
         if reader is not None:
             reader.close()
+
+
+def texts_of(entries: Sequence[TreeEntry], oids: Mapping[str, str], limit: int, read: Callable[[str, int], bytes],
+             known: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[FleetError]]:
+    """The text of each entry's blob as `read(oid, limit)` returns it; an entry over `limit` bytes (by its listed
+    size) is never read, nor one whose text `known` (blob id -> text) already has."""
+    texts: dict[str, str] = {}
+    errors: list[FleetError] = []
+    for entry in entries:
+        oid = oids[entry.path]
+        if entry.size > limit:
+            errors.append(FleetError(entry.path, 0, "", f"{entry.size} bytes, over the limit of {limit}"))
+            continue
+        text: str | FleetError | None = known.get(oid) if known else None
+        if text is None:
+            text = decode_text(entry.path, read(oid, limit))
+        if isinstance(text, FleetError):
+            errors.append(text)
+        else:
+            texts[entry.path] = text
     return texts, errors
 
 
@@ -1174,6 +1436,275 @@ class _BlobReader:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+class _Objects:
+    """The clone's object database through GitPython: objects are read through its two long-lived processes
+    (`git cat-file --batch` and `--batch-check`), not one `git` per read, and written in-process as loose objects
+    (git packs them at its next automatic maintenance, after a fetch). Shared by the main tree and the status
+    worktree, whose objects are the same. Every failure is a GitError."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        try:
+            self._repo = gitpython.Repo(str(git_dir), odbt=gitpython.GitCmdObjectDB)
+        except (gitpython.GitError, OSError, ValueError) as exc:
+            raise GitError(f"cannot open the object database of {git_dir}: {exc}") from exc
+        # the long-lived processes read this repository, whatever variables the environment holds (see _REPO_ENV)
+        self._repo.git.update_environment(**_git_env(), GIT_DIR=str(git_dir), GIT_COMMON_DIR=str(git_dir),
+                                          GIT_OBJECT_DIRECTORY=str(git_dir / "objects"),
+                                          GIT_ALTERNATE_OBJECT_DIRECTORIES="")
+        self._odb = cast(LooseObjectDB, self._repo.odb)
+        # Objects never change: the trees and commit headers read or written lately are kept, so a run of status
+        # commits reads nothing back (bounded: cleared when full).
+        self._trees: dict[str, list[tuple[str, int, str]]] = {}
+        self._commits: dict[str, bytes] = {}
+        self._sizes: dict[str, int] = {}  # blob sizes, for the listings of large trees
+
+    def close(self) -> None:
+        self._repo.close()  # ends the cat-file processes
+
+    def _info(self, oid: str) -> tuple[str, int] | None:
+        try:
+            info = self._repo.odb.info(bytes.fromhex(oid))
+        except ValueError:  # git says it is missing
+            return None
+        except Exception as exc:
+            raise GitError(f"git cat-file cannot read {oid}: {exc}") from exc
+        return info.type.decode("ascii"), int(info.size)
+
+    def kind(self, oid: str) -> str | None:
+        """The type of object `oid` ("commit", "tree", "blob", "tag"); None when the clone does not have it."""
+        found = self._info(oid)
+        return found[0] if found else None
+
+    def size(self, oid: str) -> int:
+        size = self._sizes.get(oid)
+        if size is None:
+            found = self._info(oid)
+            if found is None:
+                raise GitError(f"object {oid} is missing from {self.git_dir}")
+            size = found[1]
+            self._keep(self._sizes, oid, size, _SIZES_KEPT)
+        return size
+
+    def read(self, oid: str, kind: str, limit: int | None = None) -> bytes:
+        """The content of object `oid`, which must be a `kind`; never more than `limit` bytes are read."""
+        if limit is not None and (size := self.size(oid)) > limit:
+            raise GitError(f"git cat-file: {kind} {oid} has {size} bytes, over the limit of {limit}")
+        try:
+            stream = self._repo.odb.stream(bytes.fromhex(oid))
+            data = cast(bytes, stream.read())
+        except Exception as exc:
+            raise GitError(f"git cat-file cannot read {oid}: {exc}") from exc
+        if stream.type.decode("ascii") != kind:
+            raise GitError(f"object {oid} is a {stream.type.decode('ascii')}, not a {kind}")
+        return data
+
+    def blob(self, oid: str, limit: int) -> bytes:
+        return self.read(oid, "blob", limit)
+
+    def _header(self, commit: str) -> bytes:
+        """A commit's header lines (tree, parents, author, committer)."""
+        header = self._commits.get(commit)
+        if header is None:
+            header = self.read(commit, "commit").split(b"\n\n", 1)[0]
+            self._keep(self._commits, commit, header)
+        return header
+
+    def tree_of(self, commit: str) -> str:
+        return self._header(commit).split(b"\n", 1)[0].removeprefix(b"tree ").decode("ascii")
+
+    def parents(self, commit: str) -> list[str]:
+        return [line[7:].decode("ascii") for line in self._header(commit).split(b"\n") if line.startswith(b"parent ")]
+
+    def entries(self, tree: str) -> list[tuple[str, int, str]]:
+        """A tree's entries: (name, mode, object id), in git's order."""
+        found = self._trees.get(tree)
+        if found is None:
+            found = [(name, mode, sha.hex()) for sha, mode, name in tree_entries_from_data(self.read(tree, "tree"))]
+            self._keep(self._trees, tree, found)
+        return found
+
+    @staticmethod
+    def _keep(cache: dict[str, _T], oid: str, value: _T, limit: int = 0) -> None:
+        if len(cache) >= (limit or _OBJECTS_KEPT):
+            cache.clear()
+        cache[oid] = value
+
+    def write_commit(self, data: bytes) -> str:
+        commit = self.write("commit", data)
+        self._keep(self._commits, commit, data.split(b"\n\n", 1)[0])
+        return commit
+
+    def walk(self, tree: str, paths: Sequence[str] = ()) -> Iterator[tuple[str, int, str]]:
+        """(path, mode, object id) of every non-tree entry under `tree`, or under `paths` in it (each an entry's
+        path or a directory's), as `git ls-tree -r <tree> -- <paths>` lists them; a symlink is never followed."""
+        if not paths:
+            yield from self._walk(tree, "")
+            return
+        for path in paths:
+            found = self._lookup(tree, path.strip("/").split("/"))
+            if found is None:
+                continue
+            mode, oid = found
+            if mode & 0o170000 == stat.S_IFDIR:
+                yield from self._walk(oid, path.strip("/") + "/")
+            else:
+                yield path.strip("/"), mode, oid
+
+    def _walk(self, tree: str, prefix: str) -> Iterator[tuple[str, int, str]]:
+        for name, mode, oid in self.entries(tree):
+            if mode & 0o170000 == stat.S_IFDIR:
+                yield from self._walk(oid, f"{prefix}{name}/")
+            else:
+                yield f"{prefix}{name}", mode, oid
+
+    def _lookup(self, tree: str, parts: Sequence[str]) -> tuple[int, str] | None:
+        for index, part in enumerate(parts):
+            found = next(((mode, oid) for name, mode, oid in self.entries(tree) if name == part), None)
+            if found is None:
+                return None
+            if index == len(parts) - 1:
+                return found
+            if found[0] & 0o170000 != stat.S_IFDIR:
+                return None  # a file (or a symlink) on the way: nothing under it
+            tree = found[1]
+        return None
+
+    def write(self, kind: str, data: bytes) -> str:
+        """Store an object in-process (a loose object, zlib-compressed, as git writes it); its id."""
+        try:
+            # LooseObjectDB's own store: GitCmdObjectDB's would start a `git hash-object` per object
+            stored = LooseObjectDB.store(self._odb, IStream(kind.encode("ascii"), len(data), io.BytesIO(data)))
+        except OSError as exc:
+            raise GitError(f"cannot write a {kind} object into {self.git_dir}: {exc}") from exc
+        return cast(bytes, stored.binsha).hex()
+
+    def tree_with(self, tree: str | None, changes: Mapping[tuple[str, ...], bytes | None]) -> str | None:
+        """The id of `tree` (None: empty) with each file at a path set to its bytes (None: removed), subtrees
+        written as needed; None for a tree left empty. Raises _LeaveToGit when a path runs into anything but
+        directories and regular files."""
+        entries = {name: (mode, oid) for name, mode, oid in (self.entries(tree) if tree else [])}
+        below: dict[str, dict[tuple[str, ...], bytes | None]] = {}
+        for parts, data in changes.items():
+            name, here = parts[0], entries.get(parts[0])
+            if len(parts) > 1:
+                if here is not None and here[0] != _TREE_MODE:
+                    raise _LeaveToGit(f"{name} is not a directory")
+                below.setdefault(name, {})[parts[1:]] = data
+            elif here is not None and here[0] not in _FILE_MODES:
+                raise _LeaveToGit(f"{name} is not a regular file")
+            elif data is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = (_FILE_MODE, self.write("blob", data))
+        for name, sub in below.items():
+            here = entries.get(name)
+            written = self.tree_with(here[1] if here else None, sub)
+            if written is None:
+                entries.pop(name, None)  # git keeps no empty directory
+            else:
+                entries[name] = (_TREE_MODE, written)
+        if not entries:
+            return None
+        # git's order: a directory sorts as if its name ended with "/"
+        ordered = sorted(entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][0] == _TREE_MODE
+                                                                               else b""))
+        out = io.BytesIO()
+        tree_to_stream([(bytes.fromhex(oid), mode, name) for name, (mode, oid) in ordered], out.write)
+        written = self.write("tree", out.getvalue())
+        self._keep(self._trees, written, [(name, mode, oid) for name, (mode, oid) in ordered])
+        return written
+
+
+@dataclass(frozen=True)
+class _CommitConfig:
+    author: str  # "Name <email>", as git writes it
+    committer: str
+
+
+def _config_files(git_dir: Path) -> list[Path]:
+    """The configuration files git reads for a clone, in its order (system, user, global, the clone's)."""
+    home = Path(os.environ.get("HOME", "~")).expanduser()
+    xdg = Path(os.environ["XDG_CONFIG_HOME"]) if os.environ.get("XDG_CONFIG_HOME") else home / ".config"
+    return [Path("/etc/gitconfig"), xdg / "git" / "config", home / ".gitconfig", git_dir / "config"]
+
+
+def _stat_key(path: Path) -> object:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _read_commit_config(paths: Sequence[Path]) -> _CommitConfig | None:
+    """Who commits per these files (author.* and committer.* over user.*), or None when git must commit: signing
+    on, an includes or encoding setting, an attributes file, or a name or email git would change."""
+    parser = gitpython.GitConfigParser([str(p) for p in paths if p.exists()], read_only=True)
+    try:
+        parser.read()
+    except Exception as exc:
+        log.debug("committing with git: cannot read the git configuration: %s", exc)
+        return None
+
+    def value(section: str, key: str) -> str | None:
+        found = parser.get_value(section, key, default="")
+        return str(found) if found != "" else None
+
+    sign = value("commit", "gpgsign")
+    if (sign is not None and sign.lower() not in ("false", "no", "off", "0")) or any(
+            parser.has_section(s) for s in ("include", "i18n")) or value("core", "attributesfile") or any(
+            section.startswith("includeIf") for section in parser.sections()):
+        return None
+    people = []
+    for who in ("author", "committer"):
+        name, email = value(who, "name") or value("user", "name"), value(who, "email") or value("user", "email")
+        if not name or not email or any(text != text.strip(_CRUD) or "<" in text or ">" in text
+                                        for text in (name, email)):
+            return None
+        people.append(f"{name} <{email}>")
+    return _CommitConfig(*people)
+
+
+def _outside_record(path: str) -> bool:
+    return not path.startswith(STATUS_PREFIXES)
+
+
+def _packed_ref(git_dir: Path, name: str) -> str | None:
+    try:
+        text = (git_dir / "packed-refs").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    suffix = " " + name
+    return next((line.split(" ", 1)[0] for line in text.splitlines() if line.endswith(suffix)
+                 and line.split(" ", 1)[1] == name), None)
+
+
+def _git_time(now: float) -> str:
+    """`1764547200 +0100`: seconds and the local offset, as git writes them in a commit."""
+    seconds = int(now)
+    offset = time.localtime(seconds).tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    return f"{seconds} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+
+
+def _clean_message(message: str) -> str:
+    """The message as `git commit --cleanup=whitespace` stores it: trailing spaces and leading, trailing and
+    repeated blank lines gone, one newline at the end."""
+    lines = [line.rstrip() for line in message.split("\n")]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return "\n".join(kept) + "\n"
+
+
+class _LeaveToGit(Exception):
+    """A commit the in-process writer does not make exactly as git would: `git commit` makes it."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ sentinel file there never shows up) and nothing written there.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -127,7 +128,10 @@ def with_parents(names: set[str]) -> set[str]:
 
 
 def committed_paths(human: Human) -> set[str]:
-    return with_parents(set(git(human.clone, "ls-tree", "-r", "-z", "--name-only", "HEAD").split("\0")) - {""})
+    """The paths as committed, byte for byte (text mode would turn a `\\r` in a name into `\\n`)."""
+    listing = subprocess.run(["git", "ls-tree", "-r", "-z", "--name-only", "HEAD"], cwd=human.clone, check=True,
+                             capture_output=True).stdout.decode("utf-8", errors="replace")
+    return with_parents(set(listing.split("\0")) - {""})
 
 
 def disk_paths(root: Path) -> set[str]:

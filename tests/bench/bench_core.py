@@ -2,8 +2,9 @@
 
     python tests/bench/bench_core.py [--clusters 1000] [--plugins 10]
 
-1. plan and one reconcile tick for clusters x plugins instances (a real git repository, the sim fleet), and the
-   process's peak RSS;
+1. plan and one reconcile tick for clusters x plugins instances (a real git repository, the sim fleet), the
+   processes each tick starts (every `subprocess.Popen` of this process, GitPython's included; BENCH_SPAWNS=1 says
+   which commands), and the process's peak RSS;
 2. time from a commit pushed to a local remote to the first instance upgraded, with a 1 s poll;
 3. time from a failed verdict to the rollback issued on 1,000 instances (decide + the sim driver's apply).
 
@@ -14,13 +15,16 @@ rollback fan-out <= 2 s.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -47,6 +51,34 @@ from reconciler.shell import Reconciler
 ADAPTERS = full_registry().models
 
 TIERS = ("canary", "staging", "prod")
+
+
+class Spawns:
+    """Counts the processes this benchmark's process starts (every `subprocess.Popen`, GitPython's included)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.commands: Counter[str] = Counter()
+        original = subprocess.Popen.__init__
+
+        def counting(popen: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+            self.count += 1
+            words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+            self.commands[" ".join(words[:2])] += 1
+            original(popen, args, *rest, **kwargs)
+
+        subprocess.Popen.__init__ = counting  # type: ignore[method-assign, assignment]
+
+    def since(self, before: int) -> int:
+        return self.count - before
+
+    def show(self, what: str, before: Counter[str]) -> None:
+        """With BENCH_SPAWNS set, which commands were started since `before` (a copy of `commands`)."""
+        if os.environ.get("BENCH_SPAWNS"):
+            print(f"  processes, {what}:", ", ".join(f"{c} x{n}" for c, n in (self.commands - before).most_common()))
+
+
+SPAWNS = Spawns()
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -102,20 +134,28 @@ def bench_plan_and_tick(clusters: int, plugins: int) -> None:
             return int(subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=head, capture_output=True,
                                       text=True, check=True).stdout)
 
+        spawned, by_command = SPAWNS.count, SPAWNS.commands.copy()
         t0 = time.perf_counter()
         reconciler.tick()  # first tick: every rollout starts and commits, canaries are upgraded
         t1 = time.perf_counter()
+        first_spawns = SPAWNS.since(spawned)
+        SPAWNS.show("first tick", by_command)
         first_commits = commits() - 1
+        spawned = SPAWNS.count
         reconciler.tick()  # canaries ready: every rollout starts its bake, another commit each
         t2 = time.perf_counter()
+        second_spawns = SPAWNS.since(spawned)
         second_commits = commits() - 1 - first_commits
-        quiet = []
+        quiet, quiet_spawns = [], []
         for _ in range(5):  # baking: observe 10,000 instances, query metrics, decide, nothing to record
             before = commits()
+            spawned, by_command = SPAWNS.count, SPAWNS.commands.copy()
             t = time.perf_counter()
             reconciler.tick()
             if commits() == before:
                 quiet.append(time.perf_counter() - t)
+                quiet_spawns.append(SPAWNS.since(spawned) - 1)  # less the count of commits() above
+                SPAWNS.show("idle tick (and a rev-list of the bench)", by_command)
         print(f"fleet: {clusters} clusters x {plugins} plugins = {instances} instances")
         print(f"  load + validate the fleet        {1000 * (loaded - started):8.1f} ms")
         print(f"  plan every plugin                {1000 * (planned - loaded):8.1f} ms")
@@ -125,6 +165,8 @@ def bench_plan_and_tick(clusters: int, plugins: int) -> None:
         if quiet:
             print(f"  tick with nothing to record      {1000 * min(quiet):8.1f} ms  (best of {len(quiet)})")
         print(f"  plan + first tick                {1000 * (planned - loaded + t1 - t0):8.1f} ms   (target <= 1000)")
+        print(f"  git processes per tick           first {first_spawns} ({first_commits} commits), second "
+              f"{second_spawns} ({second_commits} commits), idle {min(quiet_spawns, default=0)}")
 
 
 def bench_commit_to_first_upgrade(clusters: int = 50) -> None:
