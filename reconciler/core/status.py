@@ -37,8 +37,9 @@ from reconciler.core.model import (
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # status files of large fleets are large: the C loader
 _STEPS = {step: index for index, step in enumerate(Step)}
-# What instances of one group share: step, version, rollbackTo, lastGood (None: none recorded), message.
-_GroupKey = tuple[Step, str | None, str | None, str | None, str]
+# What instances of one group share: step, version, rollbackTo, lastGood (None: none recorded), message, smoked,
+# atStep (README "Strategies": the smoke tests passed and a stepped instance's step, which a restart resumes).
+_GroupKey = tuple[Step, str | None, str | None, str | None, str, str, int]
 
 
 def dump_status(state: RolloutState) -> str:
@@ -54,22 +55,23 @@ def _groups(state: RolloutState) -> list[dict[str, Any]]:
     """The instances grouped by state, in the order of their steps; names sorted under their start times."""
     groups: dict[_GroupKey, dict[str | None, list[str]]] = {}
     for iid, inst in state.instances.items():
-        key = (inst.step, inst.version, inst.rollback_to, state.last_good.get(iid), inst.message)
+        key = (inst.step, inst.version, inst.rollback_to, state.last_good.get(iid), inst.message, inst.smoked,
+               inst.at_step)
         groups.setdefault(key, {}).setdefault(fmt_time(inst.started), []).append(iid)
     return [_group_doc(key, groups[key]) for key in sorted(groups, key=_group_order)]
 
 
 def _group_order(key: _GroupKey) -> tuple[Any, ...]:
     """A total order (None before any text), steps in their order: Pending, Upgrading, ..., Done, Failed, ..."""
-    step, *texts = key
-    return (_STEPS[step], *((text is not None, text or "") for text in texts))
+    step, *texts, at_step = key
+    return (_STEPS[step], *((text is not None, text or "") for text in texts), at_step)
 
 
 def _group_doc(key: _GroupKey, by_start: Mapping[str | None, list[str]]) -> dict[str, Any]:
     """`step` and `version` always; the rest only when set, as in the plain form."""
-    step, version, rollback_to, last_good, message = key
+    step, version, rollback_to, last_good, message, smoked, at_step = key
     doc: dict[str, Any] = {"step": step.value, "version": version}
-    for name, value in (("rollbackTo", rollback_to), ("message", message)):
+    for name, value in (("rollbackTo", rollback_to), ("message", message), ("smoked", smoked), ("atStep", at_step)):
         if value:
             doc[name] = value
     if last_good is not None:
@@ -110,11 +112,13 @@ def _ungrouped(groups: list[Any]) -> tuple[dict[str, InstanceState], dict[str, s
     for group in groups:
         step, version = Step(group["step"]), group.get("version")
         rollback_to, good, message = group.get("rollbackTo"), group.get("lastGood"), group.get("message") or ""
+        smoked, at_step = group.get("smoked") or "", int(group.get("atStep") or 0)
         for at, names in _named(group):
             for iid in names:
                 if iid in instances:
                     raise ValueError(f"instance {iid} is listed twice")
-                instances[iid] = InstanceState(step, version, rollback_to, parse_time(at), message)
+                instances[iid] = InstanceState(step, version, rollback_to, parse_time(at), message, smoked=smoked,
+                                               at_step=at_step)
                 if good is not None:
                     last_good[iid] = good
     return instances, last_good

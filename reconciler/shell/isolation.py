@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from reconciler.adapters.gitrepo import GitError
 from reconciler.core.effects import Hold
 from reconciler.core.model import Severity
 from reconciler.core.text import one_line
@@ -41,7 +42,10 @@ class Isolation:
 
     def failed(self, plugin: str, doing: str, err: Exception) -> None:
         what = f"internal error while {doing}: {type(err).__name__}: {one_line(str(err), 300)}"
-        log.error("%s: %s; its rollout is held, the other plugins go on", plugin, what, exc_info=err)
+        # a GitError says what git or the clone refused (a clone deleted under us, a full disk): the line is the why;
+        # anything else is a defect of ours, and its traceback is what finds it
+        log.error("%s: %s; its rollout is held, the other plugins go on", plugin, what,
+                  exc_info=None if isinstance(err, GitError) else err)
         if plugin in self._failing and (plugin, what) not in self._alerted:  # the hold could not take effect
             self._alerted.add((plugin, what))
             self._alerts.alert(KIND, Severity.CRITICAL, f"{plugin}: {what}; it fails again before it could be "

@@ -101,7 +101,7 @@ def test_pause_is_a_commit_with_trailers_pushed_at_once_and_the_reconciler_pause
     human, chat, fake = hosted.human, hosted.chat, hosted.fake
     trigger, status, ack = chat.command("/pause", "billing incident 42")
     assert status == 200 and ack == ""
-    pushed = wait_for(lambda: last_message(human, "pause"), timeout=2.0, what="the pause commit in the remote")
+    pushed = wait_for(lambda: last_message(human, "pause"), what="the pause commit in the remote")
     assert f"Slack-Trigger-Id: {trigger}" in pushed
     assert "Requested-By: U0OPS1 (alice)" in pushed and "Grayops-Reason: incident 42" in pushed
     assert "paused: true" in (remote_file(human, "plugins/billing.yaml") or "")

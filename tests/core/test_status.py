@@ -47,7 +47,8 @@ def fleet(seed: int, size: int) -> RolloutState:
     instances = {
         iid: InstanceState(step=rng.choice(list(Step)), version=rng.choice(VERSIONS),
                            rollback_to=rng.choice(VERSIONS), started=rng.choice((None, *starts)),
-                           message=rng.choice(MESSAGES))
+                           message=rng.choice(MESSAGES), smoked=rng.choice(("", "upgrade 1.6.0")),
+                           at_step=rng.choice((0, 0, 1, 2)))
         for iid in rng.sample(names, len(names))  # in no particular order
     }
     last_good = {iid: rng.choice(VERSIONS[1:]) for iid in names if rng.random() < 0.7}

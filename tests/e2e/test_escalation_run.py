@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import (
     FAST_POLICY,
     Human,
     free_port,
     plugin_yaml,
-    remote_status,
+    remote_file,
     settings_yaml,
     stop_process,
     wait_for,
@@ -137,6 +138,13 @@ def run(fleet_repo: Human, workdir: Path, log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT)
 
 
+def open_alerts(human: Human) -> list[dict[str, Any]]:
+    """The open alerts the pushed status keeps (`openAlerts:`, beside the rollout's state)."""
+    found: list[dict[str, Any]] = (yaml.safe_load(remote_file(human, "status/billing.yaml") or "{}") or {}).get(
+        "openAlerts") or []
+    return found
+
+
 def test_an_open_alert_goes_on_escalating_after_a_restart(fleet_repo: Human, tmp_path: Path,
                                                          receiver: Receiver) -> None:
     """The open alert is kept in the rollout's status: a reconciler restarted between level 1 and level 2 sends
@@ -161,7 +169,7 @@ escalation:
     try:
         [(_, alerted)] = wait_for(lambda: receiver.at("/oncall", "batch_failed"), 90, "the alert at level 1")
         alert = alerted["alertId"]
-        kept = wait_for(lambda: [a for a in (remote_status(fleet_repo, "billing") or {}).get("openAlerts") or []
+        kept = wait_for(lambda: [a for a in open_alerts(fleet_repo)
                                  if a["id"] == alert], 60, "the open alert in the pushed status")
         assert kept[0]["level"] == 1 and kept[0]["kind"] == "batch_failed"
     finally:
@@ -173,7 +181,7 @@ escalation:
                                     "level 2 from the restarted reconciler")
         assert escalated["alertId"] == alert
         assert escalated["escalated"] == "not acknowledged after 30s: level 2, team-lead"
-        wait_for(lambda: [a["level"] for a in (remote_status(fleet_repo, "billing") or {}).get("openAlerts") or []
+        wait_for(lambda: [a["level"] for a in open_alerts(fleet_repo)
                           if a["id"] == alert] == [2], 60, "the level reached in the pushed status")
         assert len(receiver.at("/oncall", "batch_failed")) == 1  # level 1 heard of it once, before the restart
     finally:

@@ -170,8 +170,11 @@ def test_a_cluster_lost_between_the_switch_and_the_scale_down_finishes_when_back
             services = canary.resource("services", "", "v1")
             wait_for(lambda: canary.get(services, NS, "billing")["spec"]["selector"].get(COLOR) == "green",
                      timeout=60, what="the canary's Service switched to green")
+            # lost once green passed its checks: what it interrupts is the old color's scale-down and the cleanup
+            wait_for(lambda: "batch canary passed" in log.read_text(), timeout=60, what="the canary batch passed")
             canary.down()
-            wait_for(lambda: "unreachable" in log.read_text(), timeout=60, what="grayops sees the cluster lost")
+            wait_for(lambda: "Succeeded: 1.1.0 rolled out" in log.read_text(), timeout=60,
+                     what="the rollout succeeded on the clusters still there")
             assert child.poll() is None  # not done while the old color cannot be scaled down
             canary.up()
             assert child.wait(timeout=120) == 0, log.read_text()
