@@ -125,29 +125,27 @@ def _bolt_failed(error: Exception) -> None:
 def _carry_out(service: Service, respond: Callable[..., Any], request: Request | None, user: Any, trigger: str,
                channel: str | None, thread: tuple[str, str] | None) -> None:
     what = f"{request.command} {request.plugin or ''}".strip() if request else "help"
-    try:
-        reply = service.run(request, user, trigger)
-    except Exception as err:  # the person must hear back whatever happened
-        log.exception("%s by %s failed", what, user.by)
-        reply = Reply(f"Not done: {what} failed ({slack_escape(one_line(str(err), 300))})")
-    try:
-        respond(text=reply.text, response_type="ephemeral", replace_original=False)
-    except Exception as err:  # Slack unreachable: the commit stands, only the answer is lost
-        log.warning("could not answer %s about %s: %s", user.by, what, err)
-    service.announce(reply, channel, thread)
+    _answer(service, respond, what, user, channel, thread, lambda: service.run(request, user, trigger))
 
 
 def _acknowledge(service: Service, respond: Callable[..., Any], alert: str, user: Any, channel: str | None,
                  thread: tuple[str, str] | None) -> None:
+    _answer(service, respond, f"acknowledging {alert}", user, channel, thread,
+            lambda: service.acknowledge(alert, user))
+
+
+def _answer(service: Service, respond: Callable[..., Any], what: str, user: Any, channel: str | None,
+            thread: tuple[str, str] | None, do: Callable[[], Reply]) -> None:
+    """Do it, then answer the person (ephemeral) and announce it where the rollout is shown."""
     try:
-        reply = service.acknowledge(alert, user)
+        reply = do()
     except Exception as err:  # the person must hear back whatever happened
-        log.exception("ack of %s by %s failed", alert, user.by)
-        reply = Reply(f"Not done: acknowledging {slack_escape(alert)} failed ({slack_escape(one_line(str(err), 300))})")
+        log.exception("%s by %s failed", what, user.by)
+        reply = Reply(f"Not done: {slack_escape(what)} failed ({slack_escape(one_line(str(err), 300))})")
     try:
         respond(text=reply.text, response_type="ephemeral", replace_original=False)
     except Exception as err:  # Slack unreachable: the commit stands, only the answer is lost
-        log.warning("could not answer %s about alert %s: %s", user.by, alert, err)
+        log.warning("could not answer %s about %s: %s", user.by, what, err)
     service.announce(reply, channel, thread)
 
 
