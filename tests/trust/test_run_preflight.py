@@ -95,7 +95,9 @@ def test_a_tag_missing_from_the_registry_fails_the_rollout_in_seconds(tmp_path: 
         human.commit("3.0.0", plugin(image, "3.0.0"))
         wait_for(said(f"ALERT registry_unreachable (critical): billing 3.0.0: no instance touched: {image}:3.0.0: "),
                  what="the registry down blocks")
-        assert (remote_status(human, "billing") or {})["phase"] == "Pending" and sim_versions(workdir) == {"2.0.0"}
+        # the alert is said before the tick's status commit is pushed: wait for the commit, not the line
+        wait_for(status_is(human, "3.0.0", "Pending"), what="3.0.0 recorded as Pending while the registry is down")
+        assert sim_versions(workdir) == {"2.0.0"}
         registry.start()
         wait_for(status_is(human, "3.0.0", "Succeeded"), timeout=120, what="3.0.0 once the registry is back")
 
