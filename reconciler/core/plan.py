@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.core.model import BatchState
 from reconciler.core.spec import BatchSpec, ClusterSpec, PluginSpec, PolicySpec, size_percent
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class InstanceRef:
     """One plugin instance: a cluster and a namespace. Its id `cluster/namespace` names it everywhere."""
 
     cluster: str
     namespace: str
     labels: tuple[tuple[str, str], ...] = ()
+    # Made once: a large fleet asks for it hundreds of thousands of times a tick (README "Sizing").
+    id: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def id(self) -> str:
-        return f"{self.cluster}/{self.namespace}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.cluster}/{self.namespace}")
 
     def label(self, key: str) -> str | None:
-        return dict(self.labels).get(key)
+        for name, value in self.labels:  # a few labels: a dict would cost more to build than it saves
+            if name == key:
+                return value
+        return None
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class PlannedBatch:
         return self.spec.name
 
 
+def _by_id(ref: InstanceRef) -> str:
+    return ref.id
+
+
 def matches(selector: Mapping[str, Sequence[str]], labels: Mapping[str, str]) -> bool:
     """Every key of the selector must be present with one of its listed values."""
     return all(labels.get(key) in values for key, values in selector.items())
@@ -48,19 +56,22 @@ def matches(selector: Mapping[str, Sequence[str]], labels: Mapping[str, str]) ->
 
 def select_instances(plugin: PluginSpec, clusters: Sequence[ClusterSpec]) -> list[InstanceRef]:
     """One instance per selected cluster and namespace, sorted by id."""
-    found = [
-        InstanceRef(cluster.name, namespace, tuple(sorted(cluster.labels.items())))
-        for cluster in clusters
-        if matches(plugin.targets, cluster.labels)
-        for namespace in plugin.namespaces
-    ]
-    return sorted(found, key=lambda ref: ref.id)
+    return sorted(_instances(plugin, clusters), key=_by_id)
+
+
+def _instances(plugin: PluginSpec, clusters: Sequence[ClusterSpec]) -> list[InstanceRef]:
+    targets, namespaces = plugin.targets, plugin.namespaces
+    chosen = [c for c in clusters if matches(targets, c.labels)] if targets else clusters
+    return [InstanceRef(cluster.name, namespace, labels)
+            for cluster in chosen
+            for labels in (tuple(sorted(cluster.labels.items())),)
+            for namespace in namespaces]
 
 
 def order_instances(instances: Sequence[InstanceRef], policy: PolicySpec) -> list[InstanceRef]:
     """By the policy's order label (listed values first, in their order; the rest after), then by id."""
     if policy.order is None:
-        return sorted(instances, key=lambda ref: ref.id)
+        return sorted(instances, key=_by_id)
     label, values = policy.order.label, policy.order.values
     rank = {value: index for index, value in enumerate(values)}
 
@@ -108,7 +119,7 @@ def batches_left(instances: Sequence[InstanceRef], policy: PolicySpec, started: 
 
 def plan(plugin: PluginSpec, clusters: Sequence[ClusterSpec], policy: PolicySpec) -> list[PlannedBatch]:
     """The full plan of a new rollout."""
-    return cut(order_instances(select_instances(plugin, clusters), policy), policy.batches)
+    return cut(order_instances(_instances(plugin, clusters), policy), policy.batches)  # one sort: ids are unique
 
 
 def shortest_duration(batches: Sequence[PlannedBatch], policy: PolicySpec) -> float:

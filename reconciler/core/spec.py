@@ -8,6 +8,7 @@ editors use is generated from these models (`grayops schema`).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -729,8 +730,7 @@ class Settings(Strict):
 
     @model_validator(mode="after")
     def _unique_clusters(self) -> Settings:
-        names = [c.name for c in self.clusters]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = sorted(n for n, seen in Counter(c.name for c in self.clusters).items() if seen > 1)
         if repeated:
             raise ValueError(f"cluster names must be unique; repeated: {', '.join(repeated)}")
         return self

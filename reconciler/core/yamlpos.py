@@ -27,6 +27,7 @@ _NOT_TEXT = {"tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": "a 
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "timestamp",
                                                            "binary")}
 _COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "!"}
+_STR = "tag:yaml.org,2002:str"  # its value is the scalar's text as it is: nothing to construct
 ANCHORS_REFUSED = "anchors (&) and aliases (*) are not allowed in fleet files"
 
 
@@ -144,6 +145,7 @@ class _Builder:
         self._done = False
         self.lines: dict[Loc, int] = {}
         self.unquoted: dict[Loc, tuple[str, str]] = {}
+        self._tags: dict[tuple[str, tuple[bool, bool]], str] = {}
 
     def result(self) -> Located:
         if self._documents == 0:
@@ -154,12 +156,12 @@ class _Builder:
         line = event.start_mark.line + 1 if event.start_mark is not None else 1
         if getattr(event, "anchor", None) is not None or isinstance(event, yaml.AliasEvent):
             raise YamlSyntaxError(line, ANCHORS_REFUSED)
-        if isinstance(event, yaml.DocumentStartEvent):
+        if isinstance(event, yaml.ScalarEvent):  # the most frequent first
+            self._scalar(event, line)
+        elif isinstance(event, yaml.DocumentStartEvent):
             self._documents += 1
             if self._documents > 1:
                 raise YamlSyntaxError(line, "one document per file: found a second one (---)")
-        elif isinstance(event, yaml.ScalarEvent):
-            self._scalar(event, line)
         elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
             if len(self._stack) >= MAX_DEPTH:
                 raise YamlSyntaxError(line, f"nested deeper than {MAX_DEPTH} levels")
@@ -176,22 +178,34 @@ class _Builder:
         top = self._stack[-1] if self._stack else None
         tag = event.tag
         if tag is None or tag == "!":
-            tag = self._resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
-        node = yaml.ScalarNode(tag, event.value, None, None, style=event.style)  # lines are ours, not marks
+            tag = self._tag_of(event.value, event.implicit)
         if top is not None and isinstance(top.value, dict) and not top.has_key:
             if not event.style and event.value == "<<":
                 raise YamlSyntaxError(line, "merge keys (<<) are not supported")
-            key = self._construct(node, line)
+            key = self._value(event, tag, line)
             if key in top.value:
                 raise YamlSyntaxError(line, f"duplicate key {key!r}")
             top.key, top.has_key = key, True
             self.lines[(*top.loc, key)] = line
             return
         loc = self._place(line)
-        value = self._construct(node, line)
+        value = self._value(event, tag, line)
         if not event.style and tag in _NOT_TEXT:  # plain: None from the Python parser, "" from C
             self.unquoted[loc] = (event.value, _NOT_TEXT[tag])
         self._attach(value, loc)
+
+    def _value(self, event: yaml.ScalarEvent, tag: str, line: int) -> Any:
+        if tag == _STR:
+            return event.value
+        return self._construct(yaml.ScalarNode(tag, event.value, None, None, style=event.style), line)  # lines: ours
+
+    def _tag_of(self, value: str, implicit: tuple[bool, bool]) -> str:
+        """The tag YAML resolves an untagged scalar to, which depends on its text and style alone: a large file
+        repeats the same few texts (keys, label values), so each is resolved once."""
+        tag = self._tags.get((value, implicit))
+        if tag is None:
+            tag = self._tags[(value, implicit)] = self._resolver.resolve(yaml.ScalarNode, value, implicit)
+        return tag
 
     def _place(self, line: int) -> Loc:
         """The location of the value that starts here, recording its line."""

@@ -10,6 +10,7 @@ handling raises is held and the others go on (`isolation`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -43,6 +44,12 @@ from reconciler.shell.revisions import RevisionSource
 from reconciler.shell.trust import SupplyChain
 
 log = logging.getLogger("grayops")
+
+# A large fleet keeps hundreds of thousands of objects alive (its clusters, plans and states); with Python's
+# default thresholds (700, 10, 10) the collector walks all of them many times a tick: planning 100,000 instances
+# took twice as long as with no collector. Collecting young objects every 50,000 allocations, and everything after
+# 20 of those, keeps most of that away (README "Sizing"); what a collection frees is the same.
+GC_THRESHOLDS = (50_000, 20, 20)
 REPORT_SCAN_SECONDS = 60.0  # how often reports/ is scanned for rollouts another process finished
 
 Observed = dict[str, Mapping[str, InstanceObservation]]
@@ -114,6 +121,7 @@ class Reconciler:
 
     def start(self) -> None:
         """Clone (or reuse the clone) and rebuild the rollout states from status/ at HEAD."""
+        gc.set_threshold(*GC_THRESHOLDS)
         self.revisions.open()
         self._count_reports()
         self.states.update(self.recorder.states())
