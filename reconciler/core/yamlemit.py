@@ -21,8 +21,14 @@ _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 
 
-@functools.lru_cache(maxsize=1 << 16)  # status files repeat the same keys, ids, versions and steps
 def _quote(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # nothing to escape: most of a status file (ids, versions, steps, times)
+    return _escaped(text)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _escaped(text: str) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
 
@@ -73,6 +79,8 @@ def _emit(value: Any, indent: str, out: list[str]) -> None:
                 _emit(item, indent + "  ", sub)
                 out.append(f"{indent}- {sub[0].lstrip()}")
                 out.extend(sub[1:])
+            elif isinstance(item, str):  # a list of names: the bulk of a large status file
+                out.append(f"{indent}- {_quote(item)}")
             else:
                 out.append(f"{indent}- {_empty(item) if isinstance(item, dict | list) else _scalar(item)}")
 
