@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Literal
 
 from reconciler.core.model import Measurement, Phase, Severity
@@ -183,6 +184,10 @@ class Desired:
     strategy: str = "inPlace"  # the workload's strategy (README "Strategies"): blueGreen is driven by core.steps
     scale_down_delay: float = 600.0  # blueGreen: how long the old color keeps its pods after the switch
     traffic_steps: tuple[int, ...] = ()  # canary: the canary's share of the traffic at each step, in percent
+
+    @cached_property  # made once: the shell keeps a Desired for as long as nothing it is made of moves
+    def instance_ids(self) -> frozenset[str]:
+        return frozenset(ref.id for ref in self.instances)
 
 
 @dataclass(frozen=True)

@@ -241,24 +241,24 @@ def _new_rollout(t: _Tick, prev: RolloutState | None) -> RolloutState:
 
 def _observe(t: _Tick, st: RolloutState) -> RolloutState:
     """Refresh what each instance runs; take in newly selected instances, drop unstarted ones no longer selected."""
-    selected = {ref.id for ref in t.desired.instances}
-    changed = False
-    instances = dict(st.instances)
+    selected, seen_now, terminal = t.desired.instance_ids, t.obs.instances, st.phase.terminal
+    instances: dict[str, InstanceState] | None = None  # copied at the first change: most ticks change nothing
     for iid, inst in st.instances.items():
-        seen = t.obs.instances.get(iid)
-        if iid not in selected and inst.step is Step.PENDING and not st.phase.terminal:
+        seen = seen_now.get(iid)
+        if iid not in selected and inst.step is Step.PENDING and not terminal:
+            instances = dict(st.instances) if instances is None else instances
             del instances[iid]
-            changed = True
         elif seen is not None and seen.reachable and seen.version != inst.version:
+            instances = dict(st.instances) if instances is None else instances
             instances[iid] = replace(inst, version=seen.version)
-            changed = True
-    if not st.phase.terminal:
-        for iid in selected - instances.keys():
-            seen = t.obs.instances.get(iid)
+    added = selected - (st.instances if instances is None else instances).keys() if not terminal else ()
+    if added:
+        instances = dict(st.instances) if instances is None else instances
+        for iid in added:
+            seen = seen_now.get(iid)
             running = seen.version if seen is not None and seen.ready else None
             instances[iid] = InstanceState(Step.PENDING, running, st.last_good.get(iid) or running)
-            changed = True
-    return replace(st, instances=instances) if changed else st
+    return replace(st, instances=instances) if instances is not None else st
 
 
 def _pause_or_resume(t: _Tick, st: RolloutState) -> RolloutState:

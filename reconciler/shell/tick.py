@@ -14,7 +14,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -387,7 +387,9 @@ def _held(fleet: Fleet, states: Mapping[str, RolloutState], name: str, seen: fro
     return all(_held(fleet, states, dep, seen | {name}) for dep in plugin.spec.depends_on)
 
 
-def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> dict[str, list[InstanceRef]]:
+def _by_driver(runtime: Runtime, refs: tuple[InstanceRef, ...]) -> Mapping[str, Sequence[InstanceRef]]:
+    if len(runtime.drivers) == 1:  # one driver for every cluster, as most fleets have: no look-up per instance
+        return {kind: refs for kind in runtime.drivers}
     groups: dict[str, list[InstanceRef]] = defaultdict(list)
     for ref in refs:
         groups[runtime.cluster_driver[ref.cluster]].append(ref)
