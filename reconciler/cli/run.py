@@ -90,11 +90,16 @@ def loop(daemon: Daemon, args: argparse.Namespace, display: LiveDisplay | None) 
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    standing_by = False
     while not stopping:
         started = time.monotonic()
         if elector is not None and not elector.is_leader():  # only the Lease's holder acts
+            if not standing_by:  # said once the tick in progress, if any, is over: from here nothing is done
+                log.warning("%s: not its holder, standing by (no tick until it is taken)", elector.where)
+                standing_by = True
             reconciler.wake.wait(min(args.interval, elector.renew))
             continue
+        standing_by = False
         try:
             report = reconciler.tick()
             failed_ticks = 0

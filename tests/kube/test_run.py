@@ -137,6 +137,9 @@ def test_leader_lost_mid_rollout_stops_acting_at_once(fleet_repo: Human, kube: F
         lease["spec"].update(holderIdentity="intruder", leaseDurationSeconds=3600)
         kube["kube-canary"].replace(leases, "grayops", "grayops", lease)
         until(lambda: "lost leadership" in (tmp_path / "run.log").read_text(), timeout=60)
+        # a tick in progress when the Lease was taken may still finish its effects (README "Kubernetes
+        # clusters": it stops before the next tick); the line says that tick is over
+        until(lambda: "not its holder, standing by" in (tmp_path / "run.log").read_text(), timeout=60)
         patched = sum(len(e.patches) for e in kube.emulators.values())
         time.sleep(3)  # an absence needs a window: a leader would have patched several times in it (interval 0.05)
         assert sum(len(e.patches) for e in kube.emulators.values()) == patched
