@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reconciler.core.model import to_doc
 from reconciler.core.status import load_status
 from tests.conftest import Human, git, grayops, plugin_yaml, remote_status, settings_yaml, wait_for
@@ -160,6 +162,7 @@ def fleet_versions(workdir: Path) -> set[str]:
     return {entry["target"] for entry in state["plugins"]["billing"].values()}
 
 
+@pytest.mark.timeout(900)  # 14 kills and restarts, each wait bounded on its own: on a loaded machine it nears 300 s
 def test_kill_9_at_random_moments_converges_without_skipping_or_redoing_a_gate(fleet_repo: Human,
                                                                                tmp_path: Path) -> None:
     human, workdir, rng = fleet_repo, tmp_path / "work", random.Random(20261122)
