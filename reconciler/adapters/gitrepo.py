@@ -44,6 +44,7 @@ failed command becomes an exception:
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import contextlib
 import errno
@@ -1460,6 +1461,7 @@ class _Objects:
         self._trees: dict[str, list[tuple[str, int, str]]] = {}
         self._commits: dict[str, bytes] = {}
         self._sizes: dict[str, int] = {}  # blob sizes, for the listings of large trees
+        self._checked: set[str] = set()  # trees whose names and modes git's tree writer accepts, in git's order
 
     def close(self) -> None:
         self._repo.close()  # ends the cat-file processes
@@ -1584,38 +1586,84 @@ class _Objects:
     def tree_with(self, tree: str | None, changes: Mapping[tuple[str, ...], bytes | None]) -> str | None:
         """The id of `tree` (None: empty) with each file at a path set to its bytes (None: removed), subtrees
         written as needed; None for a tree left empty. Raises _LeaveToGit when a path runs into anything but
-        directories and regular files."""
-        entries = {name: (mode, oid) for name, mode, oid in (self.entries(tree) if tree else [])}
+        directories and regular files, ValueError when a name is not one git accepts in a tree.
+
+        A status/ of 10,000 files is one tree of 10,000 entries: it is changed where the commit changes it (the
+        rest is kept as read, in git's order, its names checked once per tree), never sorted or checked whole
+        again per commit (README "Sizing")."""
+        entries = self._checked_entries(tree) if tree else []
+        at = {name: index for index, (name, _, _) in enumerate(entries)}
+        made: dict[str, tuple[int, str] | None] = {}  # name -> its new (mode, id), None: removed
         below: dict[str, dict[tuple[str, ...], bytes | None]] = {}
         for parts, data in changes.items():
-            name, here = parts[0], entries.get(parts[0])
+            name = parts[0]
+            here = entries[at[name]][1:] if name in at else None
             if len(parts) > 1:
                 if here is not None and here[0] != _TREE_MODE:
                     raise _LeaveToGit(f"{name} is not a directory")
                 below.setdefault(name, {})[parts[1:]] = data
             elif here is not None and here[0] not in _FILE_MODES:
                 raise _LeaveToGit(f"{name} is not a regular file")
-            elif data is None:
-                entries.pop(name, None)
             else:
-                entries[name] = (_FILE_MODE, self.write("blob", data))
+                made[name] = None if data is None else (_FILE_MODE, self.write("blob", data))
         for name, sub in below.items():
-            here = entries.get(name)
+            here = entries[at[name]][1:] if name in at else None
             written = self.tree_with(here[1] if here else None, sub)
-            if written is None:
-                entries.pop(name, None)  # git keeps no empty directory
-            else:
-                entries[name] = (_TREE_MODE, written)
-        if not entries:
+            made[name] = None if written is None else (_TREE_MODE, written)  # git keeps no empty directory
+        for name, entry in made.items():
+            if entry is not None and name not in at:
+                tree_to_stream([(b"\0" * 20, entry[0], name)], lambda _: None)  # git's checks of a new name
+        ordered = _with_entries(entries, at, made)
+        if not ordered:
             return None
-        # git's order: a directory sorts as if its name ended with "/"
-        ordered = sorted(entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][0] == _TREE_MODE
-                                                                               else b""))
-        out = io.BytesIO()
-        tree_to_stream([(bytes.fromhex(oid), mode, name) for name, (mode, oid) in ordered], out.write)
-        written = self.write("tree", out.getvalue())
-        self._keep(self._trees, written, [(name, mode, oid) for name, (mode, oid) in ordered])
+        written = self.write("tree", b"".join(b"%o %s\0%s" % (mode, name.encode("utf-8"), bytes.fromhex(oid))
+                                              for name, mode, oid in ordered))
+        self._keep(self._trees, written, ordered)
+        self._checked.add(written)
         return written
+
+    def _checked_entries(self, tree: str) -> list[tuple[str, int, str]]:
+        """A tree's entries to write a new tree from: ValueError as git's tree writer raises for a name or mode it
+        refuses, and in git's order. Checked once per tree: the trees written here are made of checked ones."""
+        entries = self.entries(tree)
+        if tree in self._checked:
+            return entries
+        tree_to_stream([(bytes.fromhex(oid), mode, name) for name, mode, oid in entries], lambda _: None)
+        keys = [_git_order(entry) for entry in entries]
+        if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
+            return sorted(entries, key=_git_order)  # not as git writes trees: put in order (not kept)
+        if len(self._checked) >= _OBJECTS_KEPT:
+            self._checked.clear()
+        self._checked.add(tree)
+        return entries
+
+
+def _git_order(entry: tuple[str, int, str]) -> bytes:
+    """git's order of tree entries: a directory sorts as if its name ended with "/"."""
+    return entry[0].encode() + (b"/" if entry[1] == _TREE_MODE else b"")
+
+
+def _with_entries(entries: list[tuple[str, int, str]], at: Mapping[str, int],
+                  made: Mapping[str, tuple[int, str] | None]) -> list[tuple[str, int, str]]:
+    """`entries` (in git's order) with each name in `made` set to its (mode, id) or removed, still in git's order."""
+    result = list(entries)
+    moved: list[tuple[str, int, str]] = []
+    gone: set[int] = set()
+    for name, entry in made.items():
+        index = at.get(name)
+        new = None if entry is None else (name, entry[0], entry[1])
+        if index is not None and new is not None and (entries[index][1] == _TREE_MODE) == (new[1] == _TREE_MODE):
+            result[index] = new  # same place in the order
+            continue
+        if index is not None:
+            gone.add(index)
+        if new is not None:
+            moved.append(new)
+    if gone:
+        result = [kept for index, kept in enumerate(result) if index not in gone]
+    for added in moved:
+        bisect.insort(result, added, key=_git_order)
+    return result
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,9 @@ class SimFleet:
             versions = dict.fromkeys(f.version for f in matching)
             self._faults[name] = {v: _merge([f for f in matching if f.version == v]) for v in versions}
         self._state: dict[str, dict[str, _Entry]] = self._load()
+        # Each plugin's part of the state file as last written: a change rewrites the file, but encodes only the
+        # plugin it changed (10,000 plugins apply one after the other, README "Sizing").
+        self._encoded: dict[str, str] = {}
 
     # --- ClusterDriver ------------------------------------------------------------------------------------
 
@@ -212,6 +215,7 @@ class SimFleet:
                 undo.setdefault(change.instance, old)
                 entries[change.instance] = _Entry(change.version, old.target if old else None, now)
             if undo:
+                self._encoded.pop(name, None)
                 try:
                     self._save()
                 except OSError as exc:
@@ -222,6 +226,7 @@ class SimFleet:
                         else:
                             entries[iid] = old
                     errors.update({iid: f"could not save sim fleet state: {exc}" for iid in undo})
+                    self._encoded.pop(name, None)
             if not entries:
                 self._state.pop(name, None)
         return errors
@@ -334,24 +339,27 @@ class SimFleet:
             shutil.copyfile(self._path, self._path.with_name(STATE_FILE + ".corrupt"))
 
     def _save(self) -> None:
-        doc = {
-            "format": STATE_FORMAT,
-            "plugins": {
-                name: {iid: {"target": e.target, "previous": e.previous, "started": e.started}
-                       for iid, e in entries.items()}
-                for name, entries in self._state.items()
-            },
-        }
+        """Write the whole state (what `json.dumps(..., sort_keys=True)` of it writes), atomically."""
+        plugins = ",".join(f"{json.dumps(name)}:{self._encoded_entries(name)}" for name in sorted(self._state))
+        text = f'{{"format":{STATE_FORMAT},"plugins":{{{plugins}}}}}'
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
         # No fsync: the file must survive a killed reconciler (os.replace is atomic), not a power cut.
         try:
-            tmp.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True), encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, self._path)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+
+    def _encoded_entries(self, name: str) -> str:
+        found = self._encoded.get(name)
+        if found is None:
+            entries = {iid: {"target": e.target, "previous": e.previous, "started": e.started}
+                       for iid, e in self._state[name].items()}
+            found = self._encoded[name] = json.dumps(entries, separators=(",", ":"), sort_keys=True)
+        return found
 
 
 def _parse(doc: Any) -> dict[str, dict[str, _Entry]]:
