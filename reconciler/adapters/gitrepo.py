@@ -129,6 +129,7 @@ _GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, sta
               0o160000: EntryKind.SUBMODULE}
 _T = TypeVar("_T")
 _OBJECTS_KEPT = 4096  # trees and commit headers kept in memory by the object database
+_TREE_ENTRIES_KEPT = 1 << 20  # tree entries kept in all (a status/ of 10,000 files: a hundred of its trees)
 _SIZES_KEPT = 1 << 17  # blob sizes kept (a few MB): a fleet repository's every file, listed without asking git
 _TREE_MODE, _FILE_MODE, _FILE_MODES = 0o40000, 0o100644, (0o100644, 0o100755)
 _FULL_ID = re.compile(r"[0-9a-f]{40}")
@@ -1461,7 +1462,8 @@ class _Objects:
         self._trees: dict[str, list[tuple[str, int, str]]] = {}
         self._commits: dict[str, bytes] = {}
         self._sizes: dict[str, int] = {}  # blob sizes, for the listings of large trees
-        self._checked: set[str] = set()  # trees whose names and modes git's tree writer accepts, in git's order
+        self._encoded: dict[str, list[bytes]] = {}  # trees checked to write new ones from: their entries' bytes
+        self._trees_weight = 0  # entries kept in _trees
 
     def close(self) -> None:
         self._repo.close()  # ends the cat-file processes
@@ -1525,7 +1527,7 @@ class _Objects:
         found = self._trees.get(tree)
         if found is None:
             found = [(name, mode, sha.hex()) for sha, mode, name in tree_entries_from_data(self.read(tree, "tree"))]
-            self._keep(self._trees, tree, found)
+            self._keep_tree(tree, found)
         return found
 
     @staticmethod
@@ -1589,15 +1591,15 @@ class _Objects:
         directories and regular files, ValueError when a name is not one git accepts in a tree.
 
         A status/ of 10,000 files is one tree of 10,000 entries: it is changed where the commit changes it (the
-        rest is kept as read, in git's order, its names checked once per tree), never sorted or checked whole
-        again per commit (README "Sizing")."""
-        entries = self._checked_entries(tree) if tree else []
-        at = {name: index for index, (name, _, _) in enumerate(entries)}
+        rest kept as read, in git's order and encoded, its names checked once), never sorted, checked or encoded
+        whole again per commit (README "Sizing")."""
+        entries, encoded = self._writable(tree) if tree else ([], [])
+        at = {name: _find(entries, name) for name in {parts[0] for parts in changes}}
         made: dict[str, tuple[int, str] | None] = {}  # name -> its new (mode, id), None: removed
         below: dict[str, dict[tuple[str, ...], bytes | None]] = {}
         for parts, data in changes.items():
-            name = parts[0]
-            here = entries[at[name]][1:] if name in at else None
+            name, index = parts[0], at[parts[0]]
+            here = entries[index][1:] if index is not None else None
             if len(parts) > 1:
                 if here is not None and here[0] != _TREE_MODE:
                     raise _LeaveToGit(f"{name} is not a directory")
@@ -1607,35 +1609,48 @@ class _Objects:
             else:
                 made[name] = None if data is None else (_FILE_MODE, self.write("blob", data))
         for name, sub in below.items():
-            here = entries[at[name]][1:] if name in at else None
-            written = self.tree_with(here[1] if here else None, sub)
+            index = at[name]
+            written = self.tree_with(entries[index][2] if index is not None else None, sub)
             made[name] = None if written is None else (_TREE_MODE, written)  # git keeps no empty directory
         for name, entry in made.items():
-            if entry is not None and name not in at:
+            if entry is not None and at[name] is None:
                 tree_to_stream([(b"\0" * 20, entry[0], name)], lambda _: None)  # git's checks of a new name
-        ordered = _with_entries(entries, at, made)
-        if not ordered:
+        entries, encoded = _with_entries(entries, encoded, at, made)
+        if not entries:
             return None
-        written = self.write("tree", b"".join(b"%o %s\0%s" % (mode, name.encode("utf-8"), bytes.fromhex(oid))
-                                              for name, mode, oid in ordered))
-        self._keep(self._trees, written, ordered)
-        self._checked.add(written)
+        written = self.write("tree", b"".join(encoded))
+        self._keep_tree(written, entries, encoded)
         return written
 
-    def _checked_entries(self, tree: str) -> list[tuple[str, int, str]]:
-        """A tree's entries to write a new tree from: ValueError as git's tree writer raises for a name or mode it
-        refuses, and in git's order. Checked once per tree: the trees written here are made of checked ones."""
+    def _writable(self, tree: str) -> tuple[list[tuple[str, int, str]], list[bytes]]:
+        """A tree's entries to write a new tree from, in git's order, and each one's bytes in the tree object;
+        ValueError as git's tree writer raises for a name or mode it refuses. Checked and encoded once per tree
+        read (the trees written here are made of checked entries)."""
         entries = self.entries(tree)
-        if tree in self._checked:
-            return entries
+        encoded = self._encoded.get(tree)
+        if encoded is not None:
+            return entries, encoded
         tree_to_stream([(bytes.fromhex(oid), mode, name) for name, mode, oid in entries], lambda _: None)
         keys = [_git_order(entry) for entry in entries]
-        if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
-            return sorted(entries, key=_git_order)  # not as git writes trees: put in order (not kept)
-        if len(self._checked) >= _OBJECTS_KEPT:
-            self._checked.clear()
-        self._checked.add(tree)
-        return entries
+        ordered = all(keys[i] < keys[i + 1] for i in range(len(keys) - 1))
+        if not ordered:  # not as git writes trees: put in order
+            entries = sorted(entries, key=_git_order)
+        encoded = [_encoded_entry(entry) for entry in entries]
+        if ordered:
+            self._keep_tree(tree, entries, encoded)
+        return entries, encoded
+
+    def _keep_tree(self, tree: str, entries: list[tuple[str, int, str]], encoded: list[bytes] | None = None) -> None:
+        """Keep a tree's entries (and their bytes), within a bound on the entries kept in all: a status/ of
+        10,000 files is a new tree of 10,000 entries per commit."""
+        self._trees_weight += len(entries)
+        if len(self._trees) >= _OBJECTS_KEPT or self._trees_weight > _TREE_ENTRIES_KEPT:
+            self._trees.clear()
+            self._encoded.clear()
+            self._trees_weight = len(entries)
+        self._trees[tree] = entries
+        if encoded is not None:
+            self._encoded[tree] = encoded
 
 
 def _git_order(entry: tuple[str, int, str]) -> bytes:
@@ -1643,17 +1658,33 @@ def _git_order(entry: tuple[str, int, str]) -> bytes:
     return entry[0].encode() + (b"/" if entry[1] == _TREE_MODE else b"")
 
 
-def _with_entries(entries: list[tuple[str, int, str]], at: Mapping[str, int],
-                  made: Mapping[str, tuple[int, str] | None]) -> list[tuple[str, int, str]]:
-    """`entries` (in git's order) with each name in `made` set to its (mode, id) or removed, still in git's order."""
-    result = list(entries)
+def _encoded_entry(entry: tuple[str, int, str]) -> bytes:
+    """An entry as a tree object holds it: "<mode in octal> <name>\\0<20-byte id>"."""
+    name, mode, oid = entry
+    return b"%o %s\0%s" % (mode, name.encode("utf-8"), bytes.fromhex(oid))
+
+
+def _find(entries: Sequence[tuple[str, int, str]], name: str) -> int | None:
+    """Where `name` is among `entries` (in git's order), as a file or as a directory."""
+    for key in (name.encode(), name.encode() + b"/"):
+        index = bisect.bisect_left(entries, key, key=_git_order)
+        if index < len(entries) and entries[index][0] == name:
+            return index
+    return None
+
+
+def _with_entries(entries: list[tuple[str, int, str]], encoded: list[bytes], at: Mapping[str, int | None],
+                  made: Mapping[str, tuple[int, str] | None]) -> tuple[list[tuple[str, int, str]], list[bytes]]:
+    """`entries` (in git's order) and their bytes, with each name in `made` set to its (mode, id) or removed, still
+    in git's order. `at`: where each name is now."""
+    result, result_encoded = list(entries), list(encoded)
     moved: list[tuple[str, int, str]] = []
     gone: set[int] = set()
     for name, entry in made.items():
-        index = at.get(name)
+        index = at[name]
         new = None if entry is None else (name, entry[0], entry[1])
         if index is not None and new is not None and (entries[index][1] == _TREE_MODE) == (new[1] == _TREE_MODE):
-            result[index] = new  # same place in the order
+            result[index], result_encoded[index] = new, _encoded_entry(new)  # same place in the order
             continue
         if index is not None:
             gone.add(index)
@@ -1661,9 +1692,12 @@ def _with_entries(entries: list[tuple[str, int, str]], at: Mapping[str, int],
             moved.append(new)
     if gone:
         result = [kept for index, kept in enumerate(result) if index not in gone]
+        result_encoded = [kept for index, kept in enumerate(result_encoded) if index not in gone]
     for added in moved:
-        bisect.insort(result, added, key=_git_order)
-    return result
+        index = bisect.bisect_left(result, _git_order(added), key=_git_order)
+        result.insert(index, added)
+        result_encoded.insert(index, _encoded_entry(added))
+    return result, result_encoded
 
 
 @dataclass(frozen=True)

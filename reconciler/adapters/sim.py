@@ -11,6 +11,7 @@ constructor (the reconciler observes thousands of instances per tick; state live
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -153,9 +154,10 @@ class SimFleet:
             versions = dict.fromkeys(f.version for f in matching)
             self._faults[name] = {v: _merge([f for f in matching if f.version == v]) for v in versions}
         self._state: dict[str, dict[str, _Entry]] = self._load()
-        # Each plugin's part of the state file as last written: a change rewrites the file, but encodes only the
-        # plugin it changed (10,000 plugins apply one after the other, README "Sizing").
-        self._encoded: dict[str, str] = {}
+        # The state file's plugins as last written, in its order (names sorted) and encoded: a change rewrites the
+        # file but encodes only the plugin it changed (10,000 plugins apply one after the other, README "Sizing").
+        self._names: list[str] | None = None  # None: not encoded yet
+        self._encoded: list[str] = []
 
     # --- ClusterDriver ------------------------------------------------------------------------------------
 
@@ -215,7 +217,7 @@ class SimFleet:
                 undo.setdefault(change.instance, old)
                 entries[change.instance] = _Entry(change.version, old.target if old else None, now)
             if undo:
-                self._encoded.pop(name, None)
+                self._encode(name)
                 try:
                     self._save()
                 except OSError as exc:
@@ -226,9 +228,10 @@ class SimFleet:
                         else:
                             entries[iid] = old
                     errors.update({iid: f"could not save sim fleet state: {exc}" for iid in undo})
-                    self._encoded.pop(name, None)
             if not entries:
                 self._state.pop(name, None)
+            if undo:
+                self._encode(name)  # as it stands now, saved or put back
         return errors
 
     def check(self, plugin: Plugin, instance: InstanceRef, stage: CheckStage, version: str,
@@ -340,8 +343,7 @@ class SimFleet:
 
     def _save(self) -> None:
         """Write the whole state (what `json.dumps(..., sort_keys=True)` of it writes), atomically."""
-        plugins = ",".join(f"{json.dumps(name)}:{self._encoded_entries(name)}" for name in sorted(self._state))
-        text = f'{{"format":{STATE_FORMAT},"plugins":{{{plugins}}}}}'
+        text = f'{{"format":{STATE_FORMAT},"plugins":{{{",".join(self._encoded)}}}}}'
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
         # No fsync: the file must survive a killed reconciler (os.replace is atomic), not a power cut.
@@ -353,13 +355,28 @@ class SimFleet:
                 tmp.unlink()
             raise
 
-    def _encoded_entries(self, name: str) -> str:
-        found = self._encoded.get(name)
-        if found is None:
-            entries = {iid: {"target": e.target, "previous": e.previous, "started": e.started}
-                       for iid, e in self._state[name].items()}
-            found = self._encoded[name] = json.dumps(entries, separators=(",", ":"), sort_keys=True)
-        return found
+    def _encode(self, name: str) -> None:
+        """Put the plugin's part of the state file, as memory holds it now, in its place (or take it out)."""
+        if self._names is None:  # the first change: every plugin read from the file, encoded once
+            self._names = sorted(self._state)
+            self._encoded = [f"{json.dumps(other)}:{self._entries_json(other)}" for other in self._names]
+        index = bisect.bisect_left(self._names, name)
+        present = index < len(self._names) and self._names[index] == name
+        entries = self._state.get(name)
+        if not entries:
+            if present:
+                del self._names[index], self._encoded[index]
+            return
+        encoded = f"{json.dumps(name)}:{self._entries_json(name)}"
+        if present:
+            self._encoded[index] = encoded
+        else:
+            self._names.insert(index, name)
+            self._encoded.insert(index, encoded)
+
+    def _entries_json(self, name: str) -> str:
+        return json.dumps({iid: {"target": e.target, "previous": e.previous, "started": e.started}
+                           for iid, e in self._state[name].items()}, separators=(",", ":"), sort_keys=True)
 
 
 def _parse(doc: Any) -> dict[str, dict[str, _Entry]]:

@@ -188,6 +188,10 @@ class TestPersistence:
         assert text == json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
         assert SimFleet(tmp_path, settings(), CLUSTERS, clock).snapshot() == {
             "billing": {ALL[0].id: "1.1.0", ALL[2].id: "1.1.0"}, "audit": {ALL[1].id: "2.0.0"}}
+        again = SimFleet(tmp_path, settings(), CLUSTERS, clock)  # restarted: a change keeps what it read
+        again.apply(other, [change(ALL[0], "2.0.0")])
+        assert SimFleet(tmp_path, settings(), CLUSTERS, clock).snapshot() == {
+            "billing": {ALL[0].id: "1.1.0", ALL[2].id: "1.1.0"}, "audit": {ALL[1].id: "2.0.0", ALL[0].id: "2.0.0"}}
 
     def test_a_change_that_could_not_be_saved_is_not_made_nor_saved_later(self, tmp_path: Path) -> None:
         fleet, clock = make(tmp_path)
