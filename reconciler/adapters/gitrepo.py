@@ -112,6 +112,7 @@ NETWORK_TIMEOUT = 120.0
 CLONE_TIMEOUT = 900.0
 MANY_PATHS = 64  # more paths than this are looked for in a `git log` of their directories
 STATUS_PREFIXES = RECORD_DIRECTORIES  # what lives on the status branch when one is configured
+_RECORD_TOPS = frozenset(d.rstrip("/") for d in RECORD_DIRECTORIES)
 _CONFLICT_PREFIX = "grayops/conflict-"
 _REWRITTEN_PREFIX = "grayops/rewritten-"
 RUN_LOCK = ".grayops-run.lock"
@@ -268,7 +269,11 @@ class GitRepo:
         self._last_fetched: str | None = None
         self.fetch_started: float | None = None  # time.monotonic() at the start of the last fetch that succeeded
         self._tracked: dict[Path, set[str]] = {}  # paths this object committed, hence known to git
-        self._desired: tuple[str | None, RevisionFiles] | None = None  # the last commit read, and what it held
+        # the last commit read, what it held, its root entries outside the record, and the errors of those
+        self._desired: tuple[str | None, RevisionFiles, tuple[tuple[str, int, str], ...], tuple[FleetError, ...]] | \
+            None = None
+        # record directory -> each entry of it (name, mode, id) -> its survey's errors, as last read
+        self._records: dict[str, dict[tuple[str, int, str], tuple[FleetError, ...]]] = {}
         self._texts: dict[str, str] = {}  # blob id -> text, for the desired files last read
         self._object_db: _Objects | None = None  # opened on first use, closed when the clone is made again
         self._catching_up = False  # in _catch_up_index
@@ -766,19 +771,66 @@ class GitRepo:
 
         Holds every fleet file the tree's survey allows (README "Limits"), and the errors of the entries it
         refuses (a symlink, a submodule, a file over the size limits, bytes that are not UTF-8): `load_fleet`
-        reports both. Read again only when `rev` names another commit.
+        reports both. Read again only when `rev` names another commit, and then only what changed: a commit
+        that changed nothing outside status/ and reports/ (grayops' own, each tick) has the same files, and only
+        the record's entries it changed are surveyed (README "Sizing").
         """
         with self.lock():
             commit = self._commit_of(self._main, rev)
             cached = self._desired
             if cached is not None and cached[0] == commit:
                 return cached[1]
-            entries, oids = self._entries(self._main, commit, sizes=_outside_record)  # records are not read here
-            found = survey(entries)
-            files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
-            revision = RevisionFiles(files, [*found.errors, *errors])
-            self._desired = (commit, revision)
+            if commit is None:
+                self._desired = (commit, RevisionFiles({}), (), ())
+                return self._desired[1]
+            objects = self._objects()
+            root = objects.entries(objects.tree_of(commit))
+            outside = tuple(entry for entry in root if entry[0] not in _RECORD_TOPS)
+            record_errors = self._record_errors(root)
+            if cached is not None and cached[2] == outside:  # the same fleet files
+                fleet_errors = cached[3]
+                revision = cached[1] if set(cached[1].errors) == set((*fleet_errors, *record_errors)) else \
+                    RevisionFiles(cached[1], (*fleet_errors, *record_errors))
+            else:
+                paths = [name for name, _, _ in outside]
+                entries, oids = self._entries(self._main, commit, *paths, sizes=True) if paths else ([], {})
+                found = survey(entries)
+                files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
+                fleet_errors = (*found.errors, *errors)
+                revision = RevisionFiles(files, (*fleet_errors, *record_errors))
+            self._desired = (commit, revision, outside, fleet_errors)
             return revision
+
+    def _record_errors(self, root: Sequence[tuple[str, int, str]]) -> tuple[FleetError, ...]:
+        """The survey's errors of the record directories (status/, reports/) among a root tree's entries, each
+        entry surveyed once: an entry's errors are its own (`survey`), so a commit of one status file surveys
+        that file, not the 10,000 others."""
+        errors: list[FleetError] = []
+        known, self._records = self._records, {}
+        objects = self._objects()
+        for name, mode, oid in root:
+            if name not in _RECORD_TOPS:
+                continue
+            before = known.get(name, {})
+            children = objects.entries(oid) if mode == _TREE_MODE else [("", mode, oid)]
+            now = self._records[name] = {}
+            for child in children:
+                found = before.get(child)
+                if found is None:
+                    found = self._errors_under(name, *child)
+                now[child] = found
+                errors.extend(found)
+        return tuple(errors)
+
+    def _errors_under(self, top: str, name: str, mode: int, oid: str) -> tuple[FleetError, ...]:
+        """`survey`'s errors of one entry of a record directory `top` (name "": `top` itself), and all under it."""
+        path = f"{top}/{name}" if name else top
+        if mode != _TREE_MODE:
+            listed = [TreeEntry(path, _GIT_TYPES.get(mode & 0o170000, EntryKind.SUBMODULE))]
+        else:
+            listed = [TreeEntry(f"{path}/{sub}", _GIT_TYPES.get(kind & 0o170000, EntryKind.SUBMODULE))
+                      for sub, kind, _ in self._objects().walk(oid)]
+        return survey(listed).errors
 
     def report_paths(self) -> list[str]:
         """"reports/..." paths of every report committed in the status location."""
