@@ -740,6 +740,27 @@ class GitRepo:
             return None  # not integrated yet (a process killed in between): a plain push, refused unless a fast-forward
         return f"--force-with-lease=refs/heads/{tree.branch}:{expect or ''}"
 
+    def remote_moved(self) -> bool:
+        """Whether the remote may hold commits not fetched yet. A local remote's branches are read (no process)
+        and compared with what the last fetch or push left in refs/remotes/origin: the remote watcher sees our
+        own pushes too, which are not news. Any other remote may always have moved."""
+        root = local_remote_path(self.remote)
+        if root is None:
+            return True
+        git_dir = root / ".git" if (root / ".git").is_dir() else root
+        with self.lock():
+            for tree in self._trees():
+                ref = f"refs/heads/{tree.branch}"
+                try:
+                    theirs: str | None = (git_dir / ref).read_text(encoding="ascii").strip()
+                except FileNotFoundError:
+                    theirs = _packed_ref(git_dir, ref)
+                except (OSError, UnicodeDecodeError):
+                    return True
+                if theirs != self._rev(f"refs/remotes/origin/{tree.branch}"):
+                    return True
+            return False
+
     def unpushed(self) -> int:
         """Local commits not on the remote-tracking branches (as of the last fetch or push)."""
         with self.lock():

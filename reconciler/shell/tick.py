@@ -144,9 +144,9 @@ class Reconciler:
         tick, which starts at once, fetches first and pushes both ticks' commits, so a push webhook's change is
         not kept waiting on our push (README "HTTP API"). Never twice in a row: wakes cannot hold commits back.
         Never when this tick recorded what a human's change asked (`obeyed`): a pause is on the remote at the end
-        of the tick that obeyed it (README "Sizing"), whatever woke us meanwhile (the remote watcher sees our own
-        pushes too)."""
-        if self.wake.is_set() and not self._push_deferred and not obeyed:
+        of the tick that obeyed it (README "Sizing"), whatever woke us meanwhile; nor when the remote holds nothing
+        new (the remote watcher sees our own pushes too)."""
+        if self.wake.is_set() and not self._push_deferred and not obeyed and self.repo.remote_moved():
             self._push_deferred = True
             return
         self._push_deferred = False
