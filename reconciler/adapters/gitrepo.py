@@ -44,6 +44,7 @@ failed command becomes an exception:
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import contextlib
 import errno
@@ -111,6 +112,7 @@ NETWORK_TIMEOUT = 120.0
 CLONE_TIMEOUT = 900.0
 MANY_PATHS = 64  # more paths than this are looked for in a `git log` of their directories
 STATUS_PREFIXES = RECORD_DIRECTORIES  # what lives on the status branch when one is configured
+_RECORD_TOPS = frozenset(d.rstrip("/") for d in RECORD_DIRECTORIES)
 _CONFLICT_PREFIX = "grayops/conflict-"
 _REWRITTEN_PREFIX = "grayops/rewritten-"
 RUN_LOCK = ".grayops-run.lock"
@@ -128,6 +130,7 @@ _GIT_TYPES = {stat.S_IFREG: EntryKind.FILE, stat.S_IFLNK: EntryKind.SYMLINK, sta
               0o160000: EntryKind.SUBMODULE}
 _T = TypeVar("_T")
 _OBJECTS_KEPT = 4096  # trees and commit headers kept in memory by the object database
+_TREE_ENTRIES_KEPT = 1 << 20  # tree entries kept in all (a status/ of 10,000 files: a hundred of its trees)
 _SIZES_KEPT = 1 << 17  # blob sizes kept (a few MB): a fleet repository's every file, listed without asking git
 _TREE_MODE, _FILE_MODE, _FILE_MODES = 0o40000, 0o100644, (0o100644, 0o100755)
 _FULL_ID = re.compile(r"[0-9a-f]{40}")
@@ -266,7 +269,11 @@ class GitRepo:
         self._last_fetched: str | None = None
         self.fetch_started: float | None = None  # time.monotonic() at the start of the last fetch that succeeded
         self._tracked: dict[Path, set[str]] = {}  # paths this object committed, hence known to git
-        self._desired: tuple[str | None, RevisionFiles] | None = None  # the last commit read, and what it held
+        # the last commit read, what it held, its root entries outside the record, and the errors of those
+        self._desired: tuple[str | None, RevisionFiles, tuple[tuple[str, int, str], ...], tuple[FleetError, ...]] | \
+            None = None
+        # record directory -> each entry of it (name, mode, id) -> its survey's errors, as last read
+        self._records: dict[str, dict[tuple[str, int, str], tuple[FleetError, ...]]] = {}
         self._texts: dict[str, str] = {}  # blob id -> text, for the desired files last read
         self._object_db: _Objects | None = None  # opened on first use, closed when the clone is made again
         self._catching_up = False  # in _catch_up_index
@@ -733,6 +740,27 @@ class GitRepo:
             return None  # not integrated yet (a process killed in between): a plain push, refused unless a fast-forward
         return f"--force-with-lease=refs/heads/{tree.branch}:{expect or ''}"
 
+    def remote_moved(self) -> bool:
+        """Whether the remote may hold commits not fetched yet. A local remote's branches are read (no process)
+        and compared with what the last fetch or push left in refs/remotes/origin: the remote watcher sees our
+        own pushes too, which are not news. Any other remote may always have moved."""
+        root = local_remote_path(self.remote)
+        if root is None:
+            return True
+        git_dir = root / ".git" if (root / ".git").is_dir() else root
+        with self.lock():
+            for tree in self._trees():
+                ref = f"refs/heads/{tree.branch}"
+                try:
+                    theirs: str | None = (git_dir / ref).read_text(encoding="ascii").strip()
+                except FileNotFoundError:
+                    theirs = _packed_ref(git_dir, ref)
+                except (OSError, UnicodeDecodeError):
+                    return True
+                if theirs != self._rev(f"refs/remotes/origin/{tree.branch}"):
+                    return True
+            return False
+
     def unpushed(self) -> int:
         """Local commits not on the remote-tracking branches (as of the last fetch or push)."""
         with self.lock():
@@ -764,19 +792,66 @@ class GitRepo:
 
         Holds every fleet file the tree's survey allows (README "Limits"), and the errors of the entries it
         refuses (a symlink, a submodule, a file over the size limits, bytes that are not UTF-8): `load_fleet`
-        reports both. Read again only when `rev` names another commit.
+        reports both. Read again only when `rev` names another commit, and then only what changed: a commit
+        that changed nothing outside status/ and reports/ (grayops' own, each tick) has the same files, and only
+        the record's entries it changed are surveyed (README "Sizing").
         """
         with self.lock():
             commit = self._commit_of(self._main, rev)
             cached = self._desired
             if cached is not None and cached[0] == commit:
                 return cached[1]
-            entries, oids = self._entries(self._main, commit, sizes=_outside_record)  # records are not read here
-            found = survey(entries)
-            files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
-            revision = RevisionFiles(files, [*found.errors, *errors])
-            self._desired = (commit, revision)
+            if commit is None:
+                self._desired = (commit, RevisionFiles({}), (), ())
+                return self._desired[1]
+            objects = self._objects()
+            root = objects.entries(objects.tree_of(commit))
+            outside = tuple(entry for entry in root if entry[0] not in _RECORD_TOPS)
+            record_errors = self._record_errors(root)
+            if cached is not None and cached[2] == outside:  # the same fleet files
+                fleet_errors = cached[3]
+                revision = cached[1] if set(cached[1].errors) == set((*fleet_errors, *record_errors)) else \
+                    RevisionFiles(cached[1], (*fleet_errors, *record_errors))
+            else:
+                paths = [name for name, _, _ in outside]
+                entries, oids = self._entries(self._main, commit, *paths, sizes=True) if paths else ([], {})
+                found = survey(entries)
+                files, errors = self._read_entries(self._main, found.desired, oids, MAX_FILE_BYTES, keep_cache=True)
+                fleet_errors = (*found.errors, *errors)
+                revision = RevisionFiles(files, (*fleet_errors, *record_errors))
+            self._desired = (commit, revision, outside, fleet_errors)
             return revision
+
+    def _record_errors(self, root: Sequence[tuple[str, int, str]]) -> tuple[FleetError, ...]:
+        """The survey's errors of the record directories (status/, reports/) among a root tree's entries, each
+        entry surveyed once: an entry's errors are its own (`survey`), so a commit of one status file surveys
+        that file, not the 10,000 others."""
+        errors: list[FleetError] = []
+        known, self._records = self._records, {}
+        objects = self._objects()
+        for name, mode, oid in root:
+            if name not in _RECORD_TOPS:
+                continue
+            before = known.get(name, {})
+            children = objects.entries(oid) if mode == _TREE_MODE else [("", mode, oid)]
+            now = self._records[name] = {}
+            for child in children:
+                found = before.get(child)
+                if found is None:
+                    found = self._errors_under(name, *child)
+                now[child] = found
+                errors.extend(found)
+        return tuple(errors)
+
+    def _errors_under(self, top: str, name: str, mode: int, oid: str) -> tuple[FleetError, ...]:
+        """`survey`'s errors of one entry of a record directory `top` (name "": `top` itself), and all under it."""
+        path = f"{top}/{name}" if name else top
+        if mode != _TREE_MODE:
+            listed = [TreeEntry(path, _GIT_TYPES.get(mode & 0o170000, EntryKind.SUBMODULE))]
+        else:
+            listed = [TreeEntry(f"{path}/{sub}", _GIT_TYPES.get(kind & 0o170000, EntryKind.SUBMODULE))
+                      for sub, kind, _ in self._objects().walk(oid)]
+        return survey(listed).errors
 
     def report_paths(self) -> list[str]:
         """"reports/..." paths of every report committed in the status location."""
@@ -1460,6 +1535,8 @@ class _Objects:
         self._trees: dict[str, list[tuple[str, int, str]]] = {}
         self._commits: dict[str, bytes] = {}
         self._sizes: dict[str, int] = {}  # blob sizes, for the listings of large trees
+        self._encoded: dict[str, list[bytes]] = {}  # trees checked to write new ones from: their entries' bytes
+        self._trees_weight = 0  # entries kept in _trees
 
     def close(self) -> None:
         self._repo.close()  # ends the cat-file processes
@@ -1523,7 +1600,7 @@ class _Objects:
         found = self._trees.get(tree)
         if found is None:
             found = [(name, mode, sha.hex()) for sha, mode, name in tree_entries_from_data(self.read(tree, "tree"))]
-            self._keep(self._trees, tree, found)
+            self._keep_tree(tree, found)
         return found
 
     @staticmethod
@@ -1584,38 +1661,116 @@ class _Objects:
     def tree_with(self, tree: str | None, changes: Mapping[tuple[str, ...], bytes | None]) -> str | None:
         """The id of `tree` (None: empty) with each file at a path set to its bytes (None: removed), subtrees
         written as needed; None for a tree left empty. Raises _LeaveToGit when a path runs into anything but
-        directories and regular files."""
-        entries = {name: (mode, oid) for name, mode, oid in (self.entries(tree) if tree else [])}
+        directories and regular files, ValueError when a name is not one git accepts in a tree.
+
+        A status/ of 10,000 files is one tree of 10,000 entries: it is changed where the commit changes it (the
+        rest kept as read, in git's order and encoded, its names checked once), never sorted, checked or encoded
+        whole again per commit (README "Sizing")."""
+        entries, encoded = self._writable(tree) if tree else ([], [])
+        at = {name: _find(entries, name) for name in {parts[0] for parts in changes}}
+        made: dict[str, tuple[int, str] | None] = {}  # name -> its new (mode, id), None: removed
         below: dict[str, dict[tuple[str, ...], bytes | None]] = {}
         for parts, data in changes.items():
-            name, here = parts[0], entries.get(parts[0])
+            name, index = parts[0], at[parts[0]]
+            here = entries[index][1:] if index is not None else None
             if len(parts) > 1:
                 if here is not None and here[0] != _TREE_MODE:
                     raise _LeaveToGit(f"{name} is not a directory")
                 below.setdefault(name, {})[parts[1:]] = data
             elif here is not None and here[0] not in _FILE_MODES:
                 raise _LeaveToGit(f"{name} is not a regular file")
-            elif data is None:
-                entries.pop(name, None)
             else:
-                entries[name] = (_FILE_MODE, self.write("blob", data))
+                made[name] = None if data is None else (_FILE_MODE, self.write("blob", data))
         for name, sub in below.items():
-            here = entries.get(name)
-            written = self.tree_with(here[1] if here else None, sub)
-            if written is None:
-                entries.pop(name, None)  # git keeps no empty directory
-            else:
-                entries[name] = (_TREE_MODE, written)
+            index = at[name]
+            written = self.tree_with(entries[index][2] if index is not None else None, sub)
+            made[name] = None if written is None else (_TREE_MODE, written)  # git keeps no empty directory
+        for name, entry in made.items():
+            if entry is not None and at[name] is None:
+                tree_to_stream([(b"\0" * 20, entry[0], name)], lambda _: None)  # git's checks of a new name
+        entries, encoded = _with_entries(entries, encoded, at, made)
         if not entries:
             return None
-        # git's order: a directory sorts as if its name ended with "/"
-        ordered = sorted(entries.items(), key=lambda item: item[0].encode() + (b"/" if item[1][0] == _TREE_MODE
-                                                                               else b""))
-        out = io.BytesIO()
-        tree_to_stream([(bytes.fromhex(oid), mode, name) for name, (mode, oid) in ordered], out.write)
-        written = self.write("tree", out.getvalue())
-        self._keep(self._trees, written, [(name, mode, oid) for name, (mode, oid) in ordered])
+        written = self.write("tree", b"".join(encoded))
+        self._keep_tree(written, entries, encoded)
         return written
+
+    def _writable(self, tree: str) -> tuple[list[tuple[str, int, str]], list[bytes]]:
+        """A tree's entries to write a new tree from, in git's order, and each one's bytes in the tree object;
+        ValueError as git's tree writer raises for a name or mode it refuses. Checked and encoded once per tree
+        read (the trees written here are made of checked entries)."""
+        entries = self.entries(tree)
+        encoded = self._encoded.get(tree)
+        if encoded is not None:
+            return entries, encoded
+        tree_to_stream([(bytes.fromhex(oid), mode, name) for name, mode, oid in entries], lambda _: None)
+        keys = [_git_order(entry) for entry in entries]
+        ordered = all(keys[i] < keys[i + 1] for i in range(len(keys) - 1))
+        if not ordered:  # not as git writes trees: put in order
+            entries = sorted(entries, key=_git_order)
+        encoded = [_encoded_entry(entry) for entry in entries]
+        if ordered:
+            self._keep_tree(tree, entries, encoded)
+        return entries, encoded
+
+    def _keep_tree(self, tree: str, entries: list[tuple[str, int, str]], encoded: list[bytes] | None = None) -> None:
+        """Keep a tree's entries (and their bytes), within a bound on the entries kept in all: a status/ of
+        10,000 files is a new tree of 10,000 entries per commit."""
+        self._trees_weight += len(entries)
+        if len(self._trees) >= _OBJECTS_KEPT or self._trees_weight > _TREE_ENTRIES_KEPT:
+            self._trees.clear()
+            self._encoded.clear()
+            self._trees_weight = len(entries)
+        self._trees[tree] = entries
+        if encoded is not None:
+            self._encoded[tree] = encoded
+
+
+def _git_order(entry: tuple[str, int, str]) -> bytes:
+    """git's order of tree entries: a directory sorts as if its name ended with "/"."""
+    return entry[0].encode() + (b"/" if entry[1] == _TREE_MODE else b"")
+
+
+def _encoded_entry(entry: tuple[str, int, str]) -> bytes:
+    """An entry as a tree object holds it: "<mode in octal> <name>\\0<20-byte id>"."""
+    name, mode, oid = entry
+    return b"%o %s\0%s" % (mode, name.encode("utf-8"), bytes.fromhex(oid))
+
+
+def _find(entries: Sequence[tuple[str, int, str]], name: str) -> int | None:
+    """Where `name` is among `entries` (in git's order), as a file or as a directory."""
+    for key in (name.encode(), name.encode() + b"/"):
+        index = bisect.bisect_left(entries, key, key=_git_order)
+        if index < len(entries) and entries[index][0] == name:
+            return index
+    return None
+
+
+def _with_entries(entries: list[tuple[str, int, str]], encoded: list[bytes], at: Mapping[str, int | None],
+                  made: Mapping[str, tuple[int, str] | None]) -> tuple[list[tuple[str, int, str]], list[bytes]]:
+    """`entries` (in git's order) and their bytes, with each name in `made` set to its (mode, id) or removed, still
+    in git's order. `at`: where each name is now."""
+    result, result_encoded = list(entries), list(encoded)
+    moved: list[tuple[str, int, str]] = []
+    gone: set[int] = set()
+    for name, entry in made.items():
+        index = at[name]
+        new = None if entry is None else (name, entry[0], entry[1])
+        if index is not None and new is not None and (entries[index][1] == _TREE_MODE) == (new[1] == _TREE_MODE):
+            result[index], result_encoded[index] = new, _encoded_entry(new)  # same place in the order
+            continue
+        if index is not None:
+            gone.add(index)
+        if new is not None:
+            moved.append(new)
+    if gone:
+        result = [kept for index, kept in enumerate(result) if index not in gone]
+        result_encoded = [kept for index, kept in enumerate(result_encoded) if index not in gone]
+    for added in moved:
+        index = bisect.bisect_left(result, _git_order(added), key=_git_order)
+        result.insert(index, added)
+        result_encoded.insert(index, _encoded_entry(added))
+    return result, result_encoded
 
 
 @dataclass(frozen=True)

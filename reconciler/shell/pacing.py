@@ -6,6 +6,7 @@ pushed at the end of every tick (as the work goes), ticks keep completing (`/rea
 read at the next fetch. The turn: plugins whose desired state changed since the last tick first (a pause, a
 rollback, a new version: obeyed within the next tick, however long the queue), then the ones waiting longest; each
 plugin's dependencies (dependsOn) just before it. The first plugin of a tick always goes, so every tick moves on.
+A tick that recorded what a human's change asked pushes it at its end, even when woken meanwhile (`tick`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Pacing:
         self._turns = 0
         self._reached: dict[str, int] = {}  # plugin -> the tick that last went through it
         self.left: int = 0  # plugins the last tick did not reach
+        self.changed: frozenset[str] = frozenset()  # plugins whose desired state changed since the last tick
 
     def order(self, desired: Mapping[str, Desired],
               dependencies_first: Callable[[Mapping[str, Desired]], list[str]]) -> list[str]:
@@ -32,7 +34,7 @@ class Pacing:
         dependencies before it."""
         changed = {name for name, want in desired.items()
                    if self._wanted and (last := self._wanted.get(name)) is not want and last != want}
-        self._wanted = desired
+        self._wanted, self.changed = desired, frozenset(changed)
         ranked = sorted(desired, key=lambda name: (name not in changed, self._reached.get(name, -1)))
         return dependencies_first({name: desired[name] for name in ranked})
 

@@ -25,7 +25,7 @@ from reconciler.adapters.gitrepo import GitRepo
 from reconciler.adapters.ports import Clock
 from reconciler.adapters.registry import Registry, Runtime
 from reconciler.core.brakes import with_brakes
-from reconciler.core.fleet import Fleet, FleetInvalid, load_fleet
+from reconciler.core.fleet import Fleet, FleetInvalid, Parsed, load_fleet
 from reconciler.core.layout import SETTINGS_PATH, status_branch
 from reconciler.core.model import RolloutState, Severity
 from reconciler.core.trust import UNTRUSTED_REVISION, CommitVerdict
@@ -58,6 +58,7 @@ class RevisionSource:
         self._fleet_key: int | None = None
         self._refused_key: int | None = None
         self._next_fetch = 0.0
+        self._parsed = Parsed()  # the files of the last revision read: a new HEAD parses only what changed
 
     @property
     def signer(self) -> str | None:
@@ -102,7 +103,7 @@ class RevisionSource:
                 if not verdict.verified:
                     self._refuse_untrusted(files.key, verdict)
                     return
-            fleet = load_fleet(files, self._builtins, adapters=self._registry.models)
+            fleet = load_fleet(files, self._builtins, adapters=self._registry.models, parsed=self._parsed)
             if head and self._good is None:  # a start: no rule in force yet
                 at_start = self._judge_at_start(head[0], fleet)
                 if at_start is not None and not at_start.verified:

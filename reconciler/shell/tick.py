@@ -142,16 +142,19 @@ class Reconciler:
             acted = self._act(fleet, runtime, desired, recorded)
             self._notify(fleet, runtime, acted, now)
             moved = sum(len(decision.transitions) for decision in recorded.values())
-            self._push_unless_woken()
+            self._push_unless_woken(obeyed=any(name in self.pacing.changed for name in recorded))
         self._count_reports(when_due=True)
         self.telemetry.tick(time.monotonic() - started, fleet is not None)
         return TickReport(dict(self.states), moved, self.revisions.refused, self.remote.error)
 
-    def _push_unless_woken(self) -> None:
+    def _push_unless_woken(self, obeyed: bool) -> None:
         """Push, unless woken during this tick (a push webhook, a command) when the last tick pushed: the next
         tick, which starts at once, fetches first and pushes both ticks' commits, so a push webhook's change is
-        not kept waiting on our push (README "HTTP API"). Never twice in a row: wakes cannot hold commits back."""
-        if self.wake.is_set() and not self._push_deferred:
+        not kept waiting on our push (README "HTTP API"). Never twice in a row: wakes cannot hold commits back.
+        Never when this tick recorded what a human's change asked (`obeyed`): a pause is on the remote at the end
+        of the tick that obeyed it (README "Sizing"), whatever woke us meanwhile; nor when the remote holds nothing
+        new (the remote watcher sees our own pushes too)."""
+        if self.wake.is_set() and not self._push_deferred and not obeyed and self.repo.remote_moved():
             self._push_deferred = True
             return
         self._push_deferred = False

@@ -237,3 +237,23 @@ def test_a_clone_that_signs_signs_its_status_commits(remote: Path, tmp_path: Pat
     assert signed(clone(remote, tmp_path / "as-configured", signing=None))
     (home / ".gitconfig").write_text("[commit]\n\tgpgsign = false\n")
     assert not signed(clone(remote, tmp_path / "not-configured", signing=None))
+
+
+def test_entries_added_replaced_and_removed_in_process_keep_gits_order(remote: Path, tmp_path: Path) -> None:
+    """A tree is changed where the commit changes it, not sorted whole again: names that sort differently as a
+    file and as a directory ("x.md", "x-y.md", "x0.md" around the directory "x/") still come in git's order."""
+    ours = clone(remote, tmp_path / "ours", author_name="grayops", author_email="grayops@fleet.example")
+    theirs = clone(remote, tmp_path / "theirs", author_name="grayops", author_email="grayops@fleet.example")
+    steps: list[dict[str, str | None]] = [
+        {"reports/x.md": "a\n", "reports/x0.md": "b\n"},
+        {"reports/x/1.md": "c\n", "reports/x-y.md": "d\n"},  # a directory between files, a file before it
+        {"reports/x.md": "e\n", "reports/x/1.md": "f\n", "status/a-b.yaml": "g\n", "status/ab.yaml": "h\n"},
+        {"reports/x/1.md": None, "reports/x/2.md": "i\n", "status/x.yaml": None},
+        {"reports/x.md": None, "reports/x/2.md": None, "status/a.yaml": "j\n"},
+    ]
+    for n, files in enumerate(steps):
+        made = ours.commit(files, f"step {n}", TRAILERS, status=True)
+        assert made is not None
+        expected = git_commit_like(theirs.path, raw(ours.path, made), files, _message_of(made, ours.path))
+        assert made == expected, f"step {n}: {raw(ours.path, made)} != {raw(theirs.path, expected)}"
+    git(ours.path, "fsck", "--strict", "--no-dangling")

@@ -144,6 +144,31 @@ def test_status_files_never_follow_a_symlink(human: Human, repo: GitRepo, outsid
     assert dict(status) == {"status/auth.yaml": "phase: Succeeded\n"}
 
 
+def test_a_record_entry_that_refuses_the_revision_is_seen_whatever_commits_came_before(
+        human: Human, repo: GitRepo, outside: Path, tmp_path: Path) -> None:
+    """The fleet files are read again only when a commit changed something outside status/ and reports/, and the
+    record's entries one by one as commits change them (README "Sizing"): a symlink in status/, after grayops'
+    own status commits, refuses the revision as at a first read; gone again, the revision is good again."""
+    assert load_fleet(repo.desired_files(), adapters=ADAPTERS).plugins["billing"].spec.version == "1.0.0"
+    repo.commit({"status/billing.yaml": "phase: Progressing\n"}, "billing 1.0.0: started", status=True)
+    repo.commit({"reports/billing/1.0.0-r1.md": "# billing\n"}, "billing 1.0.0: report", status=True)
+    assert load_fleet(repo.desired_files(), adapters=ADAPTERS).plugins["billing"].spec.version == "1.0.0"
+    assert repo.push().pending == 0
+    human.pull()
+    symlink(human, "status/auth.yaml", outside / "billing.yaml")
+    symlink(human, "reports/billing/evil.md", outside / "billing.yaml")
+    human.commit("symlinks in the record")
+    refused = errors_at_head(refreshed(repo))
+    fresh = GitRepo(str(human.remote), tmp_path / "fresh")
+    fresh.ensure_clone()
+    assert refused == errors_at_head(fresh)  # as at a start
+    assert refused == ["reports/billing/evil.md: symlinks are not allowed in a fleet repository",
+                       "status/auth.yaml: symlinks are not allowed in a fleet repository"]
+    git(human.clone, "rm", "-q", "status/auth.yaml", "reports/billing/evil.md")
+    human.commit("no more symlinks")
+    assert load_fleet(refreshed(repo).desired_files(), adapters=ADAPTERS).plugins["billing"].spec.version == "1.0.0"
+
+
 def test_the_working_tree_is_never_read_for_the_desired_state(human: Human, repo: GitRepo) -> None:
     (repo.path / "plugins/billing.yaml").write_text(EVIL)  # a stray write in the clone, never committed
     assert load_fleet(repo.desired_files(), adapters=ADAPTERS).plugins["billing"].spec.version == "1.0.0"

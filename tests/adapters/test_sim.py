@@ -177,6 +177,38 @@ class TestPersistence:
         assert doc["plugins"]["billing"][ALL[0].id]["target"] == "1.0.0"
         assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]
 
+    def test_the_file_holds_every_plugin_as_json_dumps_writes_it(self, tmp_path: Path) -> None:
+        fleet, clock = make(tmp_path)
+        other = PLUGIN.model_copy(update={"metadata": PLUGIN.metadata.model_copy(update={"name": "audit"})})
+        fleet.apply(PLUGIN, [change(ALL[0], "1.0.0")])
+        fleet.apply(other, [change(ALL[1], "2.0.0")])
+        clock.advance(UPGRADE)
+        fleet.apply(PLUGIN, [change(ALL[0], "1.1.0"), change(ALL[2], "1.1.0")])
+        text = (tmp_path / STATE_FILE).read_text()
+        assert text == json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
+        assert SimFleet(tmp_path, settings(), CLUSTERS, clock).snapshot() == {
+            "billing": {ALL[0].id: "1.1.0", ALL[2].id: "1.1.0"}, "audit": {ALL[1].id: "2.0.0"}}
+        again = SimFleet(tmp_path, settings(), CLUSTERS, clock)  # restarted: a change keeps what it read
+        again.apply(other, [change(ALL[0], "2.0.0")])
+        assert SimFleet(tmp_path, settings(), CLUSTERS, clock).snapshot() == {
+            "billing": {ALL[0].id: "1.1.0", ALL[2].id: "1.1.0"}, "audit": {ALL[1].id: "2.0.0", ALL[0].id: "2.0.0"}}
+
+    def test_a_change_that_could_not_be_saved_is_not_made_nor_saved_later(self, tmp_path: Path) -> None:
+        fleet, clock = make(tmp_path)
+        other = PLUGIN.model_copy(update={"metadata": PLUGIN.metadata.model_copy(update={"name": "audit"})})
+        assert fleet.apply(PLUGIN, [change(ALL[0], "1.0.0")]) == {}
+        (tmp_path / STATE_FILE).unlink()
+        (tmp_path / STATE_FILE).mkdir()  # in the way of the file: saving fails
+        (tmp_path / STATE_FILE / "x").touch()
+        failed = fleet.apply(PLUGIN, [change(ALL[1], "1.0.0")])
+        assert list(failed) == [ALL[1].id] and "could not save sim fleet state" in failed[ALL[1].id]
+        assert fleet.versions("billing") == {ALL[0].id: "1.0.0"}
+        (tmp_path / STATE_FILE / "x").unlink()
+        (tmp_path / STATE_FILE).rmdir()
+        assert fleet.apply(other, [change(ALL[2], "2.0.0")]) == {}
+        assert SimFleet(tmp_path, settings(), CLUSTERS, clock).snapshot() == {
+            "billing": {ALL[0].id: "1.0.0"}, "audit": {ALL[2].id: "2.0.0"}}
+
     @pytest.mark.parametrize("content", [
         pytest.param(b"{not json", id="not-json"),
         pytest.param(b'["a list"]', id="wrong-shape"),

@@ -11,7 +11,7 @@ does (woken by a change to the local remote). Figures:
    its own;
 2. a human pauses the plugin last in line with `grayops pause` (pushed to the remote while the rollouts are still
    being started): the time from the pause on the remote to its status `Paused` there, and how many ticks began
-   meanwhile (target: within the next tick, so 1);
+   meanwhile, up to the one at whose end it was there (checked after each tick; target: within the next tick, so 1);
 3. every plugin's first status recorded and pushed: how long, in how many ticks.
 
 `--limit` bounds each wait: a tick still running then is reported as such (before README "Sizing", the first
@@ -103,6 +103,8 @@ class Ticking:
         self.ended: list[float] = []  # when each tick ended
         self.started = 0.0
         self.stopping = False
+        self.watch: Callable[[], bool] | None = None  # checked after each tick until it holds
+        self.held_after: int | None = None  # the ticks begun when `watch` first held at a tick's end
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -115,11 +117,18 @@ class Ticking:
             except Exception as err:  # as `grayops run`: a failed tick is tried again
                 print(f"  a tick failed: {type(err).__name__}: {err}")
             self.ended.append(time.monotonic())
+            if self.watch is not None and self.held_after is None and self.watch():
+                self.held_after = len(self.began)
             self.reconciler.wake.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def ticks_since(self, moment: float) -> int:
         """Ticks begun after `moment`, up to now."""
         return sum(1 for t in self.began if t > moment)
+
+
+def pushed_by(ticking: Ticking, begun_before: int) -> int | str:
+    """The ticks begun after the pause was on the remote, up to the one at whose end its Paused was there."""
+    return "?" if ticking.held_after is None else ticking.held_after - begun_before
 
 
 def wait(check: Callable[[], bool], deadline: float) -> bool:
@@ -163,16 +172,18 @@ def bench(plugins: int, limit: float) -> None:
                   f"{made} commit(s) so far, {remote_count(remote) - before} pushed")
 
         last = name(plugins - 1)  # the last in line: not started yet while the first ones are
+        ticking.watch = lambda: remote_phase(remote, last) == "Paused"  # which tick pushed it, exactly
         asked = time.monotonic()
         pausing = subprocess.Popen([*GRAYOPS, "pause", last, "--repo", str(remote), "--as", "alice", "--reason",
                                     "bench"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert wait(lambda: paused_on_remote(remote), time.monotonic() + max(60.0, limit)), "the pause never landed"
         on_remote = time.monotonic()  # the moment the pause commit is on the remote (the command may still run)
+        begun_before = len(ticking.began)
         assert pausing.wait(timeout=60) == 0, pausing.stderr.read() if pausing.stderr else ""
         started_then = recorded(remote)
         if wait(lambda: remote_phase(remote, last) == "Paused", time.monotonic() + limit):
             print(f"  pause on the remote -> Paused there {time.monotonic() - on_remote:8.2f} s   (target: within "
-                  f"the next tick) ticks begun meanwhile: {ticking.ticks_since(on_remote)}; {started_then} of "
+                  f"the next tick) ticks begun meanwhile: {pushed_by(ticking, begun_before)}; {started_then} of "
                   f"{plugins} rollouts recorded then; the pause command took {on_remote - asked:.1f} s to push")
         else:
             print(f"  pause on the remote -> Paused there  not after {limit:.0f} s "

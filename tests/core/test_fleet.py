@@ -6,7 +6,7 @@ import pytest
 
 from policies import builtin_policies
 from reconciler.cli import full_registry
-from reconciler.core.fleet import FleetInvalid, load_fleet
+from reconciler.core.fleet import FleetInvalid, Parsed, load_fleet
 from tests.conftest import FAST_POLICY, plugin_yaml, settings_yaml
 
 ADAPTERS = full_registry().models
@@ -128,3 +128,26 @@ def test_builtin_policies_are_valid_and_the_default_one_alerts_above_5_percent_e
     assert [(m.name, m.max) for m in default.analysis.metrics] == [("error_rate", 0.05), ("latency_p99_ms", 500)]
     assert default.batch_timeout == 1800 and default.analysis.no_data_timeout == 300
     assert [b.max_parallel for b in (loaded.policies["rolling"],)] == [1]
+
+
+def test_a_revision_loaded_after_another_parses_only_the_files_that_changed_and_loads_the_same() -> None:
+    """README "Sizing": a pause in one of 10,000 plugin files parses that file again, not the others."""
+    parsed = Parsed()
+    audit = plugin_yaml("audit", "2.0.0")
+    first = load_fleet(fleet(plugins__audit_yaml=audit), builtin_policies(), adapters=ADAPTERS, parsed=parsed)
+    paused = fleet(plugins__audit_yaml=audit, plugins__billing_yaml=plugin_yaml("billing", "1.5.0",
+                                                                                extra="  paused: true\n"))
+    second = load_fleet(paused, builtin_policies(), adapters=ADAPTERS, parsed=parsed)
+    assert second == load_fleet(paused, builtin_policies(), adapters=ADAPTERS)
+    assert second.plugins["audit"] is first.plugins["audit"]  # the same file: not parsed again
+    assert second.plugins["billing"].spec.paused and not first.plugins["billing"].spec.paused
+    broken = fleet(plugins__audit_yaml=audit, plugins__billing_yaml=plugin_yaml("billing", "1.5.0", policy="nope"))
+    for _ in range(2):  # an error found in a file parsed before is reported the same
+        with pytest.raises(FleetInvalid) as caught:
+            load_fleet(broken, builtin_policies(), adapters=ADAPTERS, parsed=parsed)
+        assert [str(e) for e in caught.value.errors] == errors_of(broken)
+    unknown = fleet(plugins__billing_yaml=plugin_yaml("billing", "1.5.0", extra="  polcy: x\n"))
+    for _ in range(2):
+        with pytest.raises(FleetInvalid) as caught:
+            load_fleet(unknown, builtin_policies(), adapters=ADAPTERS, parsed=parsed)
+        assert [str(e) for e in caught.value.errors] == errors_of(unknown)

@@ -4,6 +4,7 @@ many plugins wait; each tick's commits are pushed at its end."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -116,3 +117,26 @@ def test_the_commit_that_asked_stays_known_across_ticks_of_status_commits_and_fo
     reconciler.tick()
     assert reconciler.states["p3"].desired_commit == bumped
     assert {reconciler.states[name].desired_commit for name in ("p1", "p2", "p4")} == {asked}
+
+
+def test_a_tick_that_obeys_a_human_change_pushes_it_even_when_woken_meanwhile(
+        tmp_path: Path, plugins: dict[str, str]) -> None:
+    """A wake during a tick (our own last push seen on the remote, a webhook) leaves that tick's push to the next
+    one, but not the push of a pause: it is on the remote at the end of the tick that obeyed it."""
+    human = make_fleet_repo(tmp_path)
+    reconciler, _ = running(human, tmp_path, plugins)
+    waking: list[bool] = []
+
+    def clock() -> float:  # read while the tick goes through plugins
+        if waking:
+            reconciler.wake.set()
+        return time.monotonic()
+
+    reconciler.pacing = Pacing(budget=0.0, clock=clock)
+    reconciler.tick()
+    human.pull()
+    human.commit("pause p4", {"plugins/p4.yaml": plugin_yaml("p4", "1.0.0", policy="now", extra="  paused: true\n")})
+    waking.append(True)
+    reconciler.tick()
+    assert reconciler.wake.is_set()
+    assert (remote_status(human, "p4") or {}).get("phase") == "Paused"

@@ -199,10 +199,27 @@ def test_a_wake_during_a_tick_leaves_its_push_to_the_next_tick_once(tmp_path: Pa
     at once and fetches the new commit; the next one pushes both ticks' commits, even when woken again."""
     human = make_fleet_repo(tmp_path)
     reconciler, world = running(human, tmp_path, {"billing": "1.0.0"})
-    world.on_apply = reconciler.wake.set  # the wake arrives while the tick acts
+
+    def pushed_and_woken() -> None:  # a human's push arrives while the tick acts, and its webhook wakes us
+        if not remote_file(human, "README.md"):
+            human.commit("a readme", {"README.md": "the fleet\n"})
+        reconciler.wake.set()
+
+    world.on_apply = pushed_and_woken
     reconciler.tick()
     assert remote_file(human, "status/billing.yaml") is None and reconciler.repo.unpushed() > 0
     assert reconciler.wake.is_set()  # the loop starts the next tick at once
     reconciler.tick()  # woken again during this one: it pushes all the same
+    assert reconciler.repo.unpushed() == 0
+    assert (remote_status(human, "billing") or {}).get("phase") == "Progressing"
+
+
+def test_a_wake_with_nothing_new_on_the_remote_does_not_hold_the_push_back(tmp_path: Path) -> None:
+    """The remote watcher sees our own pushes too: woken while the remote holds nothing we have not fetched, a
+    tick pushes all the same (README "Sizing": pushed as it goes, each tick)."""
+    human = make_fleet_repo(tmp_path)
+    reconciler, world = running(human, tmp_path, {"billing": "1.0.0"})
+    world.on_apply = reconciler.wake.set  # as our last push, seen on the remote, would
+    reconciler.tick()
     assert reconciler.repo.unpushed() == 0
     assert (remote_status(human, "billing") or {}).get("phase") == "Progressing"
