@@ -170,17 +170,18 @@ def bench_plan_and_tick(clusters: int, plugins: int) -> list[Figure]:
                 SPAWNS.show("idle tick (and a rev-list of the bench)", by_command)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     target = TARGETS.get(instances, {}).get
+    size = f"{instances:,} inst."
     figures = [
-        Figure("load + validate the fleet", 1000 * (loaded - started), "ms", target("load + validate")),
-        Figure("plan every plugin", 1000 * (planned - loaded), "ms", target("plan")),
-        Figure(f"first tick ({plugins} rollouts start)", 1000 * (t1 - t0), "ms", target("first tick"),
+        Figure(f"{size}: load + validate the fleet", 1000 * (loaded - started), "ms", target("load + validate")),
+        Figure(f"{size}: plan every plugin", 1000 * (planned - loaded), "ms", target("plan")),
+        Figure(f"{size}: first tick ({plugins} rollouts start)", 1000 * (t1 - t0), "ms", target("first tick"),
                1000 * first_limit, f"{first_commits} commits, pushed; {first_spawns} processes"),
-        Figure("plan + first tick", 1000 * (planned - loaded + t1 - t0), "ms", target("plan + first tick")),
-        Figure("second tick (bakes begin)", 1000 * (t2 - t2_start), "ms", None, 1000 * second_limit,
+        Figure(f"{size}: plan + first tick", 1000 * (planned - loaded + t1 - t0), "ms", target("plan + first tick")),
+        Figure(f"{size}: second tick (bakes begin)", 1000 * (t2 - t2_start), "ms", None, 1000 * second_limit,
                f"{second_commits} commits, pushed; {second_spawns} processes"),
-        Figure("tick with nothing to record", 1000 * min(quiet, default=float("nan")), "ms", target("idle tick"),
-               note=f"best of {len(quiet)}; {min(quiet_spawns, default=0)} processes"),
-        Figure("peak RSS of the process", peak, "MB", target("peak RSS")),
+        Figure(f"{size}: tick with nothing to record", 1000 * min(quiet, default=float("nan")), "ms",
+               target("idle tick"), note=f"best of {len(quiet)}; {min(quiet_spawns, default=0)} processes"),
+        Figure(f"{size}: peak RSS of the process", peak, "MB", target("peak RSS")),
     ]
     table(f"fleet: {clusters} clusters x {plugins} plugins = {instances:,} instances", figures)
     return figures
