@@ -42,8 +42,8 @@ def plugins() -> list[Figure]:
     nan = float("nan")
     return [Figure("10,000 plugins x 1 cluster: first tick", float(first[1]) if first else nan, "s", 5,
                    note="pushed as it goes"),
-            Figure("  a pause on the remote -> Paused there", float(pause[1]) if pause else nan, "s",
-                   note=f"{pause[2] if pause else '?'} tick(s) begun meanwhile (target: within the next tick)")]
+            Figure("  a pause: ticks begun until Paused on the remote", float(pause[2]) if pause else nan, "", 1,
+                   note=f"{pause[1] if pause else '?'} s from the pause on the remote (target: the next tick)")]
 
 
 BENCHES: dict[str, Callable[[argparse.Namespace], list[Figure]]] = {
