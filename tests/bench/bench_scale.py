@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 
 def plugins() -> list[Figure]:
     """bench_plugins.py as a command (it ends its process when done), its two targeted figures read from its
-    output; a figure it did not print (a wait that ran out) is NaN, over any target."""
+    output; a figure it did not print (a wait that ran out) is NaN, printed n/a."""
     done = subprocess.run([sys.executable, str(HERE / "bench_plugins.py")], capture_output=True, text=True,
                           check=False)
     print(done.stdout, done.stderr, sep="", end="", flush=True)

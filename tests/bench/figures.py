@@ -92,8 +92,10 @@ class Figure:
 
     @property
     def met(self) -> str:
-        if self.target is None or math.isnan(self.measured):
+        if self.target is None:
             return ""
+        if math.isnan(self.measured):  # not measured: a wait ran out, or the benchmark failed
+            return "n/a"
         return "ok" if self.measured <= self.target else "OVER"
 
     @property
