@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_core import fleet_repo
+from tests.bench.figures import Figure, load, table
 
 TARGET_MS = 200.0
 
@@ -99,26 +100,21 @@ def replica(remote: str, workdir: str, shard: int, shards: int, pipe: Connection
             return
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clusters", type=int, default=10_000)
-    parser.add_argument("--plugins", type=int, default=100)
-    parser.add_argument("--shards", type=int, default=10)
-    args = parser.parse_args()
-    total = args.clusters * args.plugins
-    print(f"sharding: {args.clusters} clusters x {args.plugins} plugins = {total:,} instances in {args.shards} shards, "
-          f"one replica process each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+def bench_shards(clusters: int, plugins: int, shards: int) -> list[Figure]:
+    total = clusters * plugins
+    print(f"sharding: {clusters} clusters x {plugins} plugins = {total:,} instances in {shards} shards, "
+          f"one replica process each; {load()}")
     spawn = multiprocessing.get_context("spawn")  # clean processes: each one's RSS is its own
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         made = time.perf_counter()
-        remote, _ = fleet_repo(root, args.clusters, args.plugins)
+        remote, _ = fleet_repo(root, clusters, plugins)
         print(f"  fleet repository written                 {time.perf_counter() - made:8.1f} s")
         pipes, processes = [], []
-        for shard in range(args.shards):
+        for shard in range(shards):
             ours, theirs = spawn.Pipe()
             process = spawn.Process(target=replica, args=(str(remote), str(root / f"replica-{shard}"), shard,
-                                                          args.shards, theirs), daemon=True)
+                                                          shards, theirs), daemon=True)
             process.start()
             pipes.append(ours)
             processes.append(process)
@@ -127,13 +123,13 @@ def main() -> None:
         rows = []
         for shard, pipe in enumerate(pipes):  # one at a time: a replica has its cores to itself, as in production
             pipe.send("warm")
-            plugins, instances, warm = pipe.recv()
+            acting, instances, warm = pipe.recv()
             pipe.send("idle")
             quiet, rss = pipe.recv()
-            rows.append((shard, plugins, instances, warm, quiet, rss))
+            rows.append((shard, acting, instances, warm, quiet, rss))
             wall = f"{1000 * statistics.median(w for w, _ in quiet):7.1f}" if quiet else "    n/a"
             cpu = f"{1000 * statistics.median(c for _, c in quiet):7.1f}" if quiet else "    n/a"
-            print(f"  shard {shard:2d}: {plugins:3d} plugins {instances:8,} instances  start + bake {warm:6.1f} s  "
+            print(f"  shard {shard:2d}: {acting:3d} plugins {instances:8,} instances  start + bake {warm:6.1f} s  "
                   f"idle tick median wall {wall} ms, CPU {cpu} ms  peak RSS {rss:6.0f} MB  "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
         for pipe in pipes:
@@ -144,10 +140,25 @@ def main() -> None:
     walls = [statistics.median(w for w, _ in quiet) for *_, quiet, _ in rows if quiet]
     cpus = [statistics.median(c for _, c in quiet) for *_, quiet, _ in rows if quiet]
     instances = sum(row[2] for row in rows)
-    print(f"  {instances:,} instances acted for across {args.shards} replicas "
-          f"(peak RSS per replica {max(row[5] for row in rows):.0f} MB, all {sum(row[5] for row in rows):.0f} MB)")
-    print(f"  per-shard idle tick, worst shard's median: wall {1000 * max(walls, default=float('nan')):7.1f} ms, "
-          f"CPU {1000 * max(cpus, default=float('nan')):7.1f} ms   (target <= {TARGET_MS:.0f})")
+    figures = [
+        Figure(f"per-shard idle tick, {shards} shards, wall", 1000 * max(walls, default=float("nan")), "ms",
+               TARGET_MS, note=f"worst shard's median; {instances:,} instances acted for"),
+        Figure("  the same, CPU (the tick's process and git children)", 1000 * max(cpus, default=float("nan")),
+               "ms", TARGET_MS, note="what it costs a replica with a core to itself"),
+        Figure("  peak RSS of the largest replica", max(row[5] for row in rows), "MB",
+               note=f"all {shards} replicas: {sum(row[5] for row in rows):.0f} MB"),
+    ]
+    table(f"sharding: {total:,} instances", figures)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clusters", type=int, default=10_000)
+    parser.add_argument("--plugins", type=int, default=100)
+    parser.add_argument("--shards", type=int, default=10)
+    args = parser.parse_args()
+    bench_shards(args.clusters, args.plugins, args.shards)
 
 
 if __name__ == "__main__":

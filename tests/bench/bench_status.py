@@ -14,13 +14,16 @@ the per-instance form grayops wrote before and once with the grouped form it wri
   `git gc`s (a push of fewer than `receive.unpackLimit` = 100 objects is unpacked into loose objects);
 - the largest status file and the bytes of all of them.
 
+Then the rollout as grayops records it: each tick's decision through the recorder (`Recorder.record`, a commit per
+plugin per tick, the report with the last) into a clone (`GitRepo`), timed, next to the same commits written by one
+`git fast-import` (tests/bench/figures.py), and their packed growth.
+
 Target: <= 1 MB of packed growth per full rollout of a 10,000-instance plugin.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from policies import builtin_policies
+from reconciler.adapters.gitrepo import GitRepo
 from reconciler.core import yamlemit
 from reconciler.core.effects import (
     Change,
@@ -44,11 +48,14 @@ from reconciler.core.effects import (
     QueryMetrics,
     SetVersion,
 )
-from reconciler.core.engine import decide, rollout_id
+from reconciler.core.engine import Decision, decide, rollout_id
+from reconciler.core.layout import status_path
 from reconciler.core.model import BatchPhase, InstanceState, Measurement, Phase, RolloutState, Step, to_doc
 from reconciler.core.plan import select_instances
 from reconciler.core.spec import ClusterSpec, PluginSpec, PolicySpec
 from reconciler.core.status import dump_status, load_status
+from reconciler.shell.recorder import Recorder
+from tests.bench.figures import Commit, Figure, fast_import, git, replay, snapshot, stream, table
 
 TARGET_BYTES = 1 << 20
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -66,8 +73,8 @@ def clusters(count: int) -> list[ClusterSpec]:
             for i in range(count)]
 
 
-def desired(version: str, fleet: list[ClusterSpec]) -> Desired:
-    return Desired("billing", version, False, "canary-waves", POLICY,
+def desired(version: str, fleet: list[ClusterSpec], plugin: str = "billing") -> Desired:
+    return Desired(plugin, version, False, "canary-waves", POLICY,
                    tuple(select_instances(PluginSpec(version=version), fleet)), f"c0ffee{version}",
                    Change(f"c0ffee{version}", "alice"))
 
@@ -92,6 +99,7 @@ class Rollout:
     snapshots: list[RolloutState]
     ticks: int
     seconds: float
+    decisions: list[Decision]  # the ticks with transitions: what the recorder commits
 
 
 def roll_out(want: Desired, state: RolloutState, now: datetime) -> Rollout:
@@ -99,11 +107,14 @@ def roll_out(want: Desired, state: RolloutState, now: datetime) -> Rollout:
     seen = {ref.id: InstanceObservation(state.target_version, True) for ref in want.instances}
     snapshots: list[RolloutState] = [state]
     metrics: tuple[MetricResult, ...] = ()
+    decisions: list[Decision] = []
     started, ticks = time.perf_counter(), 0
     while True:
         decision = decide(state, want, Observations(dict(seen), metrics=metrics), now)
         ticks += 1
         snapshots.extend(t.state or decision.state for t in decision.transitions)
+        if decision.transitions:
+            decisions.append(decision)
         state, metrics = decision.state, ()
         for effect in decision.effects:
             if isinstance(effect, SetVersion):  # ready at the next tick
@@ -116,23 +127,13 @@ def roll_out(want: Desired, state: RolloutState, now: datetime) -> Rollout:
         upgrading = state.current_batch is not None and state.current_batch.phase is BatchPhase.UPGRADING
         now += timedelta(seconds=1 if upgrading else 15)  # a tick a second while instances move, then the bake
     assert state.phase is Phase.SUCCEEDED, state.reason
-    return Rollout(snapshots, ticks, time.perf_counter() - started)
-
-
-def git(cwd: Path, *args: str, stdin: bytes | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True).stdout.decode()
+    return Rollout(snapshots, ticks, time.perf_counter() - started, decisions)
 
 
 def commit_all(repo: Path, texts: list[str]) -> None:
     """One commit of status/billing.yaml per text on main, written by one `git fast-import`."""
-    stream: list[bytes] = []
-    for index, text in enumerate(texts):
-        data, message = text.encode(), f"billing: transition {index}".encode()
-        stream.append(b"commit refs/heads/main\ncommitter grayops <grayops@example.com> %d +0000\n"
-                      % (1_800_000_000 + index))
-        stream.append(b"data %d\n%s\n" % (len(message), message))
-        stream.append(b"M 100644 inline status/billing.yaml\ndata %d\n%s\n" % (len(data), data))
-    git(repo, "fast-import", "--quiet", stdin=b"".join(stream))
+    fast_import(repo, stream(Commit({"status/billing.yaml": text}, f"billing: transition {index}")
+                             for index, text in enumerate(texts)))
 
 
 def counts(repo: Path) -> dict[str, int]:
@@ -184,23 +185,61 @@ def measure(name: str, form: Callable[[RolloutState], str], rollout: Rollout) ->
           f"{mb(largest):>12}{mb(total):>12}{1000 * written / len(texts):>9.0f} ms{1000 * read:>7.0f} ms")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--instances", type=int, default=10_000)
-    args = parser.parse_args()
-    fleet = clusters(args.instances)
+def recorded(root: Path, want: Desired, before: RolloutState, rollout: Rollout) -> list[Figure]:
+    """The rollout recorded as grayops records it, into a clone of a remote where `before` is the status: the
+    time of the recorder's commits, the same commits by one fast-import, and their packed growth."""
+    remote = root / "fleet.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(remote))
+    plugin = ("apiVersion: grayops.dev/v1\nkind: Plugin\nmetadata: {name: billing}\nspec:\n"
+              f"  version: \"{want.version}\"\n")
+    fast_import(remote, stream([Commit({"plugins/billing.yaml": plugin, status_path("billing"): dump_status(before)},
+                                       "fleet", "alice <alice@example.com>")]))
+    repo = GitRepo(str(remote), root / "work")
+    repo.ensure_clone()
+    clone = root / "work" / "repo"
+    limit_repo = snapshot(clone, root / "limit.git")
+    git(limit_repo, "repack", "-a", "-d", "-f", "-q")
+    packed_before = counts(limit_repo)["size-pack"]
+    recorder = Recorder(repo)
+    started = time.perf_counter()
+    for decision in rollout.decisions:
+        recorder.record(decision, want, "plugins/billing.yaml", {})
+    seconds = time.perf_counter() - started
+    limit, commits = replay(clone, limit_repo)
+    git(limit_repo, "repack", "-a", "-d", "-f", "-q")
+    packed = counts(limit_repo)["size-pack"] - packed_before
+    return [Figure(f"status commits of a full rollout, {len(want.instances):,} inst.", 1000 * seconds, "ms",
+                   limit=1000 * limit, note=f"{commits} commits (one per tick with transitions), report included"),
+            Figure("  their packed growth on the remote", packed / (1 << 20), "MB", TARGET_BYTES / (1 << 20),
+                   note="after `git repack -adf`")]
+
+
+def bench_status(instances: int) -> list[Figure]:
+    fleet = clusters(instances)
     before = installed(desired("1.0.0", fleet))
-    rollout = roll_out(desired("2.0.0", fleet), before, START + timedelta(days=1))
+    want = desired("2.0.0", fleet)
+    rollout = roll_out(want, before, START + timedelta(days=1))
     final = rollout.snapshots[-1]
     assert load_status(dump_status(final)) == load_status(per_instance_form(final))  # one record, either form
-    print(f"status record of a full rollout: {args.instances} instances, policy canary-waves, "
-          f"{len(rollout.snapshots) - 1} status commits ({rollout.ticks} ticks decided in {rollout.seconds:.0f} s)")
+    print(f"status record of a full rollout: {instances} instances, policy canary-waves, "
+          f"{len(rollout.snapshots) - 1} transitions in {len(rollout.decisions)} ticks "
+          f"({rollout.ticks} ticks decided in {rollout.seconds:.0f} s); a status file per transition:")
     print(f"  {'form':<13}{'packed growth':>15}{'loose':>12}{'file':>12}{'all files':>12}{'dump':>12}{'load':>10}")
     measure("per-instance", per_instance_form, rollout)
     measure("grouped", dump_status, rollout)
     print(f"  target: packed growth <= {mb(TARGET_BYTES)} per full rollout (after `git repack -adf`); loose: the "
           "same commits before the remote's gc; file: the largest status file; dump: per status file; load: the "
           "last one")
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = recorded(Path(tmp), want, before, rollout)
+    table("as grayops records it: a commit per tick with transitions", figures)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--instances", type=int, default=10_000)
+    bench_status(parser.parse_args().instances)
 
 
 if __name__ == "__main__":

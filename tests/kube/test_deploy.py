@@ -12,7 +12,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from reconciler.adapters.kube.client import connect_default
+from reconciler.adapters.kube.lease import LeaderElector, ShardLeases
 from reconciler.cli import build_parser
+from tests.kube.emulator import Emulator, kubeconfig
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 MANIFESTS = sorted(p for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -58,8 +61,12 @@ def test_rbac_is_least_privilege() -> None:
     verbs = {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
     assert verbs[("apps", "deployments")] == {"get", "list", "watch", "patch"}
     assert verbs[("", "pods/exec")] == {"create"}
-    assert ("coordination.k8s.io", "leases") in verbs
-    assert not any(v & {"delete", "deletecollection", "escalate", "bind", "impersonate"} for v in verbs.values())
+    assert verbs[("coordination.k8s.io", "leases")] == {"get", "list", "create", "update", "delete"}
+    assert not any(v & {"deletecollection", "escalate", "bind", "impersonate"} for v in verbs.values())
+    deleting = {(g, r) for (g, r), v in verbs.items() if "delete" in v}
+    assert deleting == {("coordination.k8s.io", "leases")}  # a dead replica's presence Lease, nothing else
+    cluster_wide = {r for role in by_kind("ClusterRole") for rule in role["rules"] for r in rule["resources"]}
+    assert "leases" not in cluster_wide  # Leases in grayops' own namespace only
 
 
 def test_the_deployment_runs_grayops_safely_with_leader_election() -> None:
@@ -113,3 +120,49 @@ def test_the_strategies_role_grants_what_the_driver_does_and_no_more() -> None:
     (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "grayops", "namespace": "grayops"}]
+
+
+def lease_verbs(lease: str | None) -> set[tuple[str, str]]:
+    """The (verb, "leases") the Roles grant on a Lease named `lease` (None: on any name, as a list needs)."""
+    return {(verb, "leases") for role in by_kind("Role") for rule in role["rules"]
+            if "coordination.k8s.io" in rule["apiGroups"] and "leases" in rule["resources"]
+            and ("resourceNames" not in rule or (lease is not None and lease in rule["resourceNames"]))
+            for verb in rule["verbs"]}
+
+
+def test_the_role_grants_every_lease_request_of_sharding(tmp_path: Path) -> None:
+    """`grayops run --shards N` against an API server that enforces the Role: Lease names vary with N and the pod
+    names, so its rules must grant what ShardLeases calls on any name (README "Sharding")."""
+    emulator = Emulator("home", controller=False).start()
+    try:
+        emulator.allowed = lease_verbs(None)
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig([emulator])))
+        a, b = (ShardLeases(connect_default(str(path)), "grayops", "grayops", who, 2, duration=30.0) for who in "ab")
+        a.step()  # list, create the presence and both shards
+        assert a.snapshot() == {0, 1}, a.last_error
+        b.step()
+        a.step()  # a sees b: it stops acting for one shard, and gives its Lease back a round later (get, update)
+        a.step()
+        b.step()
+        assert len(a.snapshot()) == len(b.snapshot()) == 1, (a.last_error, b.last_error)
+        b.stop(release=True)  # a clean stop releases b's shard and deletes its presence Lease
+        items, _ = emulator.list(emulator.resource("leases", "coordination.k8s.io"), "grayops")
+        holders = {item["metadata"]["name"]: item["spec"].get("holderIdentity") for item in items}
+        assert holders == {"grayops-0": "a", "grayops-1": None, "grayops-replica-a": "a"} or \
+            holders == {"grayops-0": None, "grayops-1": "a", "grayops-replica-a": "a"}
+    finally:
+        emulator.stop()
+
+
+def test_the_role_grants_every_lease_request_of_leader_election(tmp_path: Path) -> None:
+    emulator = Emulator("home", controller=False).start()
+    try:
+        emulator.allowed = lease_verbs("grayops")
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig([emulator])))
+        a = LeaderElector(connect_default(str(path)), "grayops", "grayops", "a", duration=30.0)
+        assert a.try_acquire_or_renew(), a.last_error  # create
+        assert a.try_acquire_or_renew(), a.last_error  # get, update
+    finally:
+        emulator.stop()
