@@ -17,6 +17,7 @@ commits are also written by one `git fast-import` (tests/bench/figures.py), prin
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import subprocess
@@ -49,6 +50,7 @@ from reconciler.core.model import Measurement, Phase
 from reconciler.core.plan import plan, select_instances
 from reconciler.core.spec import ClusterSpec, Plugin, PluginSpec, PolicySpec, SimSettings
 from reconciler.shell import Reconciler
+from reconciler.shell.tick import GC_THRESHOLDS
 from tests.bench.figures import Figure, replay, snapshot, table
 
 ADAPTERS = full_registry().models
@@ -125,6 +127,7 @@ def fleet_repo(root: Path, clusters: int, plugins: int) -> tuple[Path, Path]:
 
 def bench_plan_and_tick(clusters: int, plugins: int) -> list[Figure]:
     """The figures of one fleet, with the targets set for its size (none for other sizes)."""
+    gc.set_threshold(*GC_THRESHOLDS)  # what `grayops run` works with from its start (Reconciler.start)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         remote, human = fleet_repo(root, clusters, plugins)
