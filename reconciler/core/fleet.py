@@ -251,21 +251,23 @@ class RevisionFiles(dict[str, str]):
 # --- loading -----------------------------------------------------------------------------------------------
 
 
+_FileKey = tuple[str, str, type[Strict]]  # path, text, model
+_ParsedFile = tuple[Strict | None, yamlpos.Located | None, tuple[FleetError, ...]]  # model, lines, errors
+
+
 class Parsed:
     """The plugin, policy and approvals files of the last revision loaded with it, as parsed (by path, text and
     model): loading the next revision parses only the files that changed, not 10,000 plugin files again for one
     pause (README "Sizing"). Holds one revision's files at most; not shared between threads."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str, type[Strict]], tuple[Strict | None, yamlpos.Located | None,
-                                                               tuple[FleetError, ...]]] = {}
-        self._now: dict[tuple[str, str, type[Strict]], tuple[Strict | None, yamlpos.Located | None,
-                                                              tuple[FleetError, ...]]] = {}
+        self._last: dict[_FileKey, _ParsedFile] = {}
+        self._now: dict[_FileKey, _ParsedFile] = {}
 
     def parse(self, path: str, text: str, model: type[M], errors: list[FleetError],
               located: dict[str, yamlpos.Located]) -> M | None:
         """What `_parse` gives, from the last revision when the file is the same."""
-        key: tuple[str, str, type[Strict]] = (path, text, model)
+        key: _FileKey = (path, text, model)
         found = self._now.get(key) or self._last.get(key)
         if found is None:
             mine: list[FleetError] = []
