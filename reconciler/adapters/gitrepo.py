@@ -494,6 +494,7 @@ class GitRepo:
             if (tree.path / git_path).exists():
                 log.warning("aborting a rebase left unfinished in %s", tree.path)
                 self._git("rebase", "--abort", cwd=tree.path, check=False)
+        self._remove_half_written(tree)
         if not self._has_commits(tree):
             return
         dirty = self._git("status", "--porcelain", "--untracked-files=no", cwd=tree.path).stdout.strip()
@@ -502,6 +503,14 @@ class GitRepo:
             # tick writes them again.
             log.warning("discarding uncommitted changes in %s: %s", tree.path, dirty.replace("\n", "; "))
             self._git("reset", "--quiet", "--hard", "HEAD", cwd=tree.path)
+
+    def _remove_half_written(self, tree: _Tree) -> None:
+        """The temporary files of record writes a kill interrupted before their rename (`_write_atomic`)."""
+        listed = self._git("ls-files", "--others", "-z", "--", *RECORD_DIRECTORIES, cwd=tree.path).stdout
+        for path in filter(None, listed.split("\0")):
+            if _HALF_WRITTEN.fullmatch(path.rpartition("/")[2]):
+                log.warning("removing %s, a write left half done by a process that was killed", path)
+                (tree.path / path).unlink(missing_ok=True)
 
     def _remove_stale_locks(self, tree: _Tree) -> None:
         """Lock files a killed git left behind. We hold the workdir lock, so no live process of ours owns them."""
@@ -2011,6 +2020,9 @@ def _remove_entry(path: Path) -> None:
         shutil.rmtree(path)  # a real directory (rmtree does not follow the symlinks inside it)
     else:
         path.unlink()
+
+
+_HALF_WRITTEN = re.compile(r"\..+\.[a-z0-9_]{8}")  # what `_write_atomic`'s temporary file is named
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -215,6 +215,20 @@ def test_a_process_killed_while_making_status_commits_leaves_a_clone_that_resume
     assert git(remote, "show", "main:status/x.yaml") == f"n: {n + 1}"
 
 
+def test_a_temporary_file_left_by_a_write_killed_midway_is_removed_when_the_clone_resumes(remote: Path,
+                                                                                          tmp_path: Path) -> None:
+    """A kill between a record file's temporary write and its rename (it happened under load in the test above)
+    leaves `.<name>.<random>` beside it; the resumed clone is clean and goes on committing."""
+    workdir = tmp_path / "ours"
+    first = clone(remote, workdir)
+    assert first.commit({"status/x.yaml": "n: 1\n", "reports/x/1.md": "1\n"}, "x: 1", status=True)
+    (first.path / "reports" / "x" / ".1.md.cu0rra50").write_text("half")
+    (first.path / "status" / ".x.yaml.k2j9x_01").write_text("")
+    resumed = clone(remote, workdir)
+    assert git(resumed.path, "status", "--porcelain") == ""
+    assert resumed.commit({"status/x.yaml": "n: 2\n"}, "x: 2", status=True) is not None
+
+
 def test_a_clone_that_signs_signs_its_status_commits(remote: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     key = ssh_signer(tmp_path, "grayops").key
